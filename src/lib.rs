@@ -1,0 +1,8 @@
+//! gitops-reverser: keeps a Git folder equal to the live state of selected Kubernetes objects.
+//! `manifest` is the pure core (sanitize, hash, equivalence, layout, YAML); `crd` holds the
+//! custom resource types; `cli` implements the command line on top of both.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod crd;
+pub mod manifest;
