@@ -1,1 +1,24 @@
-fn main() {}
+//! The `gitops-reverser` binary: parses the command line and hands it to the library.
+//! `anyhow` and process exit codes live here and nowhere else.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use gitops_reverser::cli::{Cli, run};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let code = run(
+        cli,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(code)
+}

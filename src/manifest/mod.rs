@@ -1,4 +1,16 @@
 //! The manifest core: what a cluster object looks like in Git, decided without I/O or async.
 //! Sanitize, exclusions, content hash, equivalence, path layout and the one YAML writer.
 
+pub mod exclude;
+pub mod hash;
+pub mod layout;
+pub mod object;
+pub mod pipeline;
+pub mod sanitize;
 pub mod yaml;
+
+pub use exclude::{ExclusionPolicy, exclusion};
+pub use hash::{ContentHash, HASH_ANNOTATION, content_hash};
+pub use object::{ObjectError, ObjectId};
+pub use pipeline::{Manifest, Outcome, prepare};
+pub use sanitize::sanitize;

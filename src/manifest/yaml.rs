@@ -18,8 +18,14 @@ pub enum YamlError {
 
 /// Writes one document as block YAML, without a leading `---`.
 pub fn to_yaml(doc: &Value) -> Result<String, YamlError> {
-    serde_saphyr::to_string_with_options(&Ordered { value: doc, top: true }, writer_options())
-        .map_err(|e| YamlError::Write(e.to_string()))
+    serde_saphyr::to_string_with_options(
+        &Ordered {
+            value: doc,
+            top: true,
+        },
+        writer_options(),
+    )
+    .map_err(|e| YamlError::Write(e.to_string()))
 }
 
 /// Writes documents as one multi-document stream, each introduced by `---`.
@@ -51,11 +57,10 @@ pub fn parse_documents(text: &str, input: &str) -> Result<Vec<Value>, YamlError>
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return parse_json_stream(trimmed, input);
     }
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| YamlError::Parse {
-            input: input.to_string(),
-            message: e.to_string(),
-        })?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| YamlError::Parse {
+        input: input.to_string(),
+        message: e.to_string(),
+    })?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -68,7 +73,11 @@ fn parse_json_stream(text: &str, input: &str) -> Result<Vec<Value>, YamlError> {
             Err(e) => {
                 return Err(YamlError::Parse {
                     input: input.to_string(),
-                    message: format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+                    message: format!(
+                        "invalid JSON at line {} column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ),
                 });
             }
         }
@@ -88,17 +97,30 @@ impl Serialize for Ordered<'_> {
         match self.value {
             Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort_by(|a, b| key_rank(a, self.top).cmp(&key_rank(b, self.top)).then(a.cmp(b)));
+                keys.sort_by(|a, b| {
+                    key_rank(a, self.top)
+                        .cmp(&key_rank(b, self.top))
+                        .then(a.cmp(b))
+                });
                 let mut out = serializer.serialize_map(Some(keys.len()))?;
                 for key in keys {
-                    out.serialize_entry(key, &Ordered { value: &map[key], top: false })?;
+                    out.serialize_entry(
+                        key,
+                        &Ordered {
+                            value: &map[key],
+                            top: false,
+                        },
+                    )?;
                 }
                 out.end()
             }
             Value::Array(items) => {
                 let mut out = serializer.serialize_seq(Some(items.len()))?;
                 for item in items {
-                    out.serialize_element(&Ordered { value: item, top: false })?;
+                    out.serialize_element(&Ordered {
+                        value: item,
+                        top: false,
+                    })?;
                 }
                 out.end()
             }
@@ -109,7 +131,10 @@ impl Serialize for Ordered<'_> {
 
 fn key_rank(key: &str, top: bool) -> usize {
     if top {
-        LEADING_KEYS.iter().position(|k| *k == key).unwrap_or(LEADING_KEYS.len())
+        LEADING_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .unwrap_or(LEADING_KEYS.len())
     } else {
         0
     }
@@ -121,13 +146,114 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn experiment() {
-        let v = json!({"spec": {"z": 1, "a": ["yes", "on", "No", "0123", "1e3", "~", "null", "0x1F", "2024-01-01", "plain", "12:30", "y", "n", "true", "", " lead", "a: b", "#x"]},
-            "metadata": {"name": "x", "annotations": {"long": "a ".repeat(80), "multi": "line1\nline2\n", "multi2": "a\nb", "sp": "  x\n"}}, "kind": "ConfigMap", "apiVersion": "v1",
-            "data": {"f": 1.5, "i": 3, "neg": -2, "big": 12345678901234567890u64, "e": {}, "l": [], "b": true, "nul": null}});
-        let y = to_yaml(&v).unwrap();
-        println!("{y}");
-        let back = parse_documents(&y, "t").unwrap();
-        assert_eq!(back, vec![v]);
+    fn kubectl_style_block_yaml_with_stable_key_order() {
+        let doc = json!({
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1.27", "args": ["--port", "8080"]}]}}},
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"b": "2", "a": "1"}},
+            "kind": "Deployment",
+            "apiVersion": "apps/v1",
+            "data": {"script": "#!/bin/sh\necho hi\n", "empty": {}, "none": []}
+        });
+        let want = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  labels:
+    a: "1"
+    b: "2"
+  name: web
+  namespace: shop
+data:
+  empty: {}
+  none: []
+  script: |
+    #!/bin/sh
+    echo hi
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - args:
+        - --port
+        - "8080"
+        image: nginx:1.27
+        name: web
+"#;
+        assert_eq!(to_yaml(&doc).unwrap(), want);
+    }
+
+    /// Strings a YAML 1.1 reader (Go's yaml.v2, used by kubectl, Flux and Argo CD) would turn
+    /// into booleans, numbers, nulls or timestamps unless quoted.
+    const YAML11_AMBIGUOUS: &[&str] = &[
+        "yes", "Yes", "YES", "no", "No", "on", "On", "off", "OFF", "y", "Y", "n", "N", "true",
+        "False", "~", "null", "Null", "NULL", "", "0123", "0o17", "0x1F", "0b101", "1e3", "1E3",
+        "1_000", "+1", "-1", ".5", "1.", ".inf", "-.Inf", ".NaN", "12:30", "190:20:30",
+        "2024-01-01", "2024-01-01T10:00:00Z", "2001-12-14 21:59:43.10 -5",
+    ];
+
+    #[test]
+    fn yaml11_ambiguous_strings_are_quoted() {
+        for s in YAML11_AMBIGUOUS {
+            let text = to_yaml(&json!({ "v": s })).unwrap();
+            let scalar = text.trim_end().strip_prefix("v: ").unwrap_or(&text);
+            assert!(
+                scalar.starts_with('"') || scalar.starts_with('\''),
+                "{s:?} written bare as {text:?}"
+            );
+            assert_eq!(parse_documents(&text, "t").unwrap(), vec![json!({ "v": s })], "{s:?}");
+        }
+    }
+
+    #[test]
+    fn multi_document_streams_and_json_input() {
+        let docs = vec![json!({"kind": "A"}), json!({"kind": "B", "x": [1, 2]})];
+        let text = to_multi_yaml(&docs).unwrap();
+        assert_eq!(text, "---\nkind: A\n---\nkind: B\nx:\n- 1\n- 2\n");
+        assert_eq!(parse_documents(&text, "t").unwrap(), docs);
+        assert_eq!(parse_documents(r#"{"kind":"A"} {"kind":"B","x":[1,2]}"#, "t").unwrap(), docs);
+        assert_eq!(parse_documents(r#"[{"kind":"A"},{"kind":"B","x":[1,2]}]"#, "t").unwrap(), docs);
+        assert_eq!(parse_documents("---\n---\nkind: A\n", "t").unwrap(), vec![json!({"kind": "A"})]);
+    }
+
+    #[test]
+    fn unreadable_input_names_the_input_and_position() {
+        let err = parse_documents("a: 1\nb: [unclosed\n", "broken.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("broken.yaml: "), "{err}");
+        assert!(err.contains("line 2") || err.contains("2:"), "{err}");
+        let err = parse_documents("{\"a\": 1,\n \"b\": }", "broken.json").unwrap_err().to_string();
+        assert!(err.starts_with("broken.json: ") && err.contains("line 2"), "{err}");
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            (-1.0e15f64..1.0e15).prop_map(|f| json!(f)),
+            proptest::sample::select(YAML11_AMBIGUOUS).prop_map(|s| json!(s)),
+            "\\PC{0,12}".prop_map(Value::String),
+            "[ a-z#:\n-]{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("\\PC{0,8}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn writing_then_reading_gives_the_same_json(value in arb_json()) {
+            // Documents are objects (what the agent writes); anything may be inside.
+            let doc = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": value});
+            let text = to_yaml(&doc).unwrap();
+            let back = parse_documents(&text, "t").unwrap();
+            proptest::prop_assert_eq!(back, vec![doc], "{}", text);
+        }
     }
 }

@@ -1,0 +1,235 @@
+//! `GitDestination`: one folder on one branch of one `GitRepoConfig`, its file layout and
+//! prune policy, plus `validate_folder`, the one check of what a folder may be.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CrdError, ResourceStatus};
+
+/// The longest `folder` accepted (keeps CEL cost bounded and paths sane).
+pub const MAX_FOLDER_LEN: usize = 512;
+
+/// One folder on one branch of a GitRepoConfig that the agent keeps equal to the objects its
+/// WatchRules and ClusterWatchRules select.
+// kube's printcolumn(...) entries repeat `type_ = "string"`, which this lint mistakes for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq)]
+#[kube(
+    group = "configbutler.ai",
+    version = "v1alpha1",
+    kind = "GitDestination",
+    namespaced,
+    shortname = "gd",
+    category = "gitops-reverser",
+    status = "ResourceStatus",
+    derive = "PartialEq",
+    doc = "One folder on one branch of a GitRepoConfig, kept equal to the objects selected by \
+           the WatchRules and ClusterWatchRules that point at it.",
+    printcolumn(name = "Repo", type_ = "string", json_path = ".spec.repoRef.name"),
+    printcolumn(name = "Branch", type_ = "string", json_path = ".spec.branch"),
+    printcolumn(name = "Folder", type_ = "string", json_path = ".spec.folder"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitDestinationSpec {
+    /// The GitRepoConfig to write through. Immutable: moving a destination would orphan the
+    /// files it wrote; create a new GitDestination instead.
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "repoRef is immutable; create a new GitDestination"}
+    ]))]
+    pub repo_ref: RepoRef,
+
+    /// Branch to write to; must match the GitRepoConfig's `allowedBranches`. Immutable.
+    #[schemars(length(min = 1, max = 255))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "branch is immutable; create a new GitDestination"}
+    ]))]
+    pub branch: String,
+
+    /// Folder inside the repository that this destination owns, relative to the repository
+    /// root with `/` separators, e.g. `clusters/prod`. No leading or trailing `/`, no
+    /// backslash or control character, no empty, `.` or `..` segment (so the repository root
+    /// itself cannot be used). Immutable. Two destinations on the same repository and branch
+    /// may not share or nest folders.
+    #[schemars(length(min = 1, max = MAX_FOLDER_LEN))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.startsWith('/')", "message": "folder must be relative (no leading '/')"},
+        {"rule": "!self.contains('\\\\')", "message": "folder must use '/' as separator (no backslash)"},
+        {"rule": "!self.matches('\\\\p{Cc}')", "message": "folder must not contain control characters"},
+        {
+            "rule": "!self.matches('(^|/)[.]{0,2}(/|$)')",
+            "message": "folder must not contain empty, '.' or '..' segments"
+        },
+        {"rule": "self == oldSelf", "message": "folder is immutable; create a new GitDestination"}
+    ]))]
+    pub folder: String,
+
+    /// Layout of files inside `folder`, relative to it. Placeholders: `{namespace}` (`_cluster`
+    /// for cluster-scoped objects), `{group}` (`core` for the core group), `{version}`, `{kind}`,
+    /// `{resource}`, `{name}`; at most one per path segment. It must end in `.yaml` or `.yml`
+    /// and use `{name}` (in the file name), `{namespace}`, `{group}` and `{resource}` or
+    /// `{kind}`. Default: `{namespace}/{group}/{resource}/{name}.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub path_template: Option<String>,
+
+    /// What to do with files in `folder` whose objects no longer exist or are no longer
+    /// selected: `Sweep` removes them (only after every list succeeded), `Never` keeps them.
+    #[serde(default)]
+    pub prune: PrunePolicy,
+}
+
+/// A GitRepoConfig, by name and optionally namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoRef {
+    /// Name of the GitRepoConfig.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Namespace of the GitRepoConfig; defaults to the GitDestination's own namespace. A
+    /// GitRepoConfig in another namespace must allow it in `accessPolicy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// Whether files of objects that are gone are removed from the folder.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum PrunePolicy {
+    /// Remove files whose objects no longer exist, after a complete listing.
+    #[default]
+    Sweep,
+    /// Never remove files; only add and update.
+    Never,
+}
+
+impl GitDestinationSpec {
+    /// Namespace of the GitRepoConfig, given the destination's own namespace.
+    pub fn repo_namespace<'a>(&'a self, own_namespace: &'a str) -> &'a str {
+        self.repo_ref.namespace.as_deref().unwrap_or(own_namespace)
+    }
+
+    /// Checks `folder` with [`validate_folder`].
+    pub fn validate(&self) -> Result<(), CrdError> {
+        validate_folder(&self.folder)
+    }
+}
+
+/// Checks a destination folder: non-empty, at most [`MAX_FOLDER_LEN`] characters, relative (no
+/// leading `/`), `/`-separated (no backslash), no control character, and no empty, `.` or `..`
+/// segment (so no trailing `/` either). The same
+/// rules are in the CRD schema as CEL, so the apiserver rejects what this rejects.
+pub fn validate_folder(folder: &str) -> Result<(), CrdError> {
+    let fail = |reason| {
+        Err(CrdError::Folder {
+            folder: folder.to_string(),
+            reason,
+        })
+    };
+    if folder.is_empty() {
+        return fail("must not be empty");
+    }
+    if folder.chars().count() > MAX_FOLDER_LEN {
+        return fail("is longer than 512 characters");
+    }
+    if folder.starts_with('/') {
+        return fail("must be relative (no leading '/')");
+    }
+    if folder.contains('\\') {
+        return fail("must use '/' as separator (no backslash)");
+    }
+    if folder.chars().any(char::is_control) {
+        return fail("must not contain control characters");
+    }
+    if folder
+        .split('/')
+        .any(|segment| matches!(segment, "" | "." | ".."))
+    {
+        return fail("must not contain empty, '.' or '..' segments");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn folder_validation() {
+        let long = "a".repeat(MAX_FOLDER_LEN + 1);
+        let table: &[(&str, Option<&str>)] = &[
+            ("apps/prod", None),
+            ("apps", None),
+            ("clusters/eu-1/.hidden/x..y", None),
+            ("...", None),
+            ("", Some("must not be empty")),
+            (".", Some("'..' segments")),
+            ("/abs", Some("leading '/'")),
+            ("../x", Some("'..' segments")),
+            ("a/../b", Some("'..' segments")),
+            ("a/./b", Some("'..' segments")),
+            ("a/", Some("empty")),
+            ("a//b", Some("empty")),
+            ("a\\b", Some("backslash")),
+            ("a\nb", Some("control")),
+            (&long, Some("longer than")),
+        ];
+        for (folder, want) in table {
+            match (validate_folder(folder), want) {
+                (Ok(()), None) => {}
+                (Err(err), Some(reason)) => {
+                    let text = err.to_string();
+                    assert!(text.contains(reason), "{folder:?}: {text}");
+                    assert!(text.contains(&format!("{folder:?}")), "{folder:?}: {text}");
+                }
+                (got, _) => panic!("{folder:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_fields_are_omitted() {
+        let spec: GitDestinationSpec = serde_json::from_value(json!({
+            "repoRef": {"name": "repo"},
+            "branch": "main",
+            "folder": "clusters/prod"
+        }))
+        .unwrap();
+        assert_eq!(spec.prune, PrunePolicy::Sweep);
+        assert_eq!(spec.path_template, None);
+        assert_eq!(spec.repo_namespace("team-a"), "team-a");
+        assert_eq!(spec.validate(), Ok(()));
+    }
+
+    #[test]
+    fn explicit_repo_namespace_wins() {
+        let spec: GitDestinationSpec = serde_json::from_value(json!({
+            "repoRef": {"name": "repo", "namespace": "gitops"},
+            "branch": "main",
+            "folder": "x",
+            "prune": "Never"
+        }))
+        .unwrap();
+        assert_eq!(spec.repo_namespace("team-a"), "gitops");
+        assert_eq!(spec.prune, PrunePolicy::Never);
+    }
+}
