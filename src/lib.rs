@@ -3,6 +3,6 @@
 //! custom resource types; `cli` implements the command line on top of both.
 #![forbid(unsafe_code)]
 
-// pub mod cli; (re-enabled once equivalence lands)
+pub mod cli;
 pub mod crd;
 pub mod manifest;

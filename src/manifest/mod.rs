@@ -1,11 +1,13 @@
 //! The manifest core: what a cluster object looks like in Git, decided without I/O or async.
 //! Sanitize, exclusions, content hash, equivalence, path layout and the one YAML writer.
 
+pub mod equivalence;
 pub mod exclude;
 pub mod hash;
 pub mod layout;
 pub mod object;
 pub mod pipeline;
+pub mod quantity;
 pub mod sanitize;
 pub mod yaml;
 

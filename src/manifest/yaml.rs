@@ -186,10 +186,45 @@ spec:
     /// Strings a YAML 1.1 reader (Go's yaml.v2, used by kubectl, Flux and Argo CD) would turn
     /// into booleans, numbers, nulls or timestamps unless quoted.
     const YAML11_AMBIGUOUS: &[&str] = &[
-        "yes", "Yes", "YES", "no", "No", "on", "On", "off", "OFF", "y", "Y", "n", "N", "true",
-        "False", "~", "null", "Null", "NULL", "", "0123", "0o17", "0x1F", "0b101", "1e3", "1E3",
-        "1_000", "+1", "-1", ".5", "1.", ".inf", "-.Inf", ".NaN", "12:30", "190:20:30",
-        "2024-01-01", "2024-01-01T10:00:00Z", "2001-12-14 21:59:43.10 -5",
+        "yes",
+        "Yes",
+        "YES",
+        "no",
+        "No",
+        "on",
+        "On",
+        "off",
+        "OFF",
+        "y",
+        "Y",
+        "n",
+        "N",
+        "true",
+        "False",
+        "~",
+        "null",
+        "Null",
+        "NULL",
+        "",
+        "0123",
+        "0o17",
+        "0x1F",
+        "0b101",
+        "1e3",
+        "1E3",
+        "1_000",
+        "+1",
+        "-1",
+        ".5",
+        "1.",
+        ".inf",
+        "-.Inf",
+        ".NaN",
+        "12:30",
+        "190:20:30",
+        "2024-01-01",
+        "2024-01-01T10:00:00Z",
+        "2001-12-14 21:59:43.10 -5",
     ];
 
     #[test]
@@ -201,7 +236,11 @@ spec:
                 scalar.starts_with('"') || scalar.starts_with('\''),
                 "{s:?} written bare as {text:?}"
             );
-            assert_eq!(parse_documents(&text, "t").unwrap(), vec![json!({ "v": s })], "{s:?}");
+            assert_eq!(
+                parse_documents(&text, "t").unwrap(),
+                vec![json!({ "v": s })],
+                "{s:?}"
+            );
         }
     }
 
@@ -211,18 +250,34 @@ spec:
         let text = to_multi_yaml(&docs).unwrap();
         assert_eq!(text, "---\nkind: A\n---\nkind: B\nx:\n- 1\n- 2\n");
         assert_eq!(parse_documents(&text, "t").unwrap(), docs);
-        assert_eq!(parse_documents(r#"{"kind":"A"} {"kind":"B","x":[1,2]}"#, "t").unwrap(), docs);
-        assert_eq!(parse_documents(r#"[{"kind":"A"},{"kind":"B","x":[1,2]}]"#, "t").unwrap(), docs);
-        assert_eq!(parse_documents("---\n---\nkind: A\n", "t").unwrap(), vec![json!({"kind": "A"})]);
+        assert_eq!(
+            parse_documents(r#"{"kind":"A"} {"kind":"B","x":[1,2]}"#, "t").unwrap(),
+            docs
+        );
+        assert_eq!(
+            parse_documents(r#"[{"kind":"A"},{"kind":"B","x":[1,2]}]"#, "t").unwrap(),
+            docs
+        );
+        assert_eq!(
+            parse_documents("---\n---\nkind: A\n", "t").unwrap(),
+            vec![json!({"kind": "A"})]
+        );
     }
 
     #[test]
     fn unreadable_input_names_the_input_and_position() {
-        let err = parse_documents("a: 1\nb: [unclosed\n", "broken.yaml").unwrap_err().to_string();
+        let err = parse_documents("a: 1\nb: [unclosed\n", "broken.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("broken.yaml: "), "{err}");
         assert!(err.contains("line 2") || err.contains("2:"), "{err}");
-        let err = parse_documents("{\"a\": 1,\n \"b\": }", "broken.json").unwrap_err().to_string();
-        assert!(err.starts_with("broken.json: ") && err.contains("line 2"), "{err}");
+        let err = parse_documents("{\"a\": 1,\n \"b\": }", "broken.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("broken.json: ") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {

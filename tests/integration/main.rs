@@ -1,4 +1,5 @@
 //! Integration tests of gitops-reverser, one binary: the CLI contracts and the generated CRDs.
 //! Each module drives the built `gitops-reverser` binary or the library as a user would.
 
+mod cli;
 mod crds;
