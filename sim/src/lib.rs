@@ -1,0 +1,3 @@
+//! kubesim: an in-process Kubernetes API simulator for tests and demos.
+//! It shares no code with the agent, so it tests the agent instead of mirroring it.
+#![forbid(unsafe_code)]
