@@ -5,4 +5,5 @@
 
 pub mod cli;
 pub mod crd;
+pub mod git;
 pub mod manifest;

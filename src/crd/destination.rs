@@ -1,6 +1,7 @@
 //! `GitDestination`: one folder on one branch of one `GitRepoConfig`, its file layout and
 //! prune policy, plus `validate_folder`, the one check of what a folder may be.
 
+use crate::manifest::layout::LayoutError;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{CrdError, ResourceStatus};
 
 /// The longest `folder` accepted (keeps CEL cost bounded and paths sane).
-pub const MAX_FOLDER_LEN: usize = 512;
+pub use crate::manifest::layout::MAX_FOLDER_LEN;
 
 /// One folder on one branch of a GitRepoConfig that the agent keeps equal to the objects its
 /// WatchRules and ClusterWatchRules select.
@@ -138,34 +139,13 @@ impl GitDestinationSpec {
 /// segment (so no trailing `/` either). The same
 /// rules are in the CRD schema as CEL, so the apiserver rejects what this rejects.
 pub fn validate_folder(folder: &str) -> Result<(), CrdError> {
-    let fail = |reason| {
-        Err(CrdError::Folder {
-            folder: folder.to_string(),
-            reason,
-        })
-    };
-    if folder.is_empty() {
-        return fail("must not be empty");
-    }
-    if folder.chars().count() > MAX_FOLDER_LEN {
-        return fail("is longer than 512 characters");
-    }
-    if folder.starts_with('/') {
-        return fail("must be relative (no leading '/')");
-    }
-    if folder.contains('\\') {
-        return fail("must use '/' as separator (no backslash)");
-    }
-    if folder.chars().any(char::is_control) {
-        return fail("must not contain control characters");
-    }
-    if folder
-        .split('/')
-        .any(|segment| matches!(segment, "" | "." | ".."))
-    {
-        return fail("must not contain empty, '.' or '..' segments");
-    }
-    Ok(())
+    crate::manifest::layout::validate_folder(folder).map_err(|e| CrdError::Folder {
+        folder: folder.to_string(),
+        reason: match e {
+            LayoutError::Folder { problem, .. } => problem,
+            LayoutError::Template { .. } => "is not a valid folder",
+        },
+    })
 }
 
 #[cfg(test)]

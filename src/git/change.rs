@@ -1,0 +1,75 @@
+//! A change on its way to Git: the whole new state of one file (or its removal), who made it
+//! and when, and how a commit message describes a group of them.
+
+use crate::identity::Author;
+use crate::manifest::ContentHash;
+use jiff::Timestamp;
+use std::sync::Arc;
+
+/// The whole new state of one file in the repository (a replay, never a merge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileChange {
+    /// Path from the repository root, inside the destination folder.
+    pub path: String,
+    /// The new bytes; `None` removes the file.
+    pub content: Option<Arc<[u8]>>,
+    /// The content hash of the object written, for the commit trailer.
+    pub hash: Option<ContentHash>,
+    /// One line saying what happened: `update apps/v1 Deployment shop/web`.
+    pub summary: String,
+    /// The object's namespace, for the subject of a grouped commit.
+    pub namespace: Option<String>,
+}
+
+/// One change by one person, as it enters a commit window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The destination folder the file belongs to.
+    pub folder: String,
+    pub author: Author,
+    /// The Kubernetes user name, for the trailer.
+    pub user: Option<String>,
+    /// Who impersonated `user`, if anyone.
+    pub impersonator: Option<String>,
+    /// When the change was received (the author date).
+    pub received: Timestamp,
+    pub file: FileChange,
+}
+
+/// Builds the commit message of a group of changes by one author in one folder: a subject that
+/// says what changed, a body listing each change, and trailers with each written object's hash
+/// and the person's Kubernetes identity.
+pub fn commit_message(changes: &[Change]) -> String {
+    let Some(first) = changes.first() else {
+        return "no changes\n".to_string();
+    };
+    let subject = if changes.len() == 1 {
+        first.file.summary.clone()
+    } else {
+        let who = first.user.as_deref().unwrap_or(&first.author.name);
+        let namespaces: std::collections::BTreeSet<_> =
+            changes.iter().map(|c| c.file.namespace.as_deref()).collect();
+        let place = match namespaces.iter().next() {
+            Some(Some(ns)) if namespaces.len() == 1 => (*ns).to_string(),
+            _ => first.folder.clone(),
+        };
+        format!("{who}: {} changes in {place}", changes.len())
+    };
+    let mut message = format!("{subject}\n\n");
+    for change in changes {
+        message.push_str(&format!("- {}\n", change.file.summary));
+    }
+    message.push('\n');
+    for change in changes {
+        if let Some(hash) = change.file.hash {
+            message.push_str(&format!("Content-Hash: {} {hash}\n", change.file.path));
+        }
+    }
+    if let Some(user) = &first.user {
+        message.push_str(&format!("Kubernetes-User: {user}\n"));
+    }
+    if let Some(impersonator) = &first.impersonator {
+        message.push_str(&format!("On-behalf-of: {impersonator}\n"));
+    }
+    message
+}
