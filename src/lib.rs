@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod crd;
 pub mod git;
+pub mod identity;
 pub mod manifest;

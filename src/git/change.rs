@@ -47,8 +47,10 @@ pub fn commit_message(changes: &[Change]) -> String {
         first.file.summary.clone()
     } else {
         let who = first.user.as_deref().unwrap_or(&first.author.name);
-        let namespaces: std::collections::BTreeSet<_> =
-            changes.iter().map(|c| c.file.namespace.as_deref()).collect();
+        let namespaces: std::collections::BTreeSet<_> = changes
+            .iter()
+            .map(|c| c.file.namespace.as_deref())
+            .collect();
         let place = match namespaces.iter().next() {
             Some(Some(ns)) if namespaces.len() == 1 => (*ns).to_string(),
             _ => first.folder.clone(),

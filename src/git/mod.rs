@@ -1,8 +1,11 @@
 //! The Git engine: a bare cache per remote edited in memory with gix, pushes through the `git`
 //! CLI, one worker per repository and branch, commit windows, snapshot commits.
 
-// pub mod change; (needs crate::identity)
+pub mod change;
 pub mod credentials;
+pub mod registry;
+pub mod store;
 pub mod transport;
 pub mod url;
-// pub mod window; (needs crate::identity)
+pub mod window;
+pub mod worker;

@@ -17,7 +17,11 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        Self { quiet: Duration::from_secs(3), max_age: Duration::from_secs(60), max_changes: 200 }
+        Self {
+            quiet: Duration::from_secs(3),
+            max_age: Duration::from_secs(60),
+            max_changes: 200,
+        }
     }
 }
 
@@ -82,16 +86,24 @@ struct Window {
 
 impl Window {
     fn quiet_deadline(&self, config: &WindowConfig) -> Timestamp {
-        self.last.saturating_add(signed(config.quiet)).unwrap_or(Timestamp::MAX)
+        self.last
+            .saturating_add(signed(config.quiet))
+            .unwrap_or(Timestamp::MAX)
     }
 
     fn deadline(&self, config: &WindowConfig) -> Timestamp {
-        let age = self.opened.saturating_add(signed(config.max_age)).unwrap_or(Timestamp::MAX);
+        let age = self
+            .opened
+            .saturating_add(signed(config.max_age))
+            .unwrap_or(Timestamp::MAX);
         self.quiet_deadline(config).min(age)
     }
 
     fn close(self, reason: CloseReason) -> Closed {
-        Closed { changes: self.changes, reason }
+        Closed {
+            changes: self.changes,
+            reason,
+        }
     }
 }
 
@@ -109,7 +121,10 @@ pub struct Windows {
 
 impl Windows {
     pub fn new(config: WindowConfig) -> Self {
-        Self { config, open: Vec::new() }
+        Self {
+            config,
+            open: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> WindowConfig {
@@ -118,7 +133,10 @@ impl Windows {
 
     /// Number of open windows and of changes waiting in them.
     pub fn open_counts(&self) -> (usize, usize) {
-        (self.open.len(), self.open.iter().map(|w| w.changes.len()).sum())
+        (
+            self.open.len(),
+            self.open.iter().map(|w| w.changes.len()).sum(),
+        )
     }
 
     /// Adds a change; returns the windows this closed, in the order their commits must be made.
@@ -160,7 +178,9 @@ impl Windows {
         match window.index.get(&change.file.path) {
             Some(&at) => window.changes[at] = change,
             None => {
-                window.index.insert(change.file.path.clone(), window.changes.len());
+                window
+                    .index
+                    .insert(change.file.path.clone(), window.changes.len());
                 window.changes.push(change);
             }
         }
@@ -176,14 +196,18 @@ impl Windows {
     /// deadline first.
     pub fn due(&mut self, now: Timestamp) -> Vec<Closed> {
         let config = self.config;
-        let (mut due, open): (Vec<Window>, Vec<Window>) =
-            std::mem::take(&mut self.open).into_iter().partition(|w| w.deadline(&config) <= now);
+        let (mut due, open): (Vec<Window>, Vec<Window>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|w| w.deadline(&config) <= now);
         self.open = open;
         due.sort_by_key(|w| w.deadline(&config));
         due.into_iter()
             .map(|w| {
-                let reason =
-                    if w.quiet_deadline(&config) <= now { CloseReason::Quiet } else { CloseReason::MaxAge };
+                let reason = if w.quiet_deadline(&config) <= now {
+                    CloseReason::Quiet
+                } else {
+                    CloseReason::MaxAge
+                };
                 w.close(reason)
             })
             .collect()
@@ -196,7 +220,10 @@ impl Windows {
 
     /// Closes every open window, oldest first (shutdown, end of a replay).
     pub fn flush(&mut self) -> Vec<Closed> {
-        self.open.drain(..).map(|w| w.close(CloseReason::Flush)).collect()
+        self.open
+            .drain(..)
+            .map(|w| w.close(CloseReason::Flush))
+            .collect()
     }
 }
 
@@ -205,7 +232,10 @@ mod tests {
     use super::*;
 
     fn person(name: &str) -> Author {
-        Author { name: name.to_string(), email: format!("{name}@example.com") }
+        Author {
+            name: name.to_string(),
+            email: format!("{name}@example.com"),
+        }
     }
 
     fn at(seconds: i64) -> Timestamp {
@@ -279,7 +309,11 @@ mod tests {
 
     #[test]
     fn max_age_max_changes_and_zero_quiet() {
-        let config = WindowConfig { quiet: Duration::from_secs(3), max_age: Duration::from_secs(10), max_changes: 3 };
+        let config = WindowConfig {
+            quiet: Duration::from_secs(3),
+            max_age: Duration::from_secs(10),
+            max_changes: 3,
+        };
         let mut w = Windows::new(config);
         // A steady stream, one change every 2 s, never quiet: max age closes it at 10 s.
         let mut closed = Vec::new();
@@ -289,7 +323,10 @@ mod tests {
         assert_eq!(closed.len(), 2, "{closed:?}");
         assert_eq!(closed[0].reason, CloseReason::MaxChanges);
 
-        let mut w = Windows::new(WindowConfig { max_changes: 1000, ..config });
+        let mut w = Windows::new(WindowConfig {
+            max_changes: 1000,
+            ..config
+        });
         let mut closed = Vec::new();
         for s in (0..12).step_by(2) {
             closed.extend(w.add(change("alice", "same", s)));
@@ -297,7 +334,10 @@ mod tests {
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].reason, CloseReason::MaxAge);
 
-        let mut w = Windows::new(WindowConfig { quiet: Duration::ZERO, ..config });
+        let mut w = Windows::new(WindowConfig {
+            quiet: Duration::ZERO,
+            ..config
+        });
         assert_eq!(w.add(change("alice", "a", 0)).len(), 1);
         assert_eq!(w.add(change("alice", "a", 0)).len(), 1);
         assert_eq!(w.open_counts(), (0, 0));

@@ -1,0 +1,2 @@
+//! Placeholder until the simulator benchmarks land.
+fn main() {}

@@ -1,0 +1,510 @@
+//! The local repository store: one bare cache per remote under the state directory, edited in
+//! memory with gix (blobs, trees, commits, compare-and-swap ref updates); no working tree.
+
+use super::url::NormalizedUrl;
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::{FullName, Target};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A failure of the local store, naming what was being done and on which repository.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} in {dir}: {detail}")]
+    Git {
+        action: &'static str,
+        dir: PathBuf,
+        detail: String,
+    },
+    #[error("ref {name} in {dir} moved: expected {expected:?}, found {found:?}")]
+    RefMoved {
+        name: String,
+        dir: PathBuf,
+        expected: Option<ObjectId>,
+        found: Option<ObjectId>,
+    },
+    #[error("path {path:?} cannot be written: {problem}")]
+    BadPath { path: String, problem: &'static str },
+}
+
+/// A person and a time, for the author and committer lines of a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub name: String,
+    pub email: String,
+    pub time: jiff::Timestamp,
+}
+
+impl Signature {
+    fn to_gix(&self) -> gix::actor::Signature {
+        gix::actor::Signature {
+            name: self.name.as_str().into(),
+            email: self.email.as_str().into(),
+            time: gix::date::Time::new(self.time.as_second(), 0),
+        }
+    }
+}
+
+/// One bare repository caching one remote.
+pub struct Store {
+    repo: gix::ThreadSafeRepository,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens the cache of `url` under `state_dir`, creating an empty bare repository the first
+    /// time. The directory name is a hash of the normalized URL, so it never holds credentials.
+    pub fn open(state_dir: &Path, url: &NormalizedUrl) -> Result<Self, StoreError> {
+        let digest = Sha256::digest(url.as_str().as_bytes());
+        let name: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let dir = state_dir.join("repos").join(name);
+        Self::open_dir(&dir)
+    }
+
+    /// Opens (or creates) a bare repository at `dir`.
+    pub fn open_dir(dir: &Path) -> Result<Self, StoreError> {
+        let fail = |action, e: &dyn std::fmt::Display| StoreError::Git {
+            action,
+            dir: dir.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let repo = if dir.join("HEAD").exists() {
+            gix::open(dir).map_err(|e| fail("opening the cache", &e))?
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| fail("creating the cache directory", &e))?;
+            gix::init_bare(dir).map_err(|e| fail("creating the cache", &e))?
+        };
+        Ok(Self {
+            repo: repo.into_sync(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn local(&self) -> gix::Repository {
+        self.repo.to_thread_local()
+    }
+
+    fn fail(&self, action: &'static str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Git {
+            action,
+            dir: self.dir.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// The commit a ref points to, if the ref exists.
+    pub fn resolve(&self, name: &str) -> Result<Option<ObjectId>, StoreError> {
+        let repo = self.local();
+        match repo.try_find_reference(name) {
+            Ok(Some(mut r)) => r
+                .peel_to_id()
+                .map(|id| Some(id.detach()))
+                .map_err(|e| self.fail("resolving a ref", e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.fail("finding a ref", e)),
+        }
+    }
+
+    /// Sets `name` to `new` if it currently is `expected` (`None`: must not exist).
+    pub fn update_ref(
+        &self,
+        name: &str,
+        new: ObjectId,
+        expected: Option<ObjectId>,
+    ) -> Result<(), StoreError> {
+        let repo = self.local();
+        let full: FullName = name.try_into().map_err(|e| self.fail("naming a ref", e))?;
+        let previous = match expected {
+            Some(id) => PreviousValue::MustExistAndMatch(Target::Object(id)),
+            None => PreviousValue::MustNotExist,
+        };
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: "gitops-reverser".into(),
+                },
+                expected: previous,
+                new: Target::Object(new),
+            },
+            name: full,
+            deref: false,
+        };
+        repo.edit_reference(edit)
+            .map(|_| ())
+            .map_err(|_| StoreError::RefMoved {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+                expected,
+                found: self.resolve(name).ok().flatten(),
+            })
+    }
+
+    /// Sets `name` to `new` whatever it was (for remote-tracking refs after a fetch).
+    pub fn force_ref(&self, name: &str, new: ObjectId) -> Result<(), StoreError> {
+        let repo = self.local();
+        repo.reference(name, new, PreviousValue::Any, "gitops-reverser")
+            .map(|_| ())
+            .map_err(|e| self.fail("setting a ref", e))
+    }
+
+    /// The bytes of `path` at `commit` (`None` if the commit is `None` or has no such file).
+    pub fn read_file(
+        &self,
+        commit: Option<ObjectId>,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(commit) = commit else {
+            return Ok(None);
+        };
+        let repo = self.local();
+        let tree = self.tree_of(&repo, commit)?;
+        let Some(entry) = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| self.fail("looking up a file", e))?
+        else {
+            return Ok(None);
+        };
+        if !entry.mode().is_blob() {
+            return Ok(None);
+        }
+        let blob = repo
+            .find_blob(entry.object_id())
+            .map_err(|e| self.fail("reading a file", e))?;
+        Ok(Some(blob.data.clone()))
+    }
+
+    fn tree_of<'r>(
+        &self,
+        repo: &'r gix::Repository,
+        commit: ObjectId,
+    ) -> Result<gix::Tree<'r>, StoreError> {
+        repo.find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| self.fail("reading a commit's tree", e))
+    }
+
+    /// Every file under `folder` at `commit`, as path (from the repository root) → blob id.
+    pub fn folder_files(
+        &self,
+        commit: Option<ObjectId>,
+        folder: &str,
+    ) -> Result<BTreeMap<String, ObjectId>, StoreError> {
+        let mut out = BTreeMap::new();
+        let Some(commit) = commit else { return Ok(out) };
+        let repo = self.local();
+        let root = self.tree_of(&repo, commit)?;
+        let tree = match root
+            .lookup_entry_by_path(folder)
+            .map_err(|e| self.fail("looking up a folder", e))?
+        {
+            Some(entry) if entry.mode().is_tree() => repo
+                .find_tree(entry.object_id())
+                .map_err(|e| self.fail("reading a folder", e))?,
+            _ => return Ok(out),
+        };
+        let mut stack = vec![(folder.to_string(), tree)];
+        while let Some((prefix, tree)) = stack.pop() {
+            for entry in tree.iter() {
+                let entry = entry.map_err(|e| self.fail("reading a tree entry", e))?;
+                let path = format!("{prefix}/{}", entry.filename().to_str_lossy());
+                if entry.mode().is_tree() {
+                    let sub = repo
+                        .find_tree(entry.oid())
+                        .map_err(|e| self.fail("reading a folder", e))?;
+                    stack.push((path, sub));
+                } else if entry.mode().is_blob() {
+                    out.insert(path, entry.oid().to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a commit on top of `parent` that sets each file to its new state (`None`
+    /// removes it). A file that already has that content is left alone; when nothing differs,
+    /// no commit is made and `None` comes back. Returns the commit and the files it changed.
+    pub fn commit_files(
+        &self,
+        parent: Option<ObjectId>,
+        files: &[(&str, Option<&[u8]>)],
+        author: &Signature,
+        committer: &Signature,
+        message: &str,
+    ) -> Result<Option<(ObjectId, Vec<String>)>, StoreError> {
+        let repo = self.local();
+        let base = match parent {
+            Some(commit) => self.tree_of(&repo, commit)?,
+            None => repo.empty_tree(),
+        };
+        let mut editor = base.edit().map_err(|e| self.fail("editing a tree", e))?;
+        let mut changed = Vec::new();
+        for (path, content) in files {
+            check_path(path)?;
+            let current = base
+                .lookup_entry_by_path(*path)
+                .map_err(|e| self.fail("looking up a file", e))?
+                .map(|e| (e.mode().is_blob(), e.object_id()));
+            match content {
+                Some(bytes) => {
+                    let id =
+                        gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, bytes)
+                            .map_err(|e| self.fail("hashing a file", e))?;
+                    if current == Some((true, id)) {
+                        continue;
+                    }
+                    repo.write_blob(bytes)
+                        .map_err(|e| self.fail("writing a file", e))?;
+                    editor
+                        .upsert(*path, EntryKind::Blob, id)
+                        .map_err(|e| self.fail("placing a file", e))?;
+                }
+                None => {
+                    if current.is_none() {
+                        continue;
+                    }
+                    editor
+                        .remove(*path)
+                        .map_err(|e| self.fail("removing a file", e))?;
+                }
+            }
+            changed.push(path.to_string());
+        }
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let tree = editor
+            .write()
+            .map_err(|e| self.fail("writing a tree", e))?
+            .detach();
+        let commit = self.write_commit(&repo, tree, parent, author, committer, message)?;
+        Ok(Some((commit, changed)))
+    }
+
+    /// Writes a commit object (no ref is touched).
+    pub fn commit_tree(
+        &self,
+        tree: ObjectId,
+        parent: Option<ObjectId>,
+        author: &Signature,
+        committer: &Signature,
+        message: &str,
+    ) -> Result<ObjectId, StoreError> {
+        self.write_commit(&self.local(), tree, parent, author, committer, message)
+    }
+
+    fn write_commit(
+        &self,
+        repo: &gix::Repository,
+        tree: ObjectId,
+        parent: Option<ObjectId>,
+        author: &Signature,
+        committer: &Signature,
+        message: &str,
+    ) -> Result<ObjectId, StoreError> {
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parent.into_iter().collect(),
+            author: author.to_gix(),
+            committer: committer.to_gix(),
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        repo.write_object(commit)
+            .map(|id| id.detach())
+            .map_err(|e| self.fail("writing a commit", e))
+    }
+
+    /// The tree of a commit.
+    pub fn tree_id(&self, commit: ObjectId) -> Result<ObjectId, StoreError> {
+        let repo = self.local();
+        Ok(self.tree_of(&repo, commit)?.id)
+    }
+
+    /// The parents of a commit.
+    pub fn parents(&self, commit: ObjectId) -> Result<Vec<ObjectId>, StoreError> {
+        let repo = self.local();
+        let c = repo
+            .find_commit(commit)
+            .map_err(|e| self.fail("reading a commit", e))?;
+        Ok(c.parent_ids().map(|id| id.detach()).collect())
+    }
+}
+
+/// Paths are written from the repository root with `/` separators; anything that could leave
+/// the repository or hide in `.git` is refused.
+fn check_path(path: &str) -> Result<(), StoreError> {
+    let bad = |problem| {
+        Err(StoreError::BadPath {
+            path: path.to_string(),
+            problem,
+        })
+    };
+    if path.is_empty() || path.starts_with('/') || path.ends_with('/') {
+        return bad("must be a relative file path");
+    }
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == ".." || s.eq_ignore_ascii_case(".git"))
+    {
+        return bad("must not contain empty, `.`, `..` or `.git` segments");
+    }
+    if path.contains('\0') {
+        return bad("must not contain NUL");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gr-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn who(name: &str, second: i64) -> Signature {
+        Signature {
+            name: name.into(),
+            email: format!("{name}@example.com"),
+            time: jiff::Timestamp::from_second(second).unwrap(),
+        }
+    }
+
+    #[test]
+    fn commits_edit_trees_in_memory_and_skip_files_that_already_match() {
+        let dir = scratch("commit");
+        let store = Store::open_dir(&dir).unwrap();
+        let (alice, agent) = (who("alice", 1_800_000_000), who("agent", 1_800_000_100));
+        let (first, changed) = store
+            .commit_files(
+                None,
+                &[
+                    ("apps/a.yaml", Some(b"a: 1\n")),
+                    ("apps/x/b.yaml", Some(b"b\n")),
+                ],
+                &alice,
+                &agent,
+                "first",
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed, ["apps/a.yaml", "apps/x/b.yaml"]);
+        store.update_ref("refs/heads/main", first, None).unwrap();
+        assert_eq!(
+            store
+                .read_file(Some(first), "apps/a.yaml")
+                .unwrap()
+                .as_deref(),
+            Some(&b"a: 1\n"[..])
+        );
+
+        // Same content again: nothing to commit.
+        assert!(
+            store
+                .commit_files(
+                    Some(first),
+                    &[("apps/a.yaml", Some(b"a: 1\n"))],
+                    &alice,
+                    &agent,
+                    "noop"
+                )
+                .unwrap()
+                .is_none()
+        );
+        // Removing a missing file: nothing either.
+        assert!(
+            store
+                .commit_files(
+                    Some(first),
+                    &[("apps/zz.yaml", None)],
+                    &alice,
+                    &agent,
+                    "noop"
+                )
+                .unwrap()
+                .is_none()
+        );
+
+        let (second, changed) = store
+            .commit_files(
+                Some(first),
+                &[("apps/a.yaml", Some(b"a: 2\n")), ("apps/x/b.yaml", None)],
+                &alice,
+                &agent,
+                "second",
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.len(), 2);
+        assert_eq!(store.parents(second).unwrap(), [first]);
+        let files = store.folder_files(Some(second), "apps").unwrap();
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["apps/a.yaml"]);
+
+        // Compare-and-swap: a stale expectation is refused and says so.
+        store
+            .update_ref("refs/heads/main", second, Some(first))
+            .unwrap();
+        let err = store
+            .update_ref("refs/heads/main", first, Some(first))
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::RefMoved { found: Some(f), .. } if f == second),
+            "{err}"
+        );
+        assert_eq!(store.resolve("refs/heads/main").unwrap(), Some(second));
+        assert_eq!(store.resolve("refs/heads/nope").unwrap(), None);
+
+        // The author and committer are the ones given, with their times.
+        let out = std::process::Command::new("git")
+            .args([
+                "--git-dir",
+                dir.to_str().unwrap(),
+                "log",
+                "-1",
+                "--format=%an <%ae> %at|%cn %ct|%s",
+                "main",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "alice <alice@example.com> 1800000000|agent 1800000100|second"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        let dir = scratch("paths");
+        let store = Store::open_dir(&dir).unwrap();
+        let sig = who("a", 0);
+        for path in [
+            "",
+            "/abs",
+            "a/../b",
+            "a//b",
+            ".git/config",
+            "a/.GIT/x",
+            "dir/",
+        ] {
+            let err = store
+                .commit_files(None, &[(path, Some(b"x"))], &sig, &sig, "m")
+                .unwrap_err();
+            assert!(matches!(err, StoreError::BadPath { .. }), "{path}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

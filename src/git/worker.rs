@@ -1,0 +1,464 @@
+//! One worker per repository and branch: every destination on it shares one queue, its commit
+//! windows, and a push loop that rebuilds on another writer's commits and waits out outages.
+
+use super::change::{Change, commit_message};
+use super::store::{Signature, Store, StoreError};
+use super::transport::{PushOutcome, Remote, Transport, TransportError};
+use super::url::RepoKey;
+use super::window::{Closed, WindowConfig, Windows};
+use gix::ObjectId;
+use jiff::Timestamp;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How a worker behaves.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub windows: WindowConfig,
+    /// The agent's identity on every commit it writes.
+    pub committer_name: String,
+    pub committer_email: String,
+    /// Push attempts per round before waiting for the next retry (another writer kept winning).
+    pub max_push_attempts: u32,
+    /// First and longest wait between rounds while the remote fails.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// Commands waiting in the queue before senders wait (backpressure, bounded memory).
+    pub queue_capacity: usize,
+    /// Time source for windows: the wall clock (live agent), or only the changes' own
+    /// timestamps (`replay`), so that both group changes the same way.
+    pub clock: Clock,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    Wall,
+    Events,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            windows: WindowConfig::default(),
+            committer_name: "gitops-reverser".into(),
+            committer_email: "gitops-reverser@configbutler.ai".into(),
+            max_push_attempts: 10,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(30),
+            queue_capacity: 10_000,
+            clock: Clock::Wall,
+        }
+    }
+}
+
+/// Counters a worker keeps; read them for metrics and tests.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Files waiting in open windows or in closed, unpushed commits (not counting the queue).
+    pub waiting_changes: AtomicU64,
+    pub commits: AtomicU64,
+    pub pushes: AtomicU64,
+    /// Pushes refused because the remote moved (another writer); each is followed by a rebuild.
+    pub push_conflicts: AtomicU64,
+    /// Rounds that failed to reach the remote; the changes stay and are retried.
+    pub push_failures: AtomicU64,
+    /// Changes dropped because the file already had that content.
+    pub unchanged: AtomicU64,
+}
+
+/// A worker failed to land its changes this round (they are kept and retried).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("repository {key}: {source}")]
+    Transport { key: String, source: TransportError },
+    #[error("repository {key}: {source}")]
+    Store { key: String, source: StoreError },
+    #[error(
+        "repository {key}: the remote kept moving; gave up after {attempts} attempts this round"
+    )]
+    Contended { key: String, attempts: u32 },
+    #[error("repository {key}: the worker has stopped")]
+    Stopped { key: String },
+}
+
+enum Command {
+    Change(Box<Change>),
+    /// Close every window and push; answer when the remote has everything (or why not).
+    Flush(oneshot::Sender<Result<Option<ObjectId>, String>>),
+}
+
+/// The sending side of a worker. Cheap to clone; the worker stops when every handle is gone.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    key: RepoKey,
+    tx: mpsc::Sender<Command>,
+    stats: Arc<WorkerStats>,
+}
+
+impl WorkerHandle {
+    pub fn key(&self) -> &RepoKey {
+        &self.key
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// Commands waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Queues a change; waits while the queue is full.
+    pub async fn send(&self, change: Change) -> Result<(), WorkerError> {
+        self.tx
+            .send(Command::Change(Box::new(change)))
+            .await
+            .map_err(|_| WorkerError::Stopped {
+                key: self.key.to_string(),
+            })
+    }
+
+    /// Closes every open window and pushes; returns the remote tip once everything queued
+    /// before this call is on the remote, or the reason it is not (the changes stay queued).
+    pub async fn flush(&self) -> Result<Option<ObjectId>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Flush(tx))
+            .await
+            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?;
+        rx.await
+            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?
+    }
+}
+
+/// Starts the worker task for one repository and branch.
+pub fn spawn(
+    key: RepoKey,
+    remote: Remote,
+    store: Arc<Store>,
+    transport: Arc<dyn Transport>,
+    config: WorkerConfig,
+) -> WorkerHandle {
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let stats = Arc::new(WorkerStats::default());
+    let worker = Worker {
+        key: key.clone(),
+        remote,
+        store,
+        transport,
+        windows: Windows::new(config.windows),
+        pending: VecDeque::new(),
+        remote_tip: None,
+        fetched: false,
+        retry_delay: config.retry_initial,
+        retry_at: None,
+        stats: stats.clone(),
+        config,
+    };
+    tokio::spawn(worker.run(rx));
+    WorkerHandle { key, tx, stats }
+}
+
+struct Worker {
+    key: RepoKey,
+    remote: Remote,
+    store: Arc<Store>,
+    transport: Arc<dyn Transport>,
+    config: WorkerConfig,
+    windows: Windows,
+    /// Closed windows not yet on the remote, oldest first: whole-file states, replayed onto
+    /// whatever the remote tip is when they are pushed.
+    pending: VecDeque<Closed>,
+    /// The remote branch as last seen (`None`: does not exist).
+    remote_tip: Option<ObjectId>,
+    fetched: bool,
+    retry_delay: Duration,
+    retry_at: Option<tokio::time::Instant>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        tracing::debug!(repository = %self.key, "worker started");
+        loop {
+            let window_due = match self.config.clock {
+                Clock::Wall => self.windows.next_deadline().map(instant_at),
+                Clock::Events => None,
+            };
+            let wake = [window_due, self.retry_at].into_iter().flatten().min();
+            let command = match wake {
+                Some(at) => tokio::select! {
+                    command = rx.recv() => command,
+                    _ = tokio::time::sleep_until(at) => {
+                        self.tick().await;
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            match command {
+                Some(Command::Change(change)) => {
+                    let closed = self.windows.add(*change);
+                    self.pending.extend(closed);
+                    if !self.pending.is_empty() && self.retry_at.is_none() {
+                        let _ = self.push_pending().await;
+                    }
+                }
+                Some(Command::Flush(reply)) => {
+                    self.pending.extend(self.windows.flush());
+                    let result = self.push_pending().await.map(|()| self.remote_tip);
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                None => break,
+            }
+            self.publish_waiting();
+        }
+        // Every handle is gone: land what is left, once, then release everything.
+        self.pending.extend(self.windows.flush());
+        if let Err(e) = self.push_pending().await {
+            tracing::error!(repository = %self.key, error = %e, waiting = self.pending.len(),
+                "worker stopping with changes not pushed; the next reconcile writes them");
+        }
+        tracing::debug!(repository = %self.key, "worker stopped");
+    }
+
+    fn publish_waiting(&self) {
+        let pending: usize = self.pending.iter().map(|w| w.changes.len()).sum();
+        let waiting = pending + self.windows.open_counts().1;
+        self.stats
+            .waiting_changes
+            .store(waiting as u64, Ordering::Relaxed);
+    }
+
+    async fn tick(&mut self) {
+        if self.config.clock == Clock::Wall {
+            let closed = self.windows.due(Timestamp::now());
+            self.pending.extend(closed);
+        }
+        if self
+            .retry_at
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            self.retry_at = None;
+        }
+        if !self.pending.is_empty() && self.retry_at.is_none() {
+            let _ = self.push_pending().await;
+        }
+        self.publish_waiting();
+    }
+
+    /// Pushes every pending window. On failure the windows stay pending and a retry is
+    /// scheduled with exponential backoff.
+    async fn push_pending(&mut self) -> Result<(), WorkerError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let job = PushJob {
+            key: self.key.clone(),
+            remote: self.remote.clone(),
+            store: self.store.clone(),
+            transport: self.transport.clone(),
+            config: self.config.clone(),
+            pending: self.pending.iter().cloned().collect(),
+            remote_tip: self.remote_tip,
+            fetched: self.fetched,
+            stats: self.stats.clone(),
+        };
+        let outcome = tokio::task::spawn_blocking(move || job.run())
+            .await
+            .unwrap_or_else(|e| {
+                Err((
+                    WorkerError::Stopped {
+                        key: format!("{} ({e})", self.key),
+                    },
+                    None,
+                ))
+            });
+        match outcome {
+            Ok(tip) => {
+                self.pending.clear();
+                self.remote_tip = tip;
+                self.fetched = true;
+                self.retry_delay = self.config.retry_initial;
+                self.retry_at = None;
+                Ok(())
+            }
+            Err((error, seen_tip)) => {
+                if let Some(tip) = seen_tip {
+                    self.remote_tip = tip;
+                    self.fetched = true;
+                }
+                self.stats.push_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(repository = %self.key, error = %error,
+                    waiting_commits = self.pending.len(), retry_in = ?self.retry_delay,
+                    "push failed; changes kept and retried");
+                self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
+                self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
+                Err(error)
+            }
+        }
+    }
+}
+
+fn instant_at(at: Timestamp) -> tokio::time::Instant {
+    let now = Timestamp::now();
+    let wait = at.duration_since(now).unsigned_abs();
+    if at <= now {
+        tokio::time::Instant::now()
+    } else {
+        tokio::time::Instant::now() + wait
+    }
+}
+
+/// One push round, run on a blocking thread: fetch if needed, replay the pending windows on the
+/// remote tip as commits, push with a lease; on a lost race fetch and replay again.
+struct PushJob {
+    key: RepoKey,
+    remote: Remote,
+    store: Arc<Store>,
+    transport: Arc<dyn Transport>,
+    config: WorkerConfig,
+    pending: Vec<Closed>,
+    remote_tip: Option<ObjectId>,
+    fetched: bool,
+    stats: Arc<WorkerStats>,
+}
+
+/// On failure: the error, and the remote tip if a fetch learned a new one.
+type PushResult = Result<Option<ObjectId>, (WorkerError, Option<Option<ObjectId>>)>;
+
+impl PushJob {
+    fn run(self) -> PushResult {
+        let key = self.key.to_string();
+        let transport_err = |source| WorkerError::Transport {
+            key: key.clone(),
+            source,
+        };
+        let store_err = |source| WorkerError::Store {
+            key: key.clone(),
+            source,
+        };
+        let mut tip = self.remote_tip;
+        let mut learned = None;
+        if !self.fetched {
+            tip = self.fetch().map_err(|e| (transport_err(e), None))?;
+            learned = Some(tip);
+        }
+        for attempt in 1..=self.config.max_push_attempts.max(1) {
+            let base = match tip {
+                Some(tip) => Some(tip),
+                None => self
+                    .default_branch_tip()
+                    .map_err(|e| (transport_err(e), learned))?,
+            };
+            let (head, commits) = self.replay(base).map_err(|e| (store_err(e), learned))?;
+            let Some(head) = head.filter(|h| Some(*h) != base) else {
+                return Ok(tip); // every file already has its content
+            };
+            match self
+                .transport
+                .push(self.store.dir(), &self.remote, &self.key.branch, head, tip)
+            {
+                Ok(PushOutcome::Pushed) => {
+                    self.stats.pushes.fetch_add(1, Ordering::Relaxed);
+                    self.stats.commits.fetch_add(commits, Ordering::Relaxed);
+                    let local = format!("refs/heads/{}", self.key.branch);
+                    let _ = self.store.force_ref(&local, head);
+                    let _ = self
+                        .store
+                        .force_ref(&format!("refs/remotes/origin/{}", self.key.branch), head);
+                    tracing::info!(repository = %self.key, commit = %head, commits, attempt, "pushed");
+                    return Ok(Some(head));
+                }
+                Ok(PushOutcome::Rejected { reason }) => {
+                    self.stats.push_conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(repository = %self.key, %reason, attempt,
+                        "remote moved; fetching and replaying the changes on the new tip");
+                    tip = self.fetch().map_err(|e| (transport_err(e), learned))?;
+                    learned = Some(tip);
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(e) => return Err((transport_err(e), learned)),
+            }
+        }
+        Err((
+            WorkerError::Contended {
+                key,
+                attempts: self.config.max_push_attempts,
+            },
+            learned,
+        ))
+    }
+
+    fn fetch(&self) -> Result<Option<ObjectId>, TransportError> {
+        self.transport
+            .fetch_branch(self.store.dir(), &self.remote, &self.key.branch)
+    }
+
+    /// A missing branch starts from the remote's default branch, or as a new root when the
+    /// repository is empty.
+    fn default_branch_tip(&self) -> Result<Option<ObjectId>, TransportError> {
+        let info = self.transport.probe(&self.remote)?;
+        match info.default_branch {
+            Some(default) if !info.empty && default != self.key.branch => self
+                .transport
+                .fetch_branch(self.store.dir(), &self.remote, &default),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes one commit per pending window on top of `base`; a window whose files all already
+    /// have their content makes no commit. Returns the new head and the number of commits.
+    fn replay(&self, base: Option<ObjectId>) -> Result<(Option<ObjectId>, u64), StoreError> {
+        let mut head = base;
+        let mut commits = 0;
+        let now = Timestamp::now();
+        let committer = Signature {
+            name: self.config.committer_name.clone(),
+            email: self.config.committer_email.clone(),
+            time: now,
+        };
+        for window in &self.pending {
+            let Some(first) = window.changes.first() else {
+                continue;
+            };
+            let files: Vec<(&str, Option<&[u8]>)> = window
+                .files()
+                .map(|f| (f.path.as_str(), f.content.as_deref()))
+                .collect();
+            let author = Signature {
+                name: first.author.name.clone(),
+                email: first.author.email.clone(),
+                time: window.author_date().unwrap_or(now),
+            };
+            let message = commit_message(&window.changes);
+            match self
+                .store
+                .commit_files(head, &files, &author, &committer, &message)?
+            {
+                Some((commit, changed)) => {
+                    let dropped = files.len() - changed.len();
+                    self.stats
+                        .unchanged
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                    head = Some(commit);
+                    commits += 1;
+                }
+                None => {
+                    self.stats
+                        .unchanged
+                        .fetch_add(files.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok((head, commits))
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(20u64.saturating_mul(1 << attempt.min(6)))
+}
