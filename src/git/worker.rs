@@ -84,6 +84,9 @@ pub enum WorkerError {
     Stopped { key: String },
 }
 
+/// Commands taken from the queue before one push.
+const BATCH: usize = 1000;
+
 enum Command {
     Change(Box<Change>),
     /// Close every window and push; answer when the remote has everything (or why not).
@@ -200,20 +203,39 @@ impl Worker {
                 },
                 None => rx.recv().await,
             };
-            match command {
-                Some(Command::Change(change)) => {
-                    let closed = self.windows.add(*change);
-                    self.pending.extend(closed);
-                    if !self.pending.is_empty() && self.retry_at.is_none() {
-                        let _ = self.push_pending().await;
+            let Some(command) = command else { break };
+            // Take everything already queued before pushing, so a burst costs one push.
+            let mut batch = vec![command];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            let mut flushes = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Change(change) => {
+                        let closed = self.windows.add(*change);
+                        self.pending.extend(closed);
+                    }
+                    Command::Flush(reply) => {
+                        self.pending.extend(self.windows.flush());
+                        flushes.push(reply);
                     }
                 }
-                Some(Command::Flush(reply)) => {
-                    self.pending.extend(self.windows.flush());
-                    let result = self.push_pending().await.map(|()| self.remote_tip);
-                    let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+            if !flushes.is_empty() {
+                let result = self
+                    .push_pending()
+                    .await
+                    .map(|()| self.remote_tip)
+                    .map_err(|e| e.to_string());
+                for reply in flushes {
+                    let _ = reply.send(result.clone());
                 }
-                None => break,
+            } else if !self.pending.is_empty() && self.retry_at.is_none() {
+                let _ = self.push_pending().await;
             }
             self.publish_waiting();
         }

@@ -1,0 +1,289 @@
+//! The Git engine against real bare repositories over `file://`: workers shared per repository,
+//! commit windows and authors, two writers on one branch, and a remote that goes away.
+
+use gitops_reverser::git::change::{Change, FileChange};
+use gitops_reverser::git::registry::Registry;
+use gitops_reverser::git::transport::{GitCli, Remote};
+use gitops_reverser::git::window::WindowConfig;
+use gitops_reverser::git::worker::{Clock, WorkerConfig};
+use gitops_reverser::identity::Author;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("gr-engine-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    fn bare(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
+        git(
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "-b",
+                "main",
+                path.to_str().expect("utf-8"),
+            ],
+            None,
+        );
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn git(args: &[&str], git_dir: Option<&Path>) -> String {
+    let mut cmd = Command::new("git");
+    if let Some(dir) = git_dir {
+        cmd.arg("--git-dir").arg(dir);
+    }
+    let out = cmd
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+fn config(quiet_ms: u64, clock: Clock) -> WorkerConfig {
+    WorkerConfig {
+        windows: WindowConfig {
+            quiet: Duration::from_millis(quiet_ms),
+            max_age: Duration::from_secs(60),
+            max_changes: 200,
+        },
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(400),
+        clock,
+        ..WorkerConfig::default()
+    }
+}
+
+fn registry(state: &Path, config: WorkerConfig) -> Registry {
+    Registry::new(
+        state,
+        Arc::new(GitCli::new().with_timeout(Duration::from_secs(30))),
+        config,
+    )
+}
+
+fn change(who: &str, folder: &str, name: &str, body: &str, second: i64) -> Change {
+    Change {
+        folder: folder.to_string(),
+        author: Author {
+            name: who.to_string(),
+            email: format!("{who}@example.com"),
+        },
+        user: Some(who.to_string()),
+        impersonator: None,
+        received: jiff::Timestamp::from_second(1_800_000_000 + second).expect("time"),
+        file: FileChange {
+            path: format!("{folder}/{name}.yaml"),
+            content: Some(body.as_bytes().to_vec().into()),
+            hash: None,
+            summary: format!("update v1 ConfigMap shop/{name}"),
+            namespace: Some("shop".to_string()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differently_spelled_urls_share_one_worker_and_release_frees_it() {
+    let scratch = Scratch::new("share");
+    let repo = scratch.bare("repo.git");
+    let reg = registry(&scratch.0.join("state"), config(0, Clock::Wall));
+    let a = reg
+        .acquire(Remote::new(url(&repo), None), "main", "GitDestination a/x")
+        .expect("acquire");
+    let spelled = format!("{}/", repo.display()); // a plain path with a trailing slash
+    let b = reg
+        .acquire(Remote::new(spelled, None), "main", "GitDestination b/y")
+        .expect("acquire");
+    assert_eq!(reg.len(), 1);
+    assert_eq!(a.key(), b.key());
+    reg.acquire(Remote::new(url(&repo), None), "other", "GitDestination c/z")
+        .expect("acquire");
+    assert_eq!(reg.len(), 2);
+    reg.release("GitDestination a/x");
+    assert_eq!(reg.len(), 2, "b still holds main");
+    reg.release("GitDestination b/y");
+    reg.release("GitDestination c/z");
+    assert!(reg.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_make_one_commit_per_burst_and_per_author_with_receive_times() {
+    let scratch = Scratch::new("windows");
+    let repo = scratch.bare("repo.git");
+    let reg = registry(&scratch.0.join("state"), config(3_000, Clock::Events));
+    let worker = reg
+        .acquire(Remote::new(url(&repo), None), "main", "d")
+        .expect("acquire");
+    // alice: a burst of three; bob interleaves on other files; then bob touches alice's file.
+    for c in [
+        change("alice", "apps", "a", "1", 0),
+        change("bob", "apps", "b", "1", 1),
+        change("alice", "apps", "c", "1", 1),
+        change("alice", "apps", "a", "2", 2),
+        change("bob", "apps", "a", "3", 3),
+        // Ten seconds later: a new window for alice.
+        change("alice", "apps", "d", "1", 13),
+    ] {
+        worker.send(c).await.expect("send");
+    }
+    worker.flush().await.expect("flush");
+    let log = git(
+        &["log", "--reverse", "--format=%an|%at|%s", "main"],
+        Some(&repo),
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "alice|1800000002|alice: 2 changes in shop",
+            "bob|1800000003|bob: 2 changes in shop",
+            "alice|1800000013|update v1 ConfigMap shop/d",
+        ],
+        "{log}"
+    );
+    assert_eq!(git(&["show", "main:apps/a.yaml"], Some(&repo)), "3");
+    let body = git(&["log", "-1", "--format=%B", "main~2"], Some(&repo));
+    assert!(
+        body.contains("- update v1 ConfigMap shop/a\n- update v1 ConfigMap shop/c\n"),
+        "{body}"
+    );
+    assert!(body.contains("Kubernetes-User: alice"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_on_one_branch_lose_nothing_and_keep_history_linear() {
+    let scratch = Scratch::new("race");
+    let repo = scratch.bare("repo.git");
+    const EACH: usize = 300;
+    let mut tasks = Vec::new();
+    for cluster in ["east", "west"] {
+        let state = scratch.0.join(format!("state-{cluster}"));
+        let url = url(&repo);
+        tasks.push(tokio::spawn(async move {
+            // A registry per cluster: separate caches, as two agents would have.
+            let reg = registry(&state, config(5, Clock::Wall));
+            let worker = reg
+                .acquire(Remote::new(url, None), "main", cluster)
+                .expect("acquire");
+            for i in 0..EACH {
+                let c = change(
+                    cluster,
+                    cluster,
+                    &format!("cm-{i:03}"),
+                    &format!("{cluster} {i}"),
+                    i as i64,
+                );
+                worker.send(c).await.expect("send");
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            worker.flush().await.expect("flush lands everything");
+            let stats = worker.stats();
+            (
+                stats
+                    .push_conflicts
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                stats
+                    .waiting_changes
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+        }));
+    }
+    for task in tasks {
+        let (_conflicts, waiting) = task.await.expect("task");
+        assert_eq!(waiting, 0);
+    }
+    let files = git(&["ls-tree", "-r", "--name-only", "main"], Some(&repo));
+    for cluster in ["east", "west"] {
+        let count = files
+            .lines()
+            .filter(|l| l.starts_with(&format!("{cluster}/")))
+            .count();
+        assert_eq!(count, EACH, "{cluster}: every change landed");
+        assert_eq!(
+            git(
+                &["show", &format!("main:{cluster}/cm-{:03}.yaml", EACH - 1)],
+                Some(&repo)
+            ),
+            format!("{cluster} {}", EACH - 1)
+        );
+    }
+    assert_eq!(
+        git(&["rev-list", "--merges", "--count", "main"], Some(&repo)).trim(),
+        "0",
+        "history is linear"
+    );
+    git(&["fsck", "--strict"], Some(&repo));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_delays_changes_and_they_land_once_in_order() {
+    let scratch = Scratch::new("outage");
+    let repo = scratch.bare("repo.git");
+    let reg = registry(&scratch.0.join("state"), config(0, Clock::Wall));
+    let worker = reg
+        .acquire(Remote::new(url(&repo), None), "main", "d")
+        .expect("acquire");
+    worker
+        .send(change("alice", "apps", "before", "1", 0))
+        .await
+        .expect("send");
+    worker.flush().await.expect("first push");
+
+    // The remote disappears.
+    let away = scratch.0.join("away.git");
+    std::fs::rename(&repo, &away).expect("take the remote away");
+    for i in 0..5 {
+        worker
+            .send(change("alice", "apps", &format!("during-{i}"), "1", 1 + i))
+            .await
+            .expect("send");
+    }
+    let err = worker.flush().await.expect_err("the remote is gone");
+    assert!(err.contains("repo.git"), "{err}");
+    assert!(
+        worker
+            .stats()
+            .waiting_changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+
+    // It comes back: everything lands, once, in order.
+    std::fs::rename(&away, &repo).expect("bring the remote back");
+    worker.flush().await.expect("lands after the outage");
+    let log = git(&["log", "--reverse", "--format=%s", "main"], Some(&repo));
+    let want: Vec<String> = std::iter::once("update v1 ConfigMap shop/before".to_string())
+        .chain((0..5).map(|i| format!("update v1 ConfigMap shop/during-{i}")))
+        .collect();
+    assert_eq!(log.lines().collect::<Vec<_>>(), want);
+}
