@@ -104,7 +104,6 @@ fn default_pod_template(template: &mut Value) {
     let meta = t.entry("metadata").or_insert_with(|| json!({}));
     if let Some(m) = obj(meta) {
         // The real server's Go types serialise an unset template timestamp as null.
-        set_default(m, "creationTimestamp", Value::Null);
         m.entry("creationTimestamp").or_insert(Value::Null);
     }
     if let Some(spec) = t.get_mut("spec") {
@@ -272,8 +271,6 @@ fn default_job_spec(s: &mut Map<String, Value>) {
     set_default(s, "completions", json!(1));
     set_default(s, "parallelism", json!(1));
     set_default(s, "suspend", json!(false));
-    set_default(s, "manualSelector", Value::Null);
-    s.remove("manualSelector");
     set_default(s, "podReplacementPolicy", json!("TerminatingOrFailed"));
     if let Some(t) = s.get_mut("template") {
         default_pod_template(t);

@@ -86,14 +86,14 @@ pub fn zero_object(builtin: bool, kind: &str) -> Value {
     if !builtin {
         return json!({"metadata": {}});
     }
-    let pod_template = json!({"metadata": {}, "spec": {}});
+    let pod_template = json!({"metadata": {"creationTimestamp": null}, "spec": {}});
     match kind {
         "Deployment" => json!({"metadata": {}, "spec": {"template": pod_template, "strategy": {}}, "status": {}}),
         "StatefulSet" | "DaemonSet" => {
             json!({"metadata": {}, "spec": {"template": pod_template, "updateStrategy": {}}, "status": {}})
         }
         "ReplicaSet" | "Job" => json!({"metadata": {}, "spec": {"template": pod_template}, "status": {}}),
-        "CronJob" => json!({"metadata": {}, "spec": {"jobTemplate": {"metadata": {}, "spec": {"template": pod_template}}}, "status": {}}),
+        "CronJob" => json!({"metadata": {}, "spec": {"jobTemplate": {"metadata": {"creationTimestamp": null}, "spec": {"template": pod_template}}}, "status": {}}),
         "Pod" | "Namespace" | "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {}, "status": {}}),
         "Service" | "Ingress" => json!({"metadata": {}, "spec": {}, "status": {"loadBalancer": {}}}),
         "NetworkPolicy" => json!({"metadata": {}, "spec": {"podSelector": {}}}),

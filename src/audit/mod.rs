@@ -48,3 +48,6 @@ pub enum AuditError {
         first: String,
     },
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 
 pub mod change;
 pub mod credentials;
+pub mod pack;
 pub mod registry;
 pub mod store;
 pub mod transport;

@@ -341,6 +341,155 @@ impl Store {
     }
 }
 
+/// What a snapshot changed in its folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+impl SnapshotStats {
+    pub fn is_empty(&self) -> bool {
+        self.added + self.updated + self.removed == 0
+    }
+}
+
+impl Store {
+    /// Makes `folder` hold exactly `files` (paths relative to the folder → bytes), plus the
+    /// existing files for which `keep` says so (the ownership marker), as one commit on top of
+    /// `parent`. New objects go into one pack. Returns `None` when the folder already has
+    /// exactly that content. The message is built from the counts.
+    pub fn snapshot(
+        &self,
+        parent: Option<ObjectId>,
+        folder: &str,
+        files: impl IntoIterator<Item = (String, Vec<u8>)>,
+        keep: impl Fn(&str) -> bool,
+        author: &Signature,
+        committer: &Signature,
+        message: impl FnOnce(&SnapshotStats) -> String,
+    ) -> Result<Option<(ObjectId, SnapshotStats)>, StoreError> {
+        check_path(folder)?;
+        let existing = self.folder_files(parent, folder)?;
+        let prefix = format!("{folder}/");
+        let mut pack =
+            super::pack::PackWriter::new(&self.dir).map_err(|e| self.fail("starting a pack", e))?;
+        let mut wanted: BTreeMap<String, ObjectId> = BTreeMap::new();
+        let mut stats = SnapshotStats::default();
+        for (relative, bytes) in files {
+            let path = format!("{prefix}{relative}");
+            check_path(&path)?;
+            let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
+                .map_err(|e| self.fail("hashing a file", e))?;
+            match existing.get(&path) {
+                Some(old) if *old == id => stats.unchanged += 1,
+                Some(_) => stats.updated += 1,
+                None => stats.added += 1,
+            }
+            if existing.get(&path) != Some(&id) {
+                pack.add(gix::objs::Kind::Blob, id, &bytes)
+                    .map_err(|e| self.fail("packing a file", e))?;
+            }
+            wanted.insert(relative, id);
+        }
+        for (path, id) in &existing {
+            let relative = &path[prefix.len()..];
+            if wanted.contains_key(relative) {
+                continue;
+            }
+            if keep(relative) {
+                wanted.insert(relative.to_string(), *id);
+            } else {
+                stats.removed += 1;
+            }
+        }
+        if stats.is_empty() {
+            return Ok(None);
+        }
+        let folder_tree = if wanted.is_empty() {
+            None
+        } else {
+            Some(build_tree(&wanted, &mut pack).map_err(|e| self.fail("writing folder trees", e))?)
+        };
+        pack.finish()
+            .map_err(|e| self.fail("finishing a pack", e))?;
+
+        let repo = self.local();
+        let base = match parent {
+            Some(commit) => self.tree_of(&repo, commit)?,
+            None => repo.empty_tree(),
+        };
+        let mut editor = base.edit().map_err(|e| self.fail("editing a tree", e))?;
+        match folder_tree {
+            Some(id) => editor.upsert(folder, EntryKind::Tree, id).map(|_| ()),
+            None => editor.remove(folder).map(|_| ()),
+        }
+        .map_err(|e| self.fail("placing the folder", e))?;
+        let tree = editor
+            .write()
+            .map_err(|e| self.fail("writing a tree", e))?
+            .detach();
+        let commit = self.write_commit(&repo, tree, parent, author, committer, &message(&stats))?;
+        Ok(Some((commit, stats)))
+    }
+}
+
+/// Writes the nested trees for `files` (relative paths, sorted) into `pack`; returns the root.
+fn build_tree(
+    files: &BTreeMap<String, ObjectId>,
+    pack: &mut super::pack::PackWriter,
+) -> Result<ObjectId, String> {
+    // Directory → its direct entries; parents are filled in deepest first.
+    let mut dirs: BTreeMap<String, Vec<gix::objs::tree::Entry>> = BTreeMap::new();
+    dirs.insert(String::new(), Vec::new());
+    for (path, id) in files {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut at = String::new();
+        for segment in dir.split('/').filter(|s| !s.is_empty()) {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(segment);
+            dirs.entry(at.clone()).or_default();
+        }
+        dirs.entry(dir.to_string())
+            .or_default()
+            .push(gix::objs::tree::Entry {
+                mode: EntryKind::Blob.into(),
+                filename: name.into(),
+                oid: *id,
+            });
+    }
+    let mut order: Vec<String> = dirs.keys().cloned().collect();
+    order.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count() + usize::from(!d.is_empty())));
+    let mut buf = Vec::new();
+    for dir in order {
+        let mut entries = dirs.remove(&dir).unwrap_or_default();
+        entries.sort();
+        let tree = gix::objs::Tree { entries };
+        buf.clear();
+        gix::objs::WriteTo::write_to(&tree, &mut buf).map_err(|e| e.to_string())?;
+        let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Tree, &buf)
+            .map_err(|e| e.to_string())?;
+        pack.add(gix::objs::Kind::Tree, id, &buf)
+            .map_err(|e| e.to_string())?;
+        if dir.is_empty() {
+            return Ok(id);
+        }
+        let (parent, name) = dir.rsplit_once('/').unwrap_or(("", &dir));
+        dirs.entry(parent.to_string())
+            .or_default()
+            .push(gix::objs::tree::Entry {
+                mode: EntryKind::Tree.into(),
+                filename: name.into(),
+                oid: id,
+            });
+    }
+    Err("no root tree".to_string())
+}
+
 /// Paths are written from the repository root with `/` separators; anything that could leave
 /// the repository or hide in `.git` is refused.
 fn check_path(path: &str) -> Result<(), StoreError> {
@@ -505,6 +654,130 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, StoreError::BadPath { .. }), "{path}: {err}");
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn snapshots_write_the_difference_as_one_commit() {
+        let dir = scratch("snapshot");
+        let store = Store::open_dir(&dir).unwrap();
+        let agent = who("agent", 1_800_000_000);
+        let files = |pairs: &[(&str, &str)]| -> Vec<(String, Vec<u8>)> {
+            pairs
+                .iter()
+                .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+                .collect()
+        };
+        let message = |s: &SnapshotStats| {
+            format!(
+                "reconcile: {} added, {} updated, {} removed",
+                s.added, s.updated, s.removed
+            )
+        };
+        // Something outside the folder, and a marker inside it, must survive.
+        let (base, _) = store
+            .commit_files(
+                None,
+                &[("README.md", Some(b"hi")), ("apps/.marker", Some(b"m"))],
+                &agent,
+                &agent,
+                "base",
+            )
+            .unwrap()
+            .unwrap();
+        let keep = |p: &str| p == ".marker";
+        let (first, stats) = store
+            .snapshot(
+                Some(base),
+                "apps",
+                files(&[
+                    ("shop/core/configmaps/a.yaml", "a"),
+                    ("shop/apps/deployments/web.yaml", "w"),
+                    ("_cluster/core/namespaces/shop.yaml", "n"),
+                ]),
+                keep,
+                &agent,
+                &agent,
+                message,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!((stats.added, stats.updated, stats.removed), (3, 0, 0));
+        let again = store
+            .snapshot(
+                Some(first),
+                "apps",
+                files(&[
+                    ("shop/core/configmaps/a.yaml", "a"),
+                    ("shop/apps/deployments/web.yaml", "w"),
+                    ("_cluster/core/namespaces/shop.yaml", "n"),
+                ]),
+                keep,
+                &agent,
+                &agent,
+                message,
+            )
+            .unwrap();
+        assert!(again.is_none(), "same content: no commit");
+        let (second, stats) = store
+            .snapshot(
+                Some(first),
+                "apps",
+                files(&[
+                    ("shop/core/configmaps/a.yaml", "a2"),
+                    ("shop/core/configmaps/b.yaml", "b"),
+                ]),
+                keep,
+                &agent,
+                &agent,
+                message,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stats.added, stats.updated, stats.removed, stats.unchanged),
+            (1, 1, 2, 0)
+        );
+        let listed: Vec<String> = store
+            .folder_files(Some(second), "apps")
+            .unwrap()
+            .into_keys()
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "apps/.marker",
+                "apps/shop/core/configmaps/a.yaml",
+                "apps/shop/core/configmaps/b.yaml"
+            ]
+        );
+        assert_eq!(
+            store
+                .read_file(Some(second), "README.md")
+                .unwrap()
+                .as_deref(),
+            Some(&b"hi"[..])
+        );
+        store.update_ref("refs/heads/main", second, None).unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&dir)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        git(&["fsck", "--strict"]);
+        assert_eq!(
+            git(&["log", "-1", "--format=%s", "main"]).trim(),
+            "reconcile: 1 added, 1 updated, 2 removed"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -4,3 +4,5 @@
 mod cli;
 mod crds;
 mod git_engine;
+mod git_transport;
+mod support;
