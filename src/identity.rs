@@ -183,12 +183,16 @@ pub fn user_trailer(user: &UserInfo) -> String {
 
 /// `Impersonated-by: <username>`, the trailer naming the user who impersonated the author.
 pub fn impersonation_trailer(impersonator: &UserInfo) -> String {
-    format!("{IMPERSONATOR_TRAILER}: {}", trailer_value(&impersonator.username))
+    format!(
+        "{IMPERSONATOR_TRAILER}: {}",
+        trailer_value(&impersonator.username)
+    )
 }
 
 /// A trailer value on one line: control characters (line breaks included) become spaces, so a
 /// username can never start a trailer or a paragraph of its own.
-fn trailer_value(value: &str) -> String {
+/// A trailer value kept on one line (no control characters).
+pub fn trailer_value(value: &str) -> String {
     let cleaned = collapse_spaces(value.chars().map(|c| if unsafe_char(c) { ' ' } else { c }));
     if cleaned.is_empty() {
         "(empty)".to_string()
@@ -376,8 +380,16 @@ mod tests {
         let d = DEFAULT_EMAIL_DOMAIN;
         let cases: Vec<(&str, String, String)> = vec![
             ("alice", "alice".into(), format!("alice@{d}")),
-            ("jane@acme.com", "jane@acme.com".into(), "jane@acme.com".into()),
-            ("Jane.Doe@Acme.com", "Jane.Doe@Acme.com".into(), "Jane.Doe@Acme.com".into()),
+            (
+                "jane@acme.com",
+                "jane@acme.com".into(),
+                "jane@acme.com".into(),
+            ),
+            (
+                "Jane.Doe@Acme.com",
+                "Jane.Doe@Acme.com".into(),
+                "Jane.Doe@Acme.com".into(),
+            ),
             (
                 "system:serviceaccount:flux-system:kustomize-controller",
                 "system:serviceaccount:flux-system:kustomize-controller".into(),
@@ -393,16 +405,32 @@ mod tests {
                 "system:node:minikube".into(),
                 format!("minikube@node.{d}"),
             ),
-            ("system:admin", "system:admin".into(), format!("admin@system.{d}")),
+            (
+                "system:admin",
+                "system:admin".into(),
+                format!("admin@system.{d}"),
+            ),
             (
                 "system:kube-controller-manager",
                 "system:kube-controller-manager".into(),
                 format!("kube-controller-manager@system.{d}"),
             ),
-            ("system:anonymous", "system:anonymous".into(), format!("anonymous@system.{d}")),
+            (
+                "system:anonymous",
+                "system:anonymous".into(),
+                format!("anonymous@system.{d}"),
+            ),
             ("Alice", "Alice".into(), format!("_41lice@{d}")),
-            ("oidc:alice", "oidc:alice".into(), format!("oidc_3aalice@{d}")),
-            ("first_last", "first_last".into(), format!("first_5flast@{d}")),
+            (
+                "oidc:alice",
+                "oidc:alice".into(),
+                format!("oidc_3aalice@{d}"),
+            ),
+            (
+                "first_last",
+                "first_last".into(),
+                format!("first_5flast@{d}"),
+            ),
             ("jürgen", "jürgen".into(), format!("j_c3_bcrgen@{d}")),
             // Not a valid service account: the generic system: rule applies.
             (
@@ -419,7 +447,11 @@ mod tests {
         ];
         for (username, name, email) in cases {
             let got = m.author(&user(username));
-            assert_eq!((got.name.clone(), got.email.clone()), (name, email), "{username}");
+            assert_eq!(
+                (got.name.clone(), got.email.clone()),
+                (name, email),
+                "{username}"
+            );
             assert_git_safe(&got);
         }
     }
@@ -449,7 +481,11 @@ mod tests {
             ),
             ("<>", "()", format!("_3c_3e@{d}")),
             ("a@b@c.d", "a@b@c.d", format!("a_40b_40c.d@{d}")),
-            ("x@y <z>.com", "x@y (z).com", format!("x_40y_20_3cz_3e.com@{d}")),
+            (
+                "x@y <z>.com",
+                "x@y (z).com",
+                format!("x_40y_20_3cz_3e.com@{d}"),
+            ),
         ];
         for (username, name, email) in cases {
             let got = m.author(&user(username));
@@ -520,9 +556,10 @@ mod tests {
             "example.com/name".into(),
             vec!["".into(), "Carol Danvers".into()],
         );
-        carol
-            .extra
-            .insert("example.com/email".into(), vec!["carol@corp.example".into()]);
+        carol.extra.insert(
+            "example.com/email".into(),
+            vec!["carol@corp.example".into()],
+        );
         assert_eq!(
             m.author(&carol),
             Author {
@@ -580,7 +617,10 @@ mod tests {
         for n in names {
             let a = m.author(&user(n));
             assert_eq!(a, m.author(&user(n)));
-            assert!(emails.insert(a.email.clone()), "duplicate e-mail for {n}: {a:?}");
+            assert!(
+                emails.insert(a.email.clone()),
+                "duplicate e-mail for {n}: {a:?}"
+            );
         }
     }
 
@@ -609,10 +649,9 @@ mod tests {
 
     #[test]
     fn user_info_reads_nulls_and_round_trips() {
-        let u: UserInfo = serde_json::from_str(
-            r#"{"username":"bob","groups":null,"extra":null,"uid":"1"}"#,
-        )
-        .unwrap();
+        let u: UserInfo =
+            serde_json::from_str(r#"{"username":"bob","groups":null,"extra":null,"uid":"1"}"#)
+                .unwrap();
         assert_eq!(u.username, "bob");
         assert!(u.groups.is_empty() && u.extra.is_empty());
         let back: UserInfo = serde_json::from_value(serde_json::to_value(&u).unwrap()).unwrap();
@@ -642,7 +681,11 @@ mod tests {
                 .collect();
             let (username, name, email) = (cells[1], cells[2], cells[3]);
             let got = m.author(&user(username));
-            assert_eq!((got.name.as_str(), got.email.as_str()), (name, email), "{line}");
+            assert_eq!(
+                (got.name.as_str(), got.email.as_str()),
+                (name, email),
+                "{line}"
+            );
             checked += 1;
         }
         assert!(checked >= 8, "only {checked} documented examples");

@@ -127,6 +127,8 @@ fn keyed_items<'v>(items: &'v [Value], keys: &[&str]) -> Option<Vec<(PathElement
     items.iter().map(|i| item_key(i, keys).map(|k| (k, i))).collect()
 }
 
+static EMPTY_ARRAY: Value = Value::Array(Vec::new());
+
 struct Walker<'a> {
     builtin: bool,
     names: Vec<&'a str>,
@@ -225,6 +227,13 @@ impl<'a> Walker<'a> {
             (None, None) => {}
             (None, Some(n)) => self.all_nodes(n, &mut c.added),
             (Some(o), None) => self.all_nodes(o, &mut c.removed),
+            // A null the zero object holds (a Go slice or map without omitempty) is an empty container.
+            (Some(Value::Null), Some(n @ Value::Array(_))) => self.compare(Some(&EMPTY_ARRAY), Some(n), c),
+            (Some(Value::Null), Some(Value::Object(m))) if !m.is_empty() => {
+                for (k, nv) in m {
+                    self.descend_field(k, |w| w.compare(None, Some(nv), c));
+                }
+            }
             (Some(Value::Object(a)), Some(Value::Object(b))) => {
                 if a.is_empty() && b.is_empty() {
                     return;

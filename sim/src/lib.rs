@@ -9,3 +9,7 @@ pub mod fieldpath;
 pub mod ids;
 pub mod schema;
 pub mod selectors;
+pub mod defaults;
+pub mod patch;
+pub mod store;
+pub mod validation;

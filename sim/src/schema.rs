@@ -86,7 +86,7 @@ pub fn zero_object(builtin: bool, kind: &str) -> Value {
     if !builtin {
         return json!({"metadata": {}});
     }
-    let pod_template = json!({"metadata": {"creationTimestamp": null}, "spec": {}});
+    let pod_template = json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": null}});
     match kind {
         "Deployment" => json!({"metadata": {}, "spec": {"template": pod_template, "strategy": {}}, "status": {}}),
         "StatefulSet" | "DaemonSet" => {
@@ -94,7 +94,8 @@ pub fn zero_object(builtin: bool, kind: &str) -> Value {
         }
         "ReplicaSet" | "Job" => json!({"metadata": {}, "spec": {"template": pod_template}, "status": {}}),
         "CronJob" => json!({"metadata": {}, "spec": {"jobTemplate": {"metadata": {"creationTimestamp": null}, "spec": {"template": pod_template}}}, "status": {}}),
-        "Pod" | "Namespace" | "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {}, "status": {}}),
+        "Pod" => json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
+        "Namespace" | "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {}, "status": {}}),
         "Service" | "Ingress" => json!({"metadata": {}, "spec": {}, "status": {"loadBalancer": {}}}),
         "NetworkPolicy" => json!({"metadata": {}, "spec": {"podSelector": {}}}),
         "RoleBinding" | "ClusterRoleBinding" => json!({"metadata": {}, "roleRef": {}}),

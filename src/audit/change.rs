@@ -377,7 +377,14 @@ fn upsert(
     } else {
         ChangeKind::Upsert
     };
-    change(event, verb, kind, target, Some(object.clone()), resource_version)
+    change(
+        event,
+        verb,
+        kind,
+        target,
+        Some(object.clone()),
+        resource_version,
+    )
 }
 
 fn delete(event: &AuditEvent, object_ref: &ObjectReference) -> Result<AuditChange, SkipReason> {
@@ -488,9 +495,9 @@ fn scale(
     // autoscaling/v1 omits `replicas: 0` (omitempty).
     let replicas = match spec.get("replicas") {
         None | Some(Value::Null) => 0,
-        Some(v) => v.as_i64().ok_or_else(|| {
-            SkipReason::ResponseNotObject(format!("Scale spec.replicas is {v}"))
-        })?,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| SkipReason::ResponseNotObject(format!("Scale spec.replicas is {v}")))?,
     };
     let name = object_ref
         .name()
@@ -505,8 +512,7 @@ fn scale(
         parent.uid = Some(uid);
     }
     let resource_version = metadata_str(scale, "resourceVersion");
-    if resource_version.is_some() && object_ref.resource_version() == resource_version.as_deref()
-    {
+    if resource_version.is_some() && object_ref.resource_version() == resource_version.as_deref() {
         return Err(SkipReason::NoOp);
     }
     Ok(ScaleChange {

@@ -325,7 +325,8 @@ mod tests {
             stage.request_received().unwrap().to_string(),
             "2026-06-02T11:16:29.174537Z"
         );
-        let placeholder = event(json!({"requestReceivedTimestamp": "<ts>", "stageTimestamp": "<ts>"}));
+        let placeholder =
+            event(json!({"requestReceivedTimestamp": "<ts>", "stageTimestamp": "<ts>"}));
         assert_eq!(placeholder.request_received(), None);
         assert_eq!(AuditEvent::default().request_received(), None);
     }

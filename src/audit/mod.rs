@@ -39,9 +39,7 @@ pub enum AuditError {
     Yaml { input: String, message: String },
     #[error("{input}: not audit data: not UTF-8 text (invalid byte at offset {offset})")]
     NotText { input: String, offset: usize },
-    #[error(
-        "{input}: not audit data: none of {count} entries is an audit event (first: {first})"
-    )]
+    #[error("{input}: not audit data: none of {count} entries is an audit event (first: {first})")]
     NotAuditData {
         input: String,
         count: usize,

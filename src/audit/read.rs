@@ -23,7 +23,10 @@ pub enum Position {
     /// A line of JSON lines input; `item` is the index in an EventList on that line.
     Line { line: u64, item: Option<usize> },
     /// A JSON or YAML document; `item` is the index in its EventList.
-    Document { document: usize, item: Option<usize> },
+    Document {
+        document: usize,
+        item: Option<usize>,
+    },
 }
 
 impl Position {
@@ -132,11 +135,8 @@ enum Mode<'a> {
         line: u64,
     },
     Json {
-        stream: serde_json::StreamDeserializer<
-            'a,
-            serde_json::de::IoRead<Box<dyn Read + 'a>>,
-            Value,
-        >,
+        stream:
+            serde_json::StreamDeserializer<'a, serde_json::de::IoRead<Box<dyn Read + 'a>>, Value>,
         document: usize,
     },
     Yaml {
@@ -168,8 +168,7 @@ impl<'a> AuditReader<'a> {
     }
 
     /// Decides the format from the first bytes, then reads what the format reads first.
-    fn start(&mut self, reader: Box<dyn BufRead + 'a>) -> Result<(), AuditError> {
-        let mut reader = reader;
+    fn start(&mut self, mut reader: Box<dyn BufRead + 'a>) -> Result<(), AuditError> {
         let gzip = reader
             .fill_buf()
             .map_err(|e| self.io_error(None, e))?
@@ -220,7 +219,7 @@ impl<'a> AuditReader<'a> {
             return Ok(());
         }
         head.extend_from_slice(&line);
-        let rest: Box<dyn Read + 'a> = Box::new(Cursor::new(head).chain(reader));
+        let mut rest: Box<dyn Read + 'a> = Box::new(Cursor::new(head).chain(reader));
         if matches!(content.first(), Some(b'{') | Some(b'[')) {
             self.mode = Mode::Json {
                 stream: serde_json::Deserializer::from_reader(rest).into_iter::<Value>(),
@@ -229,7 +228,6 @@ impl<'a> AuditReader<'a> {
             return Ok(());
         }
         let mut bytes = Vec::new();
-        let mut rest = rest;
         rest.read_to_end(&mut bytes)
             .map_err(|e| self.io_error(None, e))?;
         let text = String::from_utf8(bytes).map_err(|e| AuditError::NotText {
@@ -337,7 +335,8 @@ impl<'a> AuditReader<'a> {
         match serde_json::from_value::<AuditEvent>(value) {
             Ok(event) => {
                 self.seen_event = true;
-                self.pending.extend(self.held.drain(..).map(Entry::Malformed));
+                self.pending
+                    .extend(self.held.drain(..).map(Entry::Malformed));
                 self.pending.push_back(Entry::Event {
                     position,
                     event: Box::new(event),
@@ -370,9 +369,8 @@ impl<'a> AuditReader<'a> {
             Mode::Lines { mut reader, line } => {
                 let mut buf = Vec::new();
                 let line = line + 1;
-                let read = read_line(&mut reader, &mut buf).map_err(|e| {
-                    self.io_error(Some(Position::Line { line, item: None }), e)
-                })?;
+                let read = read_line(&mut reader, &mut buf)
+                    .map_err(|e| self.io_error(Some(Position::Line { line, item: None }), e))?;
                 if read == LineRead::Eof {
                     return Ok(false);
                 }
@@ -449,7 +447,9 @@ impl<'a> AuditReader<'a> {
         AuditError::NotAuditData {
             input: self.input.clone(),
             count,
-            first: first.map(|m| format!("{}: {}", m.position, m.message)).unwrap_or_default(),
+            first: first
+                .map(|m| format!("{}: {}", m.position, m.message))
+                .unwrap_or_default(),
         }
     }
 }
@@ -514,10 +514,7 @@ fn api_version_problem(api_version: Option<&Value>) -> Option<String> {
     match api_version {
         None | Some(Value::Null) => None,
         Some(Value::String(v)) if v.starts_with("audit.k8s.io/") => None,
-        Some(other) => Some(format!(
-            "not an audit event: apiVersion {}",
-            short(other)
-        )),
+        Some(other) => Some(format!("not an audit event: apiVersion {}", short(other))),
     }
 }
 
@@ -557,7 +554,11 @@ mod tests {
                 item: None
             }
         );
-        assert!(got.malformed[0].to_string().starts_with("test: line 3: invalid JSON"));
+        assert!(
+            got.malformed[0]
+                .to_string()
+                .starts_with("test: line 3: invalid JSON")
+        );
         assert_eq!(
             got.malformed[1].to_string(),
             "test: line 5: not an audit event: kind \"Pod\""
@@ -570,8 +571,19 @@ mod tests {
         let entries: Vec<_> = AuditReader::new(text.as_bytes(), "t")
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(matches!(&entries[0], Entry::Malformed(m) if m.position == Position::Line { line: 1, item: Some(1) }));
-        assert!(matches!(&entries[1], Entry::Event { position: Position::Line { line: 2, item: None }, .. }));
+        assert!(
+            matches!(&entries[0], Entry::Malformed(m) if m.position == Position::Line { line: 1, item: Some(1) })
+        );
+        assert!(matches!(
+            &entries[1],
+            Entry::Event {
+                position: Position::Line {
+                    line: 2,
+                    item: None
+                },
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -609,7 +621,10 @@ mod tests {
             "{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"reason\":\"Pulled\"}\n",
         ] {
             let err = read(text).unwrap_err();
-            assert!(matches!(err, AuditError::NotAuditData { .. }), "{text}: {err}");
+            assert!(
+                matches!(err, AuditError::NotAuditData { .. }),
+                "{text}: {err}"
+            );
             assert!(err.to_string().starts_with("test: not audit data"), "{err}");
         }
         assert!(matches!(
@@ -618,7 +633,8 @@ mod tests {
         ));
         let err = read("{\n \"kind\": \"EventList\",\n \"items\": [oops]\n}").unwrap_err();
         assert!(
-            err.to_string().starts_with("test: document 1: invalid JSON at line 3"),
+            err.to_string()
+                .starts_with("test: document 1: invalid JSON at line 3"),
             "{err}"
         );
         let err = read("a: [unclosed\n").unwrap_err();

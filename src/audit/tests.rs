@@ -101,7 +101,11 @@ fn every_copied_file_reads_without_error_or_malformed_entry() {
     assert_eq!(files.len(), 79);
     let mut per_dir: BTreeMap<String, usize> = BTreeMap::new();
     for file in &files {
-        let rel = file.strip_prefix(DATA).unwrap().to_string_lossy().to_string();
+        let rel = file
+            .strip_prefix(DATA)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         let input = read_file(&rel);
         assert!(input.malformed.is_empty(), "{rel}: {:?}", input.malformed);
         assert!(!input.events.is_empty(), "{rel}");
@@ -128,7 +132,10 @@ fn every_copied_file_reads_without_error_or_malformed_entry() {
 fn admission_reviews_are_not_audit_data() {
     let rel = "admission/kube-audit-rest-rancher-desktop.jsonl";
     let err = read_events(std::fs::File::open(path(rel)).unwrap(), rel).unwrap_err();
-    assert!(matches!(err, AuditError::NotAuditData { count: 59, .. }), "{err}");
+    assert!(
+        matches!(err, AuditError::NotAuditData { count: 59, .. }),
+        "{err}"
+    );
     assert!(
         err.to_string().starts_with(
             "admission/kube-audit-rest-rancher-desktop.jsonl: not audit data: none of 59 entries \
@@ -168,7 +175,12 @@ fn audit2rbac_v1beta1_summary() {
     assert_eq!(delete.target.group, "rbac.authorization.k8s.io");
     assert_eq!(delete.target.resource.as_str(), "roles");
     assert_eq!(delete.target.kind, None);
-    assert!(delete.request_received.to_string().starts_with("2017-09-11T"));
+    assert!(
+        delete
+            .request_received
+            .to_string()
+            .starts_with("2017-09-11T")
+    );
 }
 
 #[test]
@@ -203,7 +215,11 @@ fn falco_summary_and_configmap_create() {
         .filter(|p| p.starts_with(path("falco-k8s_audit")))
     {
         files += 1;
-        let rel = file.strip_prefix(DATA).unwrap().to_string_lossy().to_string();
+        let rel = file
+            .strip_prefix(DATA)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         events.extend(read_file(&rel).events);
     }
     assert_eq!(files, 46);
@@ -232,7 +248,10 @@ fn falco_summary_and_configmap_create() {
     assert_eq!(c.request_received.to_string(), "2018-10-26T13:13:03.53918Z");
     assert_eq!(c.author_user().username, "minikube-user");
     assert!(c.impersonator().is_none());
-    assert_eq!(c.audit_id.as_deref(), Some("155b887c-c27c-4fdb-9667-999f74512d0a"));
+    assert_eq!(
+        c.audit_id.as_deref(),
+        Some("155b887c-c27c-4fdb-9667-999f74512d0a")
+    );
     assert_eq!(
         c.target.object_id().unwrap().to_string(),
         "v1/ConfigMap default/my-config"
@@ -255,7 +274,10 @@ fn falco_summary_and_configmap_create() {
     );
     // extensions/v1beta1 Deployment delete at Request level: objectRef only.
     let c = change_of(&only_event("falco-k8s_audit/delete_deployment.json"));
-    assert_eq!(c.target.to_string(), "extensions/v1beta1 deployments default/nginx-deployment");
+    assert_eq!(
+        c.target.to_string(),
+        "extensions/v1beta1 deployments default/nginx-deployment"
+    );
     assert_eq!(
         skip_of(&only_event("falco-k8s_audit/attach_pod.json")),
         SkipReason::Stage("ResponseStarted".into())
@@ -311,12 +333,18 @@ fn deletecollection_expanded_only_when_the_response_lists_objects() {
         ]
     );
     for c in &changes {
-        assert_eq!((c.verb, c.kind), (Verb::DeleteCollection, ChangeKind::Delete));
+        assert_eq!(
+            (c.verb, c.kind),
+            (Verb::DeleteCollection, ChangeKind::Delete)
+        );
         let object = c.object.as_ref().unwrap();
         assert_eq!(object["kind"], "Flunder");
         assert_eq!(object["apiVersion"], "wardle.example.com/v1alpha1");
         assert_eq!(c.author_user().username, "system:admin");
-        assert_eq!(c.request_received.to_string(), "2026-06-02T11:16:29.162706Z");
+        assert_eq!(
+            c.request_received.to_string(),
+            "2026-06-02T11:16:29.162706Z"
+        );
     }
     assert_eq!(changes[1].resource_version.as_deref(), Some("50"));
 
@@ -336,10 +364,16 @@ fn deletecollection_expanded_only_when_the_response_lists_objects() {
             "test-map-5"
         ]
     );
-    assert!(changes.iter().all(|c| c.target.kind.as_deref() == Some("ConfigMap")
-        && c.target.namespace.as_deref() == Some("new-config-ns")));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.target.kind.as_deref() == Some("ConfigMap")
+                && c.target.namespace.as_deref() == Some("new-config-ns"))
+    );
 
-    let lab = one(read_lab("configmap__deletecollection__audit.deletecollection.yaml"));
+    let lab = one(read_lab(
+        "configmap__deletecollection__audit.deletecollection.yaml",
+    ));
     assert!(matches!(classify(&lab), Classified::Changes(c) if c.len() == 3));
     let aggregated = one(read_lab(
         "flunder__aggregated-api-deletecollection__audit.deletecollection.yaml",
@@ -374,7 +408,9 @@ fn scale_subresource() {
     assert_eq!(scale.author_user().username, "system:admin");
 
     let lab = one(read_lab("deployment__scale-patch__audit.patch.yaml"));
-    assert!(matches!(classify(&lab), Classified::Scale(s) if s.replicas == 2 && s.parent.name == "d1"));
+    assert!(
+        matches!(classify(&lab), Classified::Scale(s) if s.replicas == 2 && s.parent.name == "d1")
+    );
 
     // Scale to zero: autoscaling/v1 omits the field.
     let mut zero = event.clone();
@@ -394,7 +430,9 @@ fn scale_subresource() {
 
 #[test]
 fn impersonated_write_is_authored_by_the_impersonated_user() {
-    let event = one(read_lab("configmap__deletion-intent-actor__audit.delete.yaml"));
+    let event = one(read_lab(
+        "configmap__deletion-intent-actor__audit.delete.yaml",
+    ));
     let c = change_of(&event);
     // A delete whose response still has a finalizer: pending, the object is still stored.
     assert_eq!((c.verb, c.kind), (Verb::Delete, ChangeKind::DeletePending));
@@ -414,11 +452,18 @@ fn impersonated_write_is_authored_by_the_impersonated_user() {
 
 #[test]
 fn finalizers_and_cascades() {
-    let pending = change_of(&one(read_lab("configmap__finalizer-delete__audit.delete.yaml")));
+    let pending = change_of(&one(read_lab(
+        "configmap__finalizer-delete__audit.delete.yaml",
+    )));
     assert_eq!(pending.kind, ChangeKind::DeletePending);
     assert!(!pending.kind.removes_object());
-    let finalized = change_of(&one(read_lab("configmap__finalizer-delete__audit.patch.yaml")));
-    assert_eq!((finalized.verb, finalized.kind), (Verb::Patch, ChangeKind::DeleteFinalized));
+    let finalized = change_of(&one(read_lab(
+        "configmap__finalizer-delete__audit.patch.yaml",
+    )));
+    assert_eq!(
+        (finalized.verb, finalized.kind),
+        (Verb::Patch, ChangeKind::DeleteFinalized)
+    );
     assert!(finalized.kind.removes_object());
     assert_eq!(finalized.target.uid, pending.target.uid);
     let by_sa = change_of(&one(read_lab(
@@ -432,7 +477,10 @@ fn finalizers_and_cascades() {
     let child = change_of(&one(read_lab(
         "configmap__owner-ref-cascade__audit.delete.cm-child.yaml",
     )));
-    assert_eq!((child.kind, child.object.as_ref()), (ChangeKind::Delete, None));
+    assert_eq!(
+        (child.kind, child.object.as_ref()),
+        (ChangeKind::Delete, None)
+    );
     assert_eq!(child.target.uid.as_deref(), Some("<uid-1>"));
     assert_eq!(
         child.author_user().username,
@@ -452,7 +500,10 @@ fn mutationlab_outcomes() {
         }
     };
     let expected = [
-        ("configmap__conflict-update__audit.update.yaml", "skipped: failed: 409"),
+        (
+            "configmap__conflict-update__audit.update.yaml",
+            "skipped: failed: 409",
+        ),
         (
             "configmap__create-succeeds__audit.create.yaml",
             "create Upsert v1 ConfigMap <ns-1>/cm-a",
@@ -469,7 +520,10 @@ fn mutationlab_outcomes() {
             "configmap__owner-ref-cascade__audit.delete.cm-parent.yaml",
             "delete Delete v1 configmaps <ns-1>/cm-parent",
         ),
-        ("configmap__record-and-reject__audit.create.yaml", "skipped: failed: 403"),
+        (
+            "configmap__record-and-reject__audit.create.yaml",
+            "skipped: failed: 403",
+        ),
         (
             "configmap__server-side-apply__audit.patch.yaml",
             "patch Upsert v1 ConfigMap <ns-1>/cm-a",
@@ -507,13 +561,22 @@ fn gitops_reverser_captures() {
     flunder.stage_timestamp = Some("2026-06-16T08:54:01.227077Z".into());
     let c = change_of(&flunder);
     assert_eq!(c.author_user().username, "jane@acme.com");
-    assert_eq!(c.target.to_string(), "wardle.example.com/v1alpha1 Flunder default/aggregated-shallow-flunder");
-    assert_eq!(c.request_received.to_string(), "2026-06-16T08:54:01.227077Z");
+    assert_eq!(
+        c.target.to_string(),
+        "wardle.example.com/v1alpha1 Flunder default/aggregated-shallow-flunder"
+    );
+    assert_eq!(
+        c.request_received.to_string(),
+        "2026-06-16T08:54:01.227077Z"
+    );
     let addon = only_event("gitops-reverser/k3s-addon-unchanged-rv-update-eventlist.yaml");
     assert_eq!(skip_of(&addon), SkipReason::NoOp);
     let patch = only_event("gitops-reverser/config-update.yaml");
     let c = change_of(&patch);
-    assert_eq!(c.target.to_string(), "v1 ConfigMap new-config-ns/test-config3");
+    assert_eq!(
+        c.target.to_string(),
+        "v1 ConfigMap new-config-ns/test-config3"
+    );
     assert_eq!(c.resource_version.as_deref(), Some("13772844"));
     assert!(c.impersonator().is_none());
     let persisted = only_event("gitops-reverser/flux-secret-persisted-patch-eventlist.yaml");
@@ -539,7 +602,13 @@ fn gzip_input_is_detected() {
     assert_eq!(read_events(two.as_slice(), "x").unwrap().events.len(), 1514);
     // A YAML EventList, gzipped.
     let yaml = std::fs::read(path("gitops-reverser/config-deletecollection.yaml")).unwrap();
-    assert_eq!(read_events(gzip(&yaml).as_slice(), "y").unwrap().events.len(), 1);
+    assert_eq!(
+        read_events(gzip(&yaml).as_slice(), "y")
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
     // A truncated gzip stream is an error naming the input.
     let cut = &one_member[..one_member.len() / 2];
     let err = read_events(cut, "cut.gz").unwrap_err();
@@ -574,8 +643,14 @@ fn hand_made_edge_cases() {
     assert_eq!(label(json!({"stage": "Bogus"})), "stage:other");
     assert_eq!(label(json!({"stage": "Panic"})), "stage:Panic");
     assert_eq!(label(json!({"responseStatus": null})), "no responseStatus");
-    assert_eq!(label(json!({"responseStatus": {"code": 500}})), "failed: 500");
-    assert_eq!(label(json!({"responseStatus": {"code": 99999}})), "failed: other");
+    assert_eq!(
+        label(json!({"responseStatus": {"code": 500}})),
+        "failed: 500"
+    );
+    assert_eq!(
+        label(json!({"responseStatus": {"code": 99999}})),
+        "failed: other"
+    );
     assert_eq!(label(json!({"verb": "watch"})), "read-only verb watch");
     assert_eq!(label(json!({"verb": "escalate"})), "unsupported verb");
     assert_eq!(label(json!({"objectRef": null})), "no objectRef");
@@ -583,7 +658,10 @@ fn hand_made_edge_cases() {
         label(json!({"objectRef": {"subresource": "Weird/Thing"}})),
         "subresource other"
     );
-    assert_eq!(label(json!({"requestURI": "/api/v1/x?dryRun=All"})), "dry run");
+    assert_eq!(
+        label(json!({"requestURI": "/api/v1/x?dryRun=All"})),
+        "dry run"
+    );
     assert_eq!(label(json!({"responseObject": null})), "no responseObject");
     assert_eq!(
         label(json!({"responseObject": {"kind": "Status", "status": "Success"}})),
@@ -597,20 +675,27 @@ fn hand_made_edge_cases() {
         label(json!({"responseObject": {"metadata": {"namespace": "b"}}})),
         "responseObject is not the object"
     );
-    assert_eq!(label(json!({"responseObject": {"metadata": {"resourceVersion": "5"}}})), "no-op");
+    assert_eq!(
+        label(json!({"responseObject": {"metadata": {"resourceVersion": "5"}}})),
+        "no-op"
+    );
     assert_eq!(
         label(json!({"requestReceivedTimestamp": "<ts>"})),
         "no timestamp"
     );
     // An update removing the last finalizer of an object being deleted deletes it.
     assert_eq!(
-        label(json!({"responseObject": {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}})),
+        label(
+            json!({"responseObject": {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}})
+        ),
         "change DeleteFinalized"
     );
     // ... unless a grace period still holds it (pods).
     assert_eq!(
-        label(json!({"responseObject": {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z",
-            "deletionGracePeriodSeconds": 30}}})),
+        label(
+            json!({"responseObject": {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z",
+            "deletionGracePeriodSeconds": 30}}})
+        ),
         "change Upsert"
     );
     // Graceful pod delete: still stored, pending.
@@ -629,12 +714,16 @@ fn hand_made_edge_cases() {
         "no object name"
     );
     assert_eq!(
-        label(json!({"verb": "deletecollection", "responseObject": {"kind": "ConfigMapList", "items": []}})),
+        label(
+            json!({"verb": "deletecollection", "responseObject": {"kind": "ConfigMapList", "items": []}})
+        ),
         "deletecollection deleted nothing"
     );
     assert_eq!(
-        label(json!({"verb": "deletecollection", "responseObject": {"kind": "ConfigMapList",
-            "apiVersion": "v1", "items": [{"metadata": {}}]}})),
+        label(
+            json!({"verb": "deletecollection", "responseObject": {"kind": "ConfigMapList",
+            "apiVersion": "v1", "items": [{"metadata": {}}]}})
+        ),
         "responseObject is not the object"
     );
     // Details of labels are in Display.
@@ -711,4 +800,22 @@ mod garbage {
             classify_all(&bytes[..at]);
         }
     }
+}
+
+#[test]
+fn deeply_nested_input_is_an_error_not_a_crash() {
+    let json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(read_events(json.as_bytes(), "deep.json").is_err());
+    let json_line = format!(
+        "{{\"a\":{}1{}}}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(read_events(json_line.as_bytes(), "deep.jsonl").is_err());
+    let yaml = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(read_events(yaml.as_bytes(), "deep.yaml").is_err());
+    let yaml_block: String = (0..5_000)
+        .map(|i| format!("{}- \n", " ".repeat(i)))
+        .collect();
+    let _ = read_events(yaml_block.as_bytes(), "deep-block.yaml");
 }

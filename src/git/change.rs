@@ -1,7 +1,7 @@
 //! A change on its way to Git: the whole new state of one file (or its removal), who made it
 //! and when, and how a commit message describes a group of them.
 
-use crate::identity::Author;
+use crate::identity::{Author, IMPERSONATOR_TRAILER, USER_TRAILER, trailer_value};
 use crate::manifest::ContentHash;
 use jiff::Timestamp;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct FileChange {
 pub struct Change {
     /// The destination folder the file belongs to.
     pub folder: String,
+    /// The destination that writes the folder, `namespace/name` (for the ownership marker).
+    pub destination: String,
     pub author: Author,
     /// The Kubernetes user name, for the trailer.
     pub user: Option<String>,
@@ -68,10 +70,13 @@ pub fn commit_message(changes: &[Change]) -> String {
         }
     }
     if let Some(user) = &first.user {
-        message.push_str(&format!("Kubernetes-User: {user}\n"));
+        message.push_str(&format!("{USER_TRAILER}: {}\n", trailer_value(user)));
     }
     if let Some(impersonator) = &first.impersonator {
-        message.push_str(&format!("On-behalf-of: {impersonator}\n"));
+        message.push_str(&format!(
+            "{IMPERSONATOR_TRAILER}: {}\n",
+            trailer_value(impersonator)
+        ));
     }
     message
 }

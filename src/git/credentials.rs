@@ -323,6 +323,8 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
     const ENCRYPTED_PEM_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n";
     const KNOWN_HOSTS: &str = "# a comment\n[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGUqqreYa/U+rg5wDudinU6o\n";
 
+    type Data = BTreeMap<String, Vec<u8>>;
+
     fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
         pairs
             .iter()
@@ -347,7 +349,7 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
 
     #[test]
     fn accepted_shapes() {
-        let cases: Vec<(&str, BTreeMap<String, Vec<u8>>, Credentials)> = vec![
+        let cases: Vec<(&str, Data, Credentials)> = vec![
             (
                 "native / kubernetes.io/ssh-auth",
                 data(&[
@@ -421,7 +423,7 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
 
     #[test]
     fn rejected_shapes_name_the_key_and_never_the_value() {
-        let cases: Vec<(&str, BTreeMap<String, Vec<u8>>, CredentialsError, &str)> = vec![
+        let cases: Vec<(&str, Data, CredentialsError, &str)> = vec![
             (
                 "ssh without known_hosts",
                 data(&[("sshPrivateKey", OPENSSH_KEY)]),

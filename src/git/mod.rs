@@ -3,6 +3,7 @@
 
 pub mod change;
 pub mod credentials;
+pub mod marker;
 pub mod pack;
 pub mod registry;
 pub mod store;

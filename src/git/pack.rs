@@ -198,7 +198,7 @@ fn write_index(
     entries: &mut [(ObjectId, u32, u64)],
     pack: ObjectId,
 ) -> std::io::Result<()> {
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_unstable_by_key(|e| e.0);
     let mut out = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
     out.extend_from_slice(&[0xff, b't', b'O', b'c', 0, 0, 0, 2]);
     let mut fanout = [0u32; 256];

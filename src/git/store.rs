@@ -354,22 +354,30 @@ impl SnapshotStats {
     pub fn is_empty(&self) -> bool {
         self.added + self.updated + self.removed == 0
     }
+
+    /// The commit message of a snapshot: `reconcile: N added, M updated, K removed`.
+    pub fn message(&self) -> String {
+        format!(
+            "reconcile: {} added, {} updated, {} removed",
+            self.added, self.updated, self.removed
+        )
+    }
 }
 
 impl Store {
     /// Makes `folder` hold exactly `files` (paths relative to the folder → bytes), plus the
     /// existing files for which `keep` says so (the ownership marker), as one commit on top of
     /// `parent`. New objects go into one pack. Returns `None` when the folder already has
-    /// exactly that content. The message is built from the counts.
+    /// exactly that content. `extra` (the refreshed marker) is written only along with a real
+    /// change. The agent is author and committer; the message is [`SnapshotStats::message`].
     pub fn snapshot(
         &self,
         parent: Option<ObjectId>,
         folder: &str,
         files: impl IntoIterator<Item = (String, Vec<u8>)>,
         keep: impl Fn(&str) -> bool,
-        author: &Signature,
-        committer: &Signature,
-        message: impl FnOnce(&SnapshotStats) -> String,
+        extra: Option<(&str, &[u8])>,
+        agent: &Signature,
     ) -> Result<Option<(ObjectId, SnapshotStats)>, StoreError> {
         check_path(folder)?;
         let existing = self.folder_files(parent, folder)?;
@@ -408,6 +416,14 @@ impl Store {
         if stats.is_empty() {
             return Ok(None);
         }
+        // Written only along with a real change (the ownership marker, refreshed).
+        if let Some((relative, bytes)) = extra {
+            let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, bytes)
+                .map_err(|e| self.fail("hashing a file", e))?;
+            pack.add(gix::objs::Kind::Blob, id, bytes)
+                .map_err(|e| self.fail("packing a file", e))?;
+            wanted.insert(relative.to_string(), id);
+        }
         let folder_tree = if wanted.is_empty() {
             None
         } else {
@@ -431,7 +447,7 @@ impl Store {
             .write()
             .map_err(|e| self.fail("writing a tree", e))?
             .detach();
-        let commit = self.write_commit(&repo, tree, parent, author, committer, &message(&stats))?;
+        let commit = self.write_commit(&repo, tree, parent, agent, agent, &stats.message())?;
         Ok(Some((commit, stats)))
     }
 }
@@ -668,12 +684,6 @@ mod tests {
                 .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
                 .collect()
         };
-        let message = |s: &SnapshotStats| {
-            format!(
-                "reconcile: {} added, {} updated, {} removed",
-                s.added, s.updated, s.removed
-            )
-        };
         // Something outside the folder, and a marker inside it, must survive.
         let (base, _) = store
             .commit_files(
@@ -696,9 +706,8 @@ mod tests {
                     ("_cluster/core/namespaces/shop.yaml", "n"),
                 ]),
                 keep,
+                None,
                 &agent,
-                &agent,
-                message,
             )
             .unwrap()
             .unwrap();
@@ -713,9 +722,8 @@ mod tests {
                     ("_cluster/core/namespaces/shop.yaml", "n"),
                 ]),
                 keep,
+                None,
                 &agent,
-                &agent,
-                message,
             )
             .unwrap();
         assert!(again.is_none(), "same content: no commit");
@@ -728,9 +736,8 @@ mod tests {
                     ("shop/core/configmaps/b.yaml", "b"),
                 ]),
                 keep,
+                None,
                 &agent,
-                &agent,
-                message,
             )
             .unwrap()
             .unwrap();

@@ -236,7 +236,7 @@ impl Transport for GitCli {
         check_branch(remote, branch)?;
         let session = Session::new(OP, remote, self.timeout)?;
         let tracking = format!("refs/remotes/origin/{branch}");
-        let mut args = repo_args(repo);
+        let mut args = session.repo_args(repo)?;
         args.extend(
             [
                 "fetch",
@@ -247,12 +247,12 @@ impl Transport for GitCli {
             ]
             .map(OsString::from),
         );
-        args.push(remote.url.clone().into());
+        args.push(session.git_url.clone());
         args.push(format!("+refs/heads/{branch}:{tracking}").into());
         let out = self.run(&session, &args)?;
         if !out.success {
             if out.stderr.contains("couldn't find remote ref") {
-                let mut delete = repo_args(repo);
+                let mut delete = session.repo_args(repo)?;
                 delete.extend(["update-ref", "-d", &tracking].map(OsString::from));
                 let deleted = self.run(&session, &delete)?;
                 if !deleted.success {
@@ -262,7 +262,7 @@ impl Transport for GitCli {
             }
             return Err(session.classify(&out.stderr));
         }
-        let mut rev_parse = repo_args(repo);
+        let mut rev_parse = session.repo_args(repo)?;
         rev_parse.extend(["rev-parse", "--verify", &tracking].map(OsString::from));
         let tip = self.run(&session, &rev_parse)?;
         if !tip.success {
@@ -279,7 +279,7 @@ impl Transport for GitCli {
         let args = ["ls-remote", "--symref", "--"]
             .map(OsString::from)
             .into_iter()
-            .chain([OsString::from(&remote.url)])
+            .chain([session.git_url.clone()])
             .collect::<Vec<_>>();
         let out = self.run(&session, &args)?;
         if !out.success {
@@ -301,11 +301,11 @@ impl Transport for GitCli {
         let session = Session::new(OP, remote, self.timeout)?;
         let target = format!("refs/heads/{branch}");
         let lease = expected.map(|oid| oid.to_string()).unwrap_or_default();
-        let mut args = repo_args(repo);
+        let mut args = session.repo_args(repo)?;
         args.extend(["push", "--porcelain", "--atomic", "--no-verify"].map(OsString::from));
         args.push(format!("--force-with-lease={target}:{lease}").into());
         args.push("--".into());
-        args.push(remote.url.clone().into());
+        args.push(session.git_url.clone());
         args.push(format!("{new}:{target}").into());
         let out = self.run(&session, &args)?;
         match parse_push_status(&out.stdout, &target) {
@@ -342,6 +342,8 @@ struct Session<'a> {
     op: &'static str,
     url: String,
     raw_url: &'a str,
+    /// The URL as git gets it: a relative local path made absolute (git runs in `dir`).
+    git_url: OsString,
     timeout: Duration,
     dir: tempfile::TempDir,
     env: Vec<(&'static str, OsString)>,
@@ -407,19 +409,42 @@ impl<'a> Session<'a> {
         }
         env.push(("GIT_SSH_COMMAND", ssh.into()));
         env.push(("GIT_SSH_VARIANT", "ssh".into()));
+        // The URL comes from a resource: no `ext::` or other command-running transports.
+        env.push(("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh".into()));
         // A password inside the URL itself is a secret too.
         if let Some(password) = url_password(&remote.url) {
             secrets.push(password.to_string());
         }
+        let git_url = local_path_url(&remote.url).map_err(setup)?;
         Ok(Self {
             op,
             url,
             raw_url: &remote.url,
+            git_url,
             timeout,
             dir,
             env,
             secrets,
         })
+    }
+
+    /// `--git-dir=<repo>` (absolute: git runs in the private directory) and settings that keep
+    /// git from starting maintenance of its own.
+    fn repo_args(&self, repo: &Path) -> Result<Vec<OsString>, TransportError> {
+        let repo = std::path::absolute(repo).map_err(|source| TransportError::Setup {
+            op: self.op,
+            url: self.url.clone(),
+            source,
+        })?;
+        let mut dir = OsString::from("--git-dir=");
+        dir.push(repo.as_os_str());
+        Ok(vec![
+            dir,
+            "-c".into(),
+            "gc.auto=0".into(),
+            "-c".into(),
+            "maintenance.auto=false".into(),
+        ])
     }
 
     /// `text` with every secret (raw and percent-encoded) and every URL's user-info replaced.
@@ -587,15 +612,10 @@ fn wait_for_exit(child: &Child, timeout: Duration) -> bool {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         use rustix::process::{WaitId, WaitIdOptions, waitid};
-        loop {
-            match waitid(
-                WaitId::Pid(pid),
-                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-            ) {
-                Err(rustix::io::Errno::INTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(rustix::io::Errno::INTR) = waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {}
         let _ = tx.send(());
     });
     !matches!(
@@ -624,16 +644,15 @@ fn write_private(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     file.sync_all()
 }
 
-fn repo_args(repo: &Path) -> Vec<OsString> {
-    let mut dir = OsString::from("--git-dir=");
-    dir.push(repo.as_os_str());
-    vec![
-        dir,
-        "-c".into(),
-        "gc.auto=0".into(),
-        "-c".into(),
-        "maintenance.auto=false".into(),
-    ]
+/// `url`, or the absolute form of a relative local path (`../srv/repo.git`).
+fn local_path_url(url: &str) -> io::Result<OsString> {
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(before, _)| !before.contains('/'));
+    if url.contains("://") || scp_like || url.starts_with('/') {
+        return Ok(url.into());
+    }
+    Ok(std::path::absolute(url)?.into_os_string())
 }
 
 fn shell_quote(text: &str) -> String {
@@ -1012,6 +1031,23 @@ mod tests {
             ".hidden", "a/.b",
         ] {
             assert!(check_branch(&remote, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_local_paths_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            local_path_url("srv/repo.git").unwrap(),
+            cwd.join("srv/repo.git").into_os_string()
+        );
+        for kept in [
+            "/srv/repo.git",
+            "file:///srv/r",
+            "git@host:org/r",
+            "https://h/r",
+        ] {
+            assert_eq!(local_path_url(kept).unwrap(), OsString::from(kept));
         }
     }
 

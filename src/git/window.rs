@@ -245,6 +245,7 @@ mod tests {
     fn change(who: &str, path: &str, seconds: i64) -> Change {
         Change {
             folder: "apps".into(),
+            destination: "shop/apps".into(),
             author: person(who),
             user: Some(who.to_string()),
             impersonator: None,

@@ -2,6 +2,7 @@
 //! windows, and a push loop that rebuilds on another writer's commits and waits out outages.
 
 use super::change::{Change, commit_message};
+use super::marker::{self, Claim, MARKER_FILE, Owner};
 use super::store::{Signature, Store, StoreError};
 use super::transport::{PushOutcome, Remote, Transport, TransportError};
 use super::url::RepoKey;
@@ -31,6 +32,10 @@ pub struct WorkerConfig {
     /// Time source for windows: the wall clock (live agent), or only the changes' own
     /// timestamps (`replay`), so that both group changes the same way.
     pub clock: Clock,
+    /// This cluster's identity in ownership markers.
+    pub cluster: String,
+    /// Age after which another owner's marker may be taken over.
+    pub marker_stale_after: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +55,8 @@ impl Default for WorkerConfig {
             retry_max: Duration::from_secs(30),
             queue_capacity: 10_000,
             clock: Clock::Wall,
+            cluster: "default".into(),
+            marker_stale_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -67,6 +74,8 @@ pub struct WorkerStats {
     pub push_failures: AtomicU64,
     /// Changes dropped because the file already had that content.
     pub unchanged: AtomicU64,
+    /// Changes not written because another owner's fresh marker holds their folder.
+    pub refused: AtomicU64,
 }
 
 /// A worker failed to land its changes this round (they are kept and retried).
@@ -91,6 +100,37 @@ enum Command {
     Change(Box<Change>),
     /// Close every window and push; answer when the remote has everything (or why not).
     Flush(oneshot::Sender<Result<Option<ObjectId>, String>>),
+    /// Make a folder hold exactly the given files, as one commit after everything before it.
+    Snapshot(
+        Arc<SnapshotRequest>,
+        oneshot::Sender<Result<Option<ObjectId>, String>>,
+    ),
+}
+
+/// The complete desired content of one destination folder (initial reconcile).
+#[derive(Debug)]
+pub struct SnapshotRequest {
+    pub folder: String,
+    /// The destination, `namespace/name`, for the ownership marker.
+    pub destination: String,
+    /// Paths relative to the folder → bytes.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Work not yet on the remote, in order: replayed onto whatever the remote tip is when pushed.
+#[derive(Clone, Debug)]
+enum Pending {
+    Window(Closed),
+    Snapshot(Arc<SnapshotRequest>),
+}
+
+impl Pending {
+    fn size(&self) -> usize {
+        match self {
+            Pending::Window(w) => w.changes.len(),
+            Pending::Snapshot(s) => s.files.len(),
+        }
+    }
 }
 
 /// The sending side of a worker. Cheap to clone; the worker stops when every handle is gone.
@@ -136,6 +176,19 @@ impl WorkerHandle {
         rx.await
             .map_err(|_| format!("repository {}: the worker has stopped", self.key))?
     }
+
+    /// Writes the difference between `request.files` and the folder as one commit (after
+    /// everything queued before it) and pushes; returns the remote tip. No commit when the
+    /// folder already holds exactly that.
+    pub async fn snapshot(&self, request: SnapshotRequest) -> Result<Option<ObjectId>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Snapshot(Arc::new(request), tx))
+            .await
+            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?;
+        rx.await
+            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?
+    }
 }
 
 /// Starts the worker task for one repository and branch.
@@ -175,7 +228,7 @@ struct Worker {
     windows: Windows,
     /// Closed windows not yet on the remote, oldest first: whole-file states, replayed onto
     /// whatever the remote tip is when they are pushed.
-    pending: VecDeque<Closed>,
+    pending: VecDeque<Pending>,
     /// The remote branch as last seen (`None`: does not exist).
     remote_tip: Option<ObjectId>,
     fetched: bool,
@@ -217,10 +270,17 @@ impl Worker {
                 match command {
                     Command::Change(change) => {
                         let closed = self.windows.add(*change);
-                        self.pending.extend(closed);
+                        self.close(closed);
                     }
                     Command::Flush(reply) => {
-                        self.pending.extend(self.windows.flush());
+                        let closed = self.windows.flush();
+                        self.close(closed);
+                        flushes.push(reply);
+                    }
+                    Command::Snapshot(request, reply) => {
+                        let closed = self.windows.flush();
+                        self.close(closed);
+                        self.pending.push_back(Pending::Snapshot(request));
                         flushes.push(reply);
                     }
                 }
@@ -240,7 +300,8 @@ impl Worker {
             self.publish_waiting();
         }
         // Every handle is gone: land what is left, once, then release everything.
-        self.pending.extend(self.windows.flush());
+        let closed = self.windows.flush();
+        self.close(closed);
         if let Err(e) = self.push_pending().await {
             tracing::error!(repository = %self.key, error = %e, waiting = self.pending.len(),
                 "worker stopping with changes not pushed; the next reconcile writes them");
@@ -248,8 +309,12 @@ impl Worker {
         tracing::debug!(repository = %self.key, "worker stopped");
     }
 
+    fn close(&mut self, closed: Vec<Closed>) {
+        self.pending.extend(closed.into_iter().map(Pending::Window));
+    }
+
     fn publish_waiting(&self) {
-        let pending: usize = self.pending.iter().map(|w| w.changes.len()).sum();
+        let pending: usize = self.pending.iter().map(Pending::size).sum();
         let waiting = pending + self.windows.open_counts().1;
         self.stats
             .waiting_changes
@@ -259,7 +324,7 @@ impl Worker {
     async fn tick(&mut self) {
         if self.config.clock == Clock::Wall {
             let closed = self.windows.due(Timestamp::now());
-            self.pending.extend(closed);
+            self.close(closed);
         }
         if self
             .retry_at
@@ -294,9 +359,9 @@ impl Worker {
             .await
             .unwrap_or_else(|e| {
                 Err((
-                    WorkerError::Stopped {
+                    Box::new(WorkerError::Stopped {
                         key: format!("{} ({e})", self.key),
-                    },
+                    }),
                     None,
                 ))
             });
@@ -320,7 +385,7 @@ impl Worker {
                     "push failed; changes kept and retried");
                 self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
                 self.retry_delay = (self.retry_delay * 2).min(self.config.retry_max);
-                Err(error)
+                Err(*error)
             }
         }
     }
@@ -344,25 +409,29 @@ struct PushJob {
     store: Arc<Store>,
     transport: Arc<dyn Transport>,
     config: WorkerConfig,
-    pending: Vec<Closed>,
+    pending: Vec<Pending>,
     remote_tip: Option<ObjectId>,
     fetched: bool,
     stats: Arc<WorkerStats>,
 }
 
 /// On failure: the error, and the remote tip if a fetch learned a new one.
-type PushResult = Result<Option<ObjectId>, (WorkerError, Option<Option<ObjectId>>)>;
+type PushResult = Result<Option<ObjectId>, (Box<WorkerError>, Option<Option<ObjectId>>)>;
 
 impl PushJob {
     fn run(self) -> PushResult {
         let key = self.key.to_string();
-        let transport_err = |source| WorkerError::Transport {
-            key: key.clone(),
-            source,
+        let transport_err = |source| {
+            Box::new(WorkerError::Transport {
+                key: key.clone(),
+                source,
+            })
         };
-        let store_err = |source| WorkerError::Store {
-            key: key.clone(),
-            source,
+        let store_err = |source| {
+            Box::new(WorkerError::Store {
+                key: key.clone(),
+                source,
+            })
         };
         let mut tip = self.remote_tip;
         let mut learned = None;
@@ -408,10 +477,10 @@ impl PushJob {
             }
         }
         Err((
-            WorkerError::Contended {
+            Box::new(WorkerError::Contended {
                 key,
                 attempts: self.config.max_push_attempts,
-            },
+            }),
             learned,
         ))
     }
@@ -433,8 +502,11 @@ impl PushJob {
         }
     }
 
-    /// Writes one commit per pending window on top of `base`; a window whose files all already
-    /// have their content makes no commit. Returns the new head and the number of commits.
+    /// Writes one commit per pending item on top of `base`: a window's files (a file that
+    /// already has its content is dropped; a window left with nothing makes no commit), or a
+    /// snapshot's difference. Each commit also refreshes the folder's ownership marker; a folder
+    /// that another owner's fresh marker holds is not written. Returns the new head and the
+    /// number of commits.
     fn replay(&self, base: Option<ObjectId>) -> Result<(Option<ObjectId>, u64), StoreError> {
         let mut head = base;
         let mut commits = 0;
@@ -444,40 +516,115 @@ impl PushJob {
             email: self.config.committer_email.clone(),
             time: now,
         };
-        for window in &self.pending {
-            let Some(first) = window.changes.first() else {
-                continue;
+        for item in &self.pending {
+            let (folder, destination) = match item {
+                Pending::Window(w) => match w.changes.first() {
+                    Some(first) => (first.folder.as_str(), first.destination.as_str()),
+                    None => continue,
+                },
+                Pending::Snapshot(s) => (s.folder.as_str(), s.destination.as_str()),
             };
-            let files: Vec<(&str, Option<&[u8]>)> = window
-                .files()
-                .map(|f| (f.path.as_str(), f.content.as_deref()))
-                .collect();
-            let author = Signature {
-                name: first.author.name.clone(),
-                email: first.author.email.clone(),
-                time: window.author_date().unwrap_or(now),
+            let us = Owner {
+                cluster: self.config.cluster.clone(),
+                destination: destination.to_string(),
             };
-            let message = commit_message(&window.changes);
-            match self
-                .store
-                .commit_files(head, &files, &author, &committer, &message)?
-            {
-                Some((commit, changed)) => {
-                    let dropped = files.len() - changed.len();
+            let marker_path = format!("{folder}/{MARKER_FILE}");
+            let existing = self.store.read_file(head, &marker_path)?;
+            match marker::check(
+                existing.as_deref(),
+                &us,
+                now,
+                self.config.marker_stale_after,
+            ) {
+                Claim::Refused { owner, updated } => {
                     self.stats
-                        .unchanged
-                        .fetch_add(dropped as u64, Ordering::Relaxed);
-                    head = Some(commit);
-                    commits += 1;
+                        .refused
+                        .fetch_add(item.size() as u64, Ordering::Relaxed);
+                    tracing::error!(repository = %self.key, %folder, %destination,
+                        owner_cluster = %owner.cluster, owner_destination = %owner.destination,
+                        marker_updated = %updated,
+                        "folder is owned by another writer (fresh ownership marker); not writing");
+                    continue;
                 }
-                None => {
-                    self.stats
-                        .unchanged
-                        .fetch_add(files.len() as u64, Ordering::Relaxed);
+                Claim::TakeOver { previous } => {
+                    tracing::warn!(repository = %self.key, %folder, previous_cluster = %previous.cluster,
+                        previous_destination = %previous.destination, "taking over a stale ownership marker");
                 }
+                Claim::Free | Claim::Ours => {}
+            }
+            let marker_text = marker::render(&us, now);
+            let written = match item {
+                Pending::Window(window) => {
+                    self.commit_window(head, window, &marker_path, &marker_text, &committer)?
+                }
+                Pending::Snapshot(snapshot) => {
+                    self.commit_snapshot(head, snapshot, &marker_text, &committer)?
+                }
+            };
+            if let Some(commit) = written {
+                head = Some(commit);
+                commits += 1;
             }
         }
         Ok((head, commits))
+    }
+
+    fn commit_window(
+        &self,
+        head: Option<ObjectId>,
+        window: &Closed,
+        marker_path: &str,
+        marker_text: &str,
+        committer: &Signature,
+    ) -> Result<Option<ObjectId>, StoreError> {
+        let Some(first) = window.changes.first() else {
+            return Ok(None);
+        };
+        let mut files: Vec<(&str, Option<&[u8]>)> = window
+            .files()
+            .map(|f| (f.path.as_str(), f.content.as_deref()))
+            .collect();
+        files.push((marker_path, Some(marker_text.as_bytes())));
+        let author = Signature {
+            name: first.author.name.clone(),
+            email: first.author.email.clone(),
+            time: window.author_date().unwrap_or(committer.time),
+        };
+        let message = commit_message(&window.changes);
+        let written = self
+            .store
+            .commit_files(head, &files, &author, committer, &message)?;
+        let changed = written.as_ref().map_or(0, |(_, changed)| {
+            changed.iter().filter(|p| p.as_str() != marker_path).count()
+        });
+        self.stats
+            .unchanged
+            .fetch_add((window.changes.len() - changed) as u64, Ordering::Relaxed);
+        // A refreshed marker alone is not a change.
+        Ok(written.filter(|_| changed > 0).map(|(commit, _)| commit))
+    }
+
+    fn commit_snapshot(
+        &self,
+        head: Option<ObjectId>,
+        snapshot: &SnapshotRequest,
+        marker_text: &str,
+        committer: &Signature,
+    ) -> Result<Option<ObjectId>, StoreError> {
+        let files = snapshot.files.iter().map(|(p, b)| (p.clone(), b.clone()));
+        let written = self.store.snapshot(
+            head,
+            &snapshot.folder,
+            files,
+            |p| p == MARKER_FILE,
+            Some((MARKER_FILE, marker_text.as_bytes())),
+            committer,
+        )?;
+        if let Some((_, stats)) = &written {
+            tracing::info!(repository = %self.key, folder = %snapshot.folder, added = stats.added,
+                updated = stats.updated, removed = stats.removed, "snapshot commit");
+        }
+        Ok(written.map(|(commit, _)| commit))
     }
 }
 

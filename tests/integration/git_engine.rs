@@ -93,6 +93,7 @@ fn registry(state: &Path, config: WorkerConfig) -> Registry {
 fn change(who: &str, folder: &str, name: &str, body: &str, second: i64) -> Change {
     Change {
         folder: folder.to_string(),
+        destination: format!("shop/{folder}"),
         author: Author {
             name: who.to_string(),
             email: format!("{who}@example.com"),
@@ -226,7 +227,7 @@ async fn two_clusters_on_one_branch_lose_nothing_and_keep_history_linear() {
     for cluster in ["east", "west"] {
         let count = files
             .lines()
-            .filter(|l| l.starts_with(&format!("{cluster}/")))
+            .filter(|l| l.starts_with(&format!("{cluster}/")) && l.ends_with(".yaml"))
             .count();
         assert_eq!(count, EACH, "{cluster}: every change landed");
         assert_eq!(
@@ -286,4 +287,113 @@ async fn an_outage_delays_changes_and_they_land_once_in_order() {
         .chain((0..5).map(|i| format!("update v1 ConfigMap shop/during-{i}")))
         .collect();
     assert_eq!(log.lines().collect::<Vec<_>>(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_with_a_fresh_marker_of_another_owner_is_refused_and_a_stale_one_taken_over() {
+    use gitops_reverser::git::worker::WorkerConfig;
+    let scratch = Scratch::new("marker");
+    let repo = scratch.bare("repo.git");
+    let cluster = |name: &str, stale: Duration| WorkerConfig {
+        cluster: name.to_string(),
+        marker_stale_after: stale,
+        ..config(0, Clock::Wall)
+    };
+    let east = registry(
+        &scratch.0.join("east"),
+        cluster("east", Duration::from_secs(3600)),
+    );
+    let w = east
+        .acquire(Remote::new(url(&repo), None), "main", "d")
+        .expect("acquire");
+    w.send(change("alice", "apps", "a", "east", 0))
+        .await
+        .expect("send");
+    w.flush().await.expect("east writes");
+    let marker = git(&["show", "main:apps/.gitops-reverser-owner"], Some(&repo));
+    assert!(
+        marker.contains("cluster: east") && marker.contains("destination: shop/apps"),
+        "{marker}"
+    );
+
+    let west = registry(
+        &scratch.0.join("west"),
+        cluster("west", Duration::from_secs(3600)),
+    );
+    let w = west
+        .acquire(Remote::new(url(&repo), None), "main", "d")
+        .expect("acquire");
+    w.send(change("bob", "apps", "a", "west", 1))
+        .await
+        .expect("send");
+    w.flush().await.expect("nothing to push is not an error");
+    assert_eq!(
+        w.stats().refused.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        git(&["show", "main:apps/a.yaml"], Some(&repo)),
+        "east",
+        "refused: not clobbered"
+    );
+
+    // With a stale limit of zero, east's marker is stale: west takes the folder over.
+    let late = registry(&scratch.0.join("late"), cluster("west", Duration::ZERO));
+    let w = late
+        .acquire(Remote::new(url(&repo), None), "main", "d")
+        .expect("acquire");
+    w.send(change("bob", "apps", "a", "west", 2))
+        .await
+        .expect("send");
+    w.flush().await.expect("west takes over");
+    assert_eq!(git(&["show", "main:apps/a.yaml"], Some(&repo)), "west");
+    assert!(
+        git(&["show", "main:apps/.gitops-reverser-owner"], Some(&repo)).contains("cluster: west")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_writes_the_folder_difference_once() {
+    use gitops_reverser::git::worker::SnapshotRequest;
+    let scratch = Scratch::new("snapshot");
+    let repo = scratch.bare("repo.git");
+    let reg = registry(&scratch.0.join("state"), config(0, Clock::Wall));
+    let w = reg
+        .acquire(Remote::new(url(&repo), None), "main", "d")
+        .expect("acquire");
+    let request = |files: &[(&str, &str)]| SnapshotRequest {
+        folder: "clusters/prod".into(),
+        destination: "flux-system/prod".into(),
+        files: files
+            .iter()
+            .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+            .collect(),
+    };
+    let first = w
+        .snapshot(request(&[
+            ("shop/core/configmaps/a.yaml", "a"),
+            ("shop/core/configmaps/b.yaml", "b"),
+        ]))
+        .await
+        .expect("snapshot");
+    let again = w
+        .snapshot(request(&[
+            ("shop/core/configmaps/a.yaml", "a"),
+            ("shop/core/configmaps/b.yaml", "b"),
+        ]))
+        .await
+        .expect("snapshot");
+    assert_eq!(first, again, "nothing differs: no commit");
+    w.snapshot(request(&[("shop/core/configmaps/a.yaml", "a2")]))
+        .await
+        .expect("snapshot");
+    let log = git(&["log", "--format=%an|%s", "main"], Some(&repo));
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "gitops-reverser|reconcile: 0 added, 1 updated, 1 removed",
+            "gitops-reverser|reconcile: 2 added, 0 updated, 0 removed"
+        ],
+        "{log}"
+    );
 }

@@ -302,6 +302,10 @@ fn basic_auth_password_never_in_arguments_errors_or_logs() {
         let logs = logs.clone();
         move || LogWriter(logs.clone())
     };
+    // While a single dispatcher exists, tracing-core caches each callsite's interest from the
+    // subscriber of whichever thread hits it first (other tests run in parallel threads); a
+    // second registered dispatcher makes it ask every live one.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(writer)

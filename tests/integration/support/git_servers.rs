@@ -573,7 +573,7 @@ async fn run_cgi(
         .env("CONTENT_LENGTH", body.len().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     for (name, value) in [
         ("CONTENT_TYPE", content_type),

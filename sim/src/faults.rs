@@ -1,0 +1,69 @@
+//! Fault knobs tests turn: drop every watch connection, fail the next N requests with a status
+//! code, add latency to every request, compact the watch history.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Fault state shared by the server and the test's handle.
+#[derive(Debug)]
+pub struct FaultState {
+    inner: Mutex<Inner>,
+    drops: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    fail_remaining: u32,
+    fail_code: u16,
+    latency: Duration,
+}
+
+impl Default for FaultState {
+    fn default() -> Self {
+        FaultState { inner: Mutex::new(Inner::default()), drops: watch::channel(0).0 }
+    }
+}
+
+impl FaultState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// End every open watch stream now.
+    pub fn drop_watches(&self) {
+        self.drops.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes whenever watches are to be dropped.
+    pub fn drop_signal(&self) -> watch::Receiver<u64> {
+        self.drops.subscribe()
+    }
+
+    /// Make the next `n` resource requests fail with `code` (500 or 429 are the useful ones).
+    pub fn fail_next(&self, n: u32, code: u16) {
+        let mut i = self.lock();
+        i.fail_remaining = n;
+        i.fail_code = code;
+    }
+
+    /// Add this delay before answering each request.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    pub fn latency(&self) -> Duration {
+        self.lock().latency
+    }
+
+    /// Take one injected failure, if any are pending.
+    pub fn take_failure(&self) -> Option<u16> {
+        let mut i = self.lock();
+        if i.fail_remaining == 0 {
+            return None;
+        }
+        i.fail_remaining -= 1;
+        Some(i.fail_code)
+    }
+}
