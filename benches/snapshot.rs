@@ -10,7 +10,17 @@ use std::time::{Duration, Instant};
 fn main() {
     // `cargo test --benches` passes `--test`/`--bench`; only run the full sizes when benchmarking.
     let quick = std::env::args().any(|a| a == "--test");
-    let sizes: &[usize] = if quick { &[200] } else { &[10_000, 100_000] };
+    // SNAPSHOT_SIZES=20000,40000 overrides the sizes (for exploring how time scales).
+    let custom: Vec<usize> = std::env::var("SNAPSHOT_SIZES")
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let sizes: &[usize] = if !custom.is_empty() {
+        &custom
+    } else if quick {
+        &[200]
+    } else {
+        &[10_000, 100_000]
+    };
     let root = std::env::temp_dir().join(format!("gr-snapshot-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     // The engine runs first, in this process, so the peak RSS read below is the engine's.

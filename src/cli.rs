@@ -47,6 +47,13 @@ pub enum Command {
     /// Exit 0 with `equivalent: exact|hash-annotation|near (<reason>)`; exit 1 with a unified
     /// diff of the sanitized documents and a line naming the differing paths; exit 2 on error.
     Diff(DiffArgs),
+    /// Rebuild a folder's Git history from kube-apiserver audit logs; no cluster needed.
+    ///
+    /// Reads JSON-lines logs (the log backend) or EventList documents (the webhook backend),
+    /// gzip accepted. Only changes that persisted are used; each becomes a commit by the person
+    /// who made it, dated when the API server received it, grouped by the same windows as the
+    /// live agent. Replaying the same log again adds no commit.
+    Replay(Box<ReplayArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,12 +84,62 @@ pub struct DiffArgs {
     pub live_file: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Audit log files (JSON lines or EventList documents, optionally gzipped).
+    #[arg(required = true, value_name = "AUDIT_LOG")]
+    pub logs: Vec<PathBuf>,
+    /// The Git repository to write to (https://, ssh://, git@host:path, git://, file:// or a path).
+    #[arg(long, value_name = "URL")]
+    pub repo: String,
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Folder of the repository that holds the objects.
+    #[arg(long, default_value = "cluster", value_name = "PATH")]
+    pub folder: String,
+    /// Where the local repository cache lives (default: a folder in the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A Kubernetes Secret manifest with the repository credentials (SSH key and known_hosts,
+    /// or username and password/token; Flux- and Argo CD-shaped Secrets work too).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Quiet period that closes a commit window (Go duration).
+    #[arg(long, default_value = "3s", value_parser = parse_duration_arg)]
+    pub window_quiet: std::time::Duration,
+    /// Age at which a commit window closes however busy it is.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub window_max_age: std::time::Duration,
+    /// Number of changes at which a commit window closes.
+    #[arg(long, default_value_t = 200)]
+    pub window_max_changes: usize,
+    /// Domain of the e-mail addresses made up for Kubernetes users.
+    #[arg(long, value_name = "DOMAIN")]
+    pub author_email_domain: Option<String>,
+    /// A YAML file with the author mapping (emailDomain, table, nameClaim, emailClaim).
+    #[arg(long, value_name = "FILE")]
+    pub authors: Option<PathBuf>,
+    /// Let Secrets through (by default they are never written).
+    #[arg(long)]
+    pub allow_secrets: bool,
+    #[arg(long, default_value = crate::manifest::layout::DEFAULT_TEMPLATE, value_name = "TEMPLATE")]
+    pub path_template: String,
+    /// This cluster's name in the folder's ownership marker.
+    #[arg(long, default_value = "replay")]
+    pub cluster: String,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::crd::parse_duration(text).map_err(|e| e.to_string())
+}
+
 /// Runs a parsed command line; returns the process exit code. Errors are printed on `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let result = match cli.command {
         Command::Crds => crds(out),
         Command::Sanitize(args) => sanitize(&args, out, err),
         Command::Diff(args) => diff(&args, out),
+        Command::Replay(args) => replay(*args, out),
     };
     match result {
         Ok(code) => code,
@@ -108,6 +165,10 @@ pub enum CliError {
     },
     #[error(transparent)]
     Layout(#[from] crate::manifest::layout::LayoutError),
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
+    #[error("{input}: {problem}")]
+    Input { input: String, problem: String },
     #[error("cannot write output: {0}")]
     Write(#[from] io::Error),
 }
@@ -181,6 +242,89 @@ fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     }
     writeln!(out, "{verdict}")?;
     Ok(EXIT_OK)
+}
+
+fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    crate::manifest::layout::validate_folder(&args.folder)?;
+    let credentials = match &args.credentials {
+        Some(path) => Some(read_credentials(path)?),
+        None => None,
+    };
+    let mut authors = match &args.authors {
+        Some(path) => {
+            let (input, mut docs) = read_documents(Some(path))?;
+            let doc = docs.pop().unwrap_or(Value::Null);
+            serde_json::from_value(doc).map_err(|e| CliError::Input {
+                input,
+                problem: e.to_string(),
+            })?
+        }
+        None => crate::identity::AuthorMapping::default(),
+    };
+    if let Some(domain) = args.author_email_domain {
+        authors.email_domain = domain;
+    }
+    let options = crate::replay::ReplayOptions {
+        repo: crate::git::transport::Remote::new(args.repo, credentials),
+        branch: args.branch,
+        destination: format!("replay/{}", args.folder),
+        folder: args.folder,
+        state_dir: args
+            .state_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("gitops-reverser")),
+        windows: crate::git::window::WindowConfig {
+            quiet: args.window_quiet,
+            max_age: args.window_max_age,
+            max_changes: args.window_max_changes,
+        },
+        authors,
+        exclusions: if args.allow_secrets {
+            ExclusionPolicy::allowing_secrets()
+        } else {
+            ExclusionPolicy::default()
+        },
+        template: PathTemplate::parse(&args.path_template)?,
+        cluster: args.cluster,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Write)?;
+    let summary = runtime.block_on(crate::replay::replay(&args.logs, options))?;
+    writeln!(out, "{summary}")?;
+    Ok(EXIT_OK)
+}
+
+/// Reads repository credentials from a Secret manifest (`data` base64, `stringData` plain).
+fn read_credentials(path: &Path) -> Result<crate::git::credentials::Credentials, CliError> {
+    use base64::Engine;
+    let (input, docs) = read_documents(Some(path))?;
+    let secret = docs.into_iter().next().unwrap_or(Value::Null);
+    let mut data = std::collections::BTreeMap::new();
+    if let Some(map) = secret.get("data").and_then(Value::as_object) {
+        for (key, value) in map {
+            let text = value.as_str().unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|_| CliError::Input {
+                    input: input.clone(),
+                    problem: format!("data.{key} is not base64"),
+                })?;
+            data.insert(key.clone(), bytes);
+        }
+    }
+    if let Some(map) = secret.get("stringData").and_then(Value::as_object) {
+        for (key, value) in map {
+            data.insert(
+                key.clone(),
+                value.as_str().unwrap_or_default().as_bytes().to_vec(),
+            );
+        }
+    }
+    crate::git::credentials::Credentials::from_secret_data(&data).map_err(|e| CliError::Input {
+        input,
+        problem: e.to_string(),
+    })
 }
 
 /// Reads a file (or stdin for `-`/nothing) and parses it into documents; returns the name used

@@ -9,3 +9,4 @@ pub mod crd;
 pub mod git;
 pub mod identity;
 pub mod manifest;
+pub mod replay;

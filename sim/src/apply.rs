@@ -77,7 +77,16 @@ fn stripped() -> FieldSet {
     s.insert(&[f("apiVersion")]);
     s.insert(&[f("kind")]);
     s.insert(&[f("metadata")]);
-    for m in ["name", "namespace", "creationTimestamp", "selfLink", "uid", "generation", "managedFields", "resourceVersion"] {
+    for m in [
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+    ] {
         s.insert(&[f("metadata"), f(m)]);
     }
     s
@@ -124,7 +133,10 @@ fn item_key(item: &Value, keys: &[&str]) -> Option<PathElement> {
 }
 
 fn keyed_items<'v>(items: &'v [Value], keys: &[&str]) -> Option<Vec<(PathElement, &'v Value)>> {
-    items.iter().map(|i| item_key(i, keys).map(|k| (k, i))).collect()
+    items
+        .iter()
+        .map(|i| item_key(i, keys).map(|k| (k, i)))
+        .collect()
 }
 
 static EMPTY_ARRAY: Value = Value::Array(Vec::new());
@@ -137,7 +149,11 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     fn new(builtin: bool) -> Self {
-        Walker { builtin, names: vec![], prefix: vec![] }
+        Walker {
+            builtin,
+            names: vec![],
+            prefix: vec![],
+        }
     }
 
     fn list_type(&self) -> ListType {
@@ -228,7 +244,9 @@ impl<'a> Walker<'a> {
             (None, Some(n)) => self.all_nodes(n, &mut c.added),
             (Some(o), None) => self.all_nodes(o, &mut c.removed),
             // A null the zero object holds (a Go slice or map without omitempty) is an empty container.
-            (Some(Value::Null), Some(n @ Value::Array(_))) => self.compare(Some(&EMPTY_ARRAY), Some(n), c),
+            (Some(Value::Null), Some(n @ Value::Array(_))) => {
+                self.compare(Some(&EMPTY_ARRAY), Some(n), c)
+            }
             (Some(Value::Null), Some(Value::Object(m))) if !m.is_empty() => {
                 for (k, nv) in m {
                     self.descend_field(k, |w| w.compare(None, Some(nv), c));
@@ -261,7 +279,11 @@ impl<'a> Walker<'a> {
                 }
                 ListType::Map(keys) => match (keyed_items(a, &keys), keyed_items(b, &keys)) {
                     (Some(ka), Some(kb)) => {
-                        let mut all: Vec<&PathElement> = ka.iter().map(|(k, _)| k).chain(kb.iter().map(|(k, _)| k)).collect();
+                        let mut all: Vec<&PathElement> = ka
+                            .iter()
+                            .map(|(k, _)| k)
+                            .chain(kb.iter().map(|(k, _)| k))
+                            .collect();
                         all.sort();
                         all.dedup();
                         for k in all {
@@ -386,7 +408,11 @@ pub fn compare(old: Option<&Value>, new: &Value, builtin: bool, kind: &str) -> C
     let new = with_zero(new, &zero);
     let mut c = Comparison::default();
     Walker::new(builtin).compare(Some(&old), Some(&new), &mut c);
-    Comparison { added: strip(c.added), modified: strip(c.modified), removed: strip(c.removed) }
+    Comparison {
+        added: strip(c.added),
+        modified: strip(c.modified),
+        removed: strip(c.removed),
+    }
 }
 
 /// Merge an apply configuration into a live object.
@@ -402,13 +428,18 @@ pub fn remove_fields(obj: &mut Value, set: &FieldSet) {
 }
 
 fn remove_path(obj: &mut Value, path: &[PathElement]) -> bool {
-    let Some((first, rest)) = path.split_first() else { return false };
-    let removed = match (obj, first) {
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+
+    match (obj, first) {
         (Value::Object(m), PathElement::Field(name)) => {
             if rest.is_empty() {
                 m.remove(name).is_some()
             } else {
-                let Some(child) = m.get_mut(name) else { return false };
+                let Some(child) = m.get_mut(name) else {
+                    return false;
+                };
                 let removed = remove_path(child, rest);
                 if removed && child.as_object().is_some_and(Map::is_empty) {
                     m.remove(name);
@@ -421,7 +452,8 @@ fn remove_path(obj: &mut Value, path: &[PathElement]) -> bool {
                 PathElement::Key(k) => {
                     let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
                     key.iter().all(|(kk, kv)| {
-                        item.get(kk) == Some(kv) || (kk == "protocol" && item.get(kk).is_none() && kv == "TCP")
+                        item.get(kk) == Some(kv)
+                            || (kk == "protocol" && item.get(kk).is_none() && kv == "TCP")
                     })
                 }
                 PathElement::Value(v) => &item.to_string() == v,
@@ -438,8 +470,7 @@ fn remove_path(obj: &mut Value, path: &[PathElement]) -> bool {
             }
         }
         _ => false,
-    };
-    removed
+    }
 }
 
 /// A server-side apply that would change fields other managers own.
@@ -451,7 +482,10 @@ impl Conflicts {
     pub fn to_error(&self) -> ApiError {
         let n = self.0.len();
         let message = if n == 1 {
-            format!("Apply failed with 1 conflict: conflict with {}: {}", self.0[0].0, self.0[0].1)
+            format!(
+                "Apply failed with 1 conflict: conflict with {}: {}",
+                self.0[0].0, self.0[0].1
+            )
         } else {
             let mut managers: Vec<&String> = self.0.iter().map(|(m, _)| m).collect();
             managers.sort();
@@ -477,24 +511,35 @@ impl Conflicts {
 impl Managers {
     /// Parse `metadata.managedFields` as a client sent or the server stored it.
     pub fn from_object(obj: &Value) -> Result<Managers, String> {
-        let Some(entries) = obj["metadata"].get("managedFields") else { return Ok(Managers::default()) };
+        let Some(entries) = obj["metadata"].get("managedFields") else {
+            return Ok(Managers::default());
+        };
         if entries.is_null() {
             return Ok(Managers::default());
         }
-        let entries = entries.as_array().ok_or("metadata.managedFields must be a list")?;
+        let entries = entries
+            .as_array()
+            .ok_or("metadata.managedFields must be a list")?;
         let mut out = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let manager = e["manager"].as_str().unwrap_or_default().to_string();
             let operation = match e["operation"].as_str() {
                 Some("Apply") => Operation::Apply,
                 Some("Update") => Operation::Update,
-                other => return Err(format!("metadata.managedFields[{i}].operation: unsupported value {other:?}")),
+                other => {
+                    return Err(format!(
+                        "metadata.managedFields[{i}].operation: unsupported value {other:?}"
+                    ));
+                }
             };
             if e["fieldsType"].as_str().is_some_and(|t| t != "FieldsV1") {
-                return Err(format!("metadata.managedFields[{i}].fieldsType: must be FieldsV1"));
+                return Err(format!(
+                    "metadata.managedFields[{i}].fieldsType: must be FieldsV1"
+                ));
             }
             let fields = match e.get("fieldsV1") {
-                Some(v) => FieldSet::from_fields_v1(v).map_err(|m| format!("metadata.managedFields[{i}].fieldsV1: {m}"))?,
+                Some(v) => FieldSet::from_fields_v1(v)
+                    .map_err(|m| format!("metadata.managedFields[{i}].fieldsV1: {m}"))?,
                 None => FieldSet::new(),
             };
             out.push(ManagerEntry {
@@ -511,7 +556,8 @@ impl Managers {
 
     /// The `metadata.managedFields` value, sorted as the real server sorts it.
     pub fn to_value(&self) -> Value {
-        let mut entries: Vec<&ManagerEntry> = self.0.iter().filter(|e| !e.fields.is_empty()).collect();
+        let mut entries: Vec<&ManagerEntry> =
+            self.0.iter().filter(|e| !e.fields.is_empty()).collect();
         entries.sort_by(|a, b| {
             a.operation
                 .cmp(&b.operation)
@@ -542,7 +588,11 @@ impl Managers {
     }
 
     fn entry_mut(&mut self, actor: &Actor, operation: Operation) -> &mut ManagerEntry {
-        let at = match self.0.iter().position(|e| e.same_identity(actor.manager, operation, actor.subresource)) {
+        let at = match self
+            .0
+            .iter()
+            .position(|e| e.same_identity(actor.manager, operation, actor.subresource))
+        {
             Some(at) => at,
             None => {
                 self.0.push(ManagerEntry {
@@ -570,7 +620,8 @@ impl Managers {
     /// managers lose what changed and what was removed.
     pub fn update(&mut self, old: Option<&Value>, new: &Value, actor: &Actor, has_status: bool) {
         let c = compare(old, new, actor.builtin, actor.kind);
-        let changed = scope_to_subresource(c.added.union(&c.modified), actor.subresource, has_status);
+        let changed =
+            scope_to_subresource(c.added.union(&c.modified), actor.subresource, has_status);
         let removed = c.removed;
         for e in &mut self.0 {
             if e.same_identity(actor.manager, Operation::Update, actor.subresource) {
@@ -593,7 +644,11 @@ impl Managers {
         force: bool,
         has_status: bool,
     ) -> Result<Value, Conflicts> {
-        let config_set = scope_to_subresource(apply_set(config, actor.builtin), actor.subresource, has_status);
+        let config_set = scope_to_subresource(
+            apply_set(config, actor.builtin),
+            actor.subresource,
+            has_status,
+        );
         let base = live.cloned().unwrap_or_else(|| json!({}));
         let mut merged = merge(&base, config, actor.builtin);
         let last = self
@@ -627,7 +682,10 @@ impl Managers {
             if e.same_identity(actor.manager, Operation::Apply, actor.subresource) {
                 continue;
             }
-            e.fields = e.fields.difference(&changed).recursive_difference(&c.removed);
+            e.fields = e
+                .fields
+                .difference(&changed)
+                .recursive_difference(&c.removed);
         }
         let e = self.entry_mut(actor, Operation::Apply);
         e.fields = config_set;
@@ -641,7 +699,14 @@ mod tests {
     use super::*;
 
     fn actor<'a>(manager: &'a str, kind: &'a str) -> Actor<'a> {
-        Actor { manager, api_version: "v1", subresource: "", time: "2024-01-01T00:00:00Z", builtin: true, kind }
+        Actor {
+            manager,
+            api_version: "v1",
+            subresource: "",
+            time: "2024-01-01T00:00:00Z",
+            builtin: true,
+            kind,
+        }
     }
 
     #[test]
@@ -660,7 +725,15 @@ mod tests {
         let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
             "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
         let mut m = Managers::default();
-        m.update(None, &obj, &Actor { api_version: "apps/v1", ..actor("kubectl-create", "Deployment") }, true);
+        m.update(
+            None,
+            &obj,
+            &Actor {
+                api_version: "apps/v1",
+                ..actor("kubectl-create", "Deployment")
+            },
+            true,
+        );
         assert_eq!(
             m.to_value()[0]["fieldsV1"],
             json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
@@ -672,10 +745,15 @@ mod tests {
     fn an_apply_manager_owns_exactly_its_configuration() {
         let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
         let mut m = Managers::default();
-        let merged = m.apply(None, &config, &actor("flux", "ConfigMap"), false, false).unwrap();
+        let merged = m
+            .apply(None, &config, &actor("flux", "ConfigMap"), false, false)
+            .unwrap();
         assert_eq!(merged, config);
         assert_eq!(m.to_value()[0]["operation"], "Apply");
-        assert_eq!(m.to_value()[0]["fieldsV1"], json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:x": {}}}}));
+        assert_eq!(
+            m.to_value()[0]["fieldsV1"],
+            json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:x": {}}}})
+        );
     }
 
     #[test]
@@ -684,11 +762,31 @@ mod tests {
         let mut m = Managers::default();
         m.update(None, &live, &actor("kubectl-edit", "ConfigMap"), false);
         let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "changed", "j": "1"}});
-        let err = m.clone().apply(Some(&live), &config, &actor("flux", "ConfigMap"), false, false).unwrap_err();
+        let err = m
+            .clone()
+            .apply(
+                Some(&live),
+                &config,
+                &actor("flux", "ConfigMap"),
+                false,
+                false,
+            )
+            .unwrap_err();
         let status = err.to_error();
         assert_eq!(status.code, 409);
-        assert_eq!(status.message, "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.k");
-        let merged = m.apply(Some(&live), &config, &actor("flux", "ConfigMap"), true, false).unwrap();
+        assert_eq!(
+            status.message,
+            "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.k"
+        );
+        let merged = m
+            .apply(
+                Some(&live),
+                &config,
+                &actor("flux", "ConfigMap"),
+                true,
+                false,
+            )
+            .unwrap();
         assert_eq!(merged["data"]["k"], "changed");
         let v = m.to_value();
         // flux owns both; kubectl-edit keeps the shared, unchanged j.
@@ -700,9 +798,13 @@ mod tests {
     fn dropping_a_field_from_the_configuration_removes_it_when_nobody_else_owns_it() {
         let mut m = Managers::default();
         let c1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"a": "1", "b": "2"}});
-        let live = m.apply(None, &c1, &actor("flux", "ConfigMap"), false, false).unwrap();
+        let live = m
+            .apply(None, &c1, &actor("flux", "ConfigMap"), false, false)
+            .unwrap();
         let c2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"a": "1"}});
-        let merged = m.apply(Some(&live), &c2, &actor("flux", "ConfigMap"), false, false).unwrap();
+        let merged = m
+            .apply(Some(&live), &c2, &actor("flux", "ConfigMap"), false, false)
+            .unwrap();
         assert_eq!(merged["data"], json!({"a": "1"}));
         assert!(merged["metadata"].get("labels").is_none());
     }
@@ -712,13 +814,19 @@ mod tests {
         let live = json!({"spec": {"containers": [{"name": "a", "image": "x", "imagePullPolicy": "Always"}, {"name": "b", "image": "y"}]}});
         let config = json!({"spec": {"containers": [{"name": "a", "image": "z"}, {"name": "c", "image": "w"}]}});
         let merged = merge(&live, &config, true);
-        assert_eq!(merged["spec"]["containers"][0], json!({"name": "a", "image": "z", "imagePullPolicy": "Always"}));
+        assert_eq!(
+            merged["spec"]["containers"][0],
+            json!({"name": "a", "image": "z", "imagePullPolicy": "Always"})
+        );
         assert_eq!(merged["spec"]["containers"].as_array().unwrap().len(), 3);
     }
 
     #[test]
     fn ports_are_keyed_with_a_defaulted_protocol() {
         let s = apply_set(&json!({"spec": {"ports": [{"port": 80}]}}), true);
-        assert_eq!(s.to_fields_v1(), json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}}));
+        assert_eq!(
+            s.to_fields_v1(),
+            json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}})
+        );
     }
 }

@@ -6,9 +6,20 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 /// Verbs of an ordinary resource.
-pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 /// Verbs of namespaces (no deletecollection, as on a real server).
-pub const NAMESPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+pub const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 /// Verbs of the `status` and `scale` subresources.
 pub const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 
@@ -56,7 +67,11 @@ impl ResourceInfo {
     }
 
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_string() } else { format!("{}/{version}", self.group) }
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{version}", self.group)
+        }
     }
 
     pub fn preferred_version(&self) -> &str {
@@ -93,7 +108,18 @@ const fn b(
     namespaced: bool,
     short: &'static [&'static str],
 ) -> Builtin {
-    Builtin { group, version, kind, plural, namespaced, short, status: false, scale: false, all: false, generation: false }
+    Builtin {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        short,
+        status: false,
+        scale: false,
+        all: false,
+        generation: false,
+    }
 }
 
 impl Builtin {
@@ -120,31 +146,128 @@ const BUILTINS: &[Builtin] = &[
     b("", "v1", "Endpoints", "endpoints", true, &["ep"]),
     b("", "v1", "Event", "events", true, &["ev"]),
     b("", "v1", "Namespace", "namespaces", false, &["ns"]).status(),
-    b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"]).status(),
+    b(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        &["pvc"],
+    )
+    .status(),
     b("", "v1", "Pod", "pods", true, &["po"]).status().all(),
     b("", "v1", "Secret", "secrets", true, &[]),
     b("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"]),
-    b("", "v1", "Service", "services", true, &["svc"]).status().all(),
-    b("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", false, &[])
-        .generation(),
-    b("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", false, &[])
-        .generation(),
-    b("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"])
+    b("", "v1", "Service", "services", true, &["svc"])
         .status()
+        .all(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+        &["crd", "crds"],
+    )
+    .status()
+    .generation(),
+    b("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"])
+        .status()
+        .all()
         .generation(),
-    b("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"]).status().all().generation(),
-    b("apps", "v1", "Deployment", "deployments", true, &["deploy"]).status().scale().all().generation(),
-    b("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]).status().scale().all().generation(),
-    b("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"]).status().scale().all().generation(),
-    b("batch", "v1", "CronJob", "cronjobs", true, &["cj"]).status().all().generation(),
-    b("batch", "v1", "Job", "jobs", true, &[]).status().all().generation(),
+    b("apps", "v1", "Deployment", "deployments", true, &["deploy"])
+        .status()
+        .scale()
+        .all()
+        .generation(),
+    b("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"])
+        .status()
+        .scale()
+        .all()
+        .generation(),
+    b("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"])
+        .status()
+        .scale()
+        .all()
+        .generation(),
+    b("batch", "v1", "CronJob", "cronjobs", true, &["cj"])
+        .status()
+        .all()
+        .generation(),
+    b("batch", "v1", "Job", "jobs", true, &[])
+        .status()
+        .all()
+        .generation(),
     b("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
-    b("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"]).status().generation(),
-    b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"]).generation(),
-    b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[]),
-    b("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[]),
-    b("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[]),
-    b("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        true,
+        &["ing"],
+    )
+    .status()
+    .generation(),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+        &["netpol"],
+    )
+    .generation(),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        true,
+        &[],
+    ),
 ];
 
 /// Group order of `/apis` for the built-in groups (as a real server lists them, roughly).
@@ -184,10 +307,14 @@ impl Catalogue {
                 namespaced: r.namespaced,
                 short_names: r.short.iter().map(|s| s.to_string()).collect(),
                 categories: if r.all { vec!["all".into()] } else { vec![] },
-                verbs: if r.plural == "namespaces" { NAMESPACE_VERBS } else { ALL_VERBS }
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                verbs: if r.plural == "namespaces" {
+                    NAMESPACE_VERBS
+                } else {
+                    ALL_VERBS
+                }
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
                 status: r.status,
                 scale: r.scale.then(|| ScalePaths {
                     spec_replicas: ".spec.replicas".into(),
@@ -208,27 +335,38 @@ impl Catalogue {
 
     /// The resource served at `group/version` under `plural`.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| r.group == group && r.plural == plural && r.serves(version))
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.plural == plural && r.serves(version))
     }
 
     /// The resource of `group` with this plural, whatever the version.
     pub fn by_plural(&self, group: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| r.group == group && r.plural == plural)
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
     }
 
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| r.group == group && r.kind == kind)
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
     }
 
     /// Whether `group/version` is served at all.
     pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
-        self.resources.iter().any(|r| r.group == group && r.serves(version))
+        self.resources
+            .iter()
+            .any(|r| r.group == group && r.serves(version))
     }
 
     /// The resources served at one group-version, in plural order.
     pub fn in_group_version(&self, group: &str, version: &str) -> Vec<&ResourceInfo> {
-        let mut list: Vec<&ResourceInfo> =
-            self.resources.iter().filter(|r| r.group == group && r.serves(version)).collect();
+        let mut list: Vec<&ResourceInfo> = self
+            .resources
+            .iter()
+            .filter(|r| r.group == group && r.serves(version))
+            .collect();
         list.sort_by(|a, b| a.plural.cmp(&b.plural));
         list
     }
@@ -268,13 +406,17 @@ impl Catalogue {
 
     /// Start serving (or re-serve) what a CustomResourceDefinition declares.
     pub fn add_crd(&mut self, info: ResourceInfo) {
-        self.resources.retain(|r| !(r.group == info.group && r.plural == info.plural));
+        self.resources
+            .retain(|r| !(r.group == info.group && r.plural == info.plural));
         self.resources.push(info);
     }
 
     /// Stop serving a CustomResourceDefinition's resource.
     pub fn remove_crd(&mut self, group: &str, plural: &str) -> Option<ResourceInfo> {
-        let at = self.resources.iter().position(|r| r.group == group && r.plural == plural && r.crd.is_some())?;
+        let at = self
+            .resources
+            .iter()
+            .position(|r| r.group == group && r.plural == plural && r.crd.is_some())?;
         Some(self.resources.remove(at))
     }
 }
@@ -317,11 +459,21 @@ pub struct CrdProblem {
 }
 
 fn problem(field: &str, value: &Value, message: &str) -> CrdProblem {
-    CrdProblem { field: field.into(), message: message.into(), value: value.clone() }
+    CrdProblem {
+        field: field.into(),
+        message: message.into(),
+        value: value.clone(),
+    }
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What a CustomResourceDefinition object serves, or the problems that stop it being served.
@@ -337,7 +489,11 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
         problems.push(problem("spec.group", &spec["group"], "Required value"));
     }
     if plural.is_empty() {
-        problems.push(problem("spec.names.plural", &names["plural"], "Required value"));
+        problems.push(problem(
+            "spec.names.plural",
+            &names["plural"],
+            "Required value",
+        ));
     }
     if kind.is_empty() {
         problems.push(problem("spec.names.kind", &names["kind"], "Required value"));
@@ -363,9 +519,16 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
     };
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        problems.push(problem("spec.versions", &spec["versions"], "Required value: must have exactly one version marked as storage version"));
+        problems.push(problem(
+            "spec.versions",
+            &spec["versions"],
+            "Required value: must have exactly one version marked as storage version",
+        ));
     }
-    let storage_count = versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count();
+    let storage_count = versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .count();
     if !versions.is_empty() && storage_count != 1 {
         problems.push(problem(
             "spec.versions",
@@ -383,15 +546,28 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
     let chosen = versions
         .iter()
         .find(|v| v["name"].as_str() == served.first().map(String::as_str))
-        .or_else(|| versions.iter().find(|v| v["storage"].as_bool() == Some(true)))
+        .or_else(|| {
+            versions
+                .iter()
+                .find(|v| v["storage"].as_bool() == Some(true))
+        })
         .cloned()
         .unwrap_or(Value::Null);
     let subresources = &chosen["subresources"];
-    let scale = subresources.get("scale").filter(|s| s.is_object()).map(|s| ScalePaths {
-        spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").into(),
-        status_replicas: s["statusReplicasPath"].as_str().unwrap_or(".status.replicas").into(),
-        label_selector: s["labelSelectorPath"].as_str().map(String::from),
-    });
+    let scale = subresources
+        .get("scale")
+        .filter(|s| s.is_object())
+        .map(|s| ScalePaths {
+            spec_replicas: s["specReplicasPath"]
+                .as_str()
+                .unwrap_or(".spec.replicas")
+                .into(),
+            status_replicas: s["statusReplicasPath"]
+                .as_str()
+                .unwrap_or(".status.replicas")
+                .into(),
+            label_selector: s["labelSelectorPath"].as_str().map(String::from),
+        });
     let printer_columns = chosen["additionalPrinterColumns"]
         .as_array()
         .map(|cols| {
@@ -410,7 +586,10 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
         return Err(problems);
     }
     Ok(ResourceInfo {
-        singular: names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase()),
+        singular: names["singular"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| kind.to_lowercase()),
         short_names: strings(&names["shortNames"]),
         categories: strings(&names["categories"]),
         verbs: ALL_VERBS.iter().map(|s| s.to_string()).collect(),
@@ -434,9 +613,16 @@ mod tests {
 
     #[test]
     fn versions_sort_like_kubernetes() {
-        let mut v = vec!["v1alpha1", "foo", "v2beta1", "v1", "v1beta2", "v2", "v10", "v1beta1"];
+        let mut v = vec![
+            "v1alpha1", "foo", "v2beta1", "v1", "v1beta2", "v2", "v10", "v1beta1",
+        ];
         v.sort_by(|a, b| compare_versions(a, b));
-        assert_eq!(v, vec!["v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        assert_eq!(
+            v,
+            vec![
+                "v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"
+            ]
+        );
     }
 
     #[test]
@@ -445,8 +631,16 @@ mod tests {
         let d = c.lookup("apps", "v1", "deployments").unwrap();
         assert!(d.namespaced && d.status && d.scale.is_some());
         assert_eq!(d.short_names, vec!["deploy"]);
-        assert!(!c.lookup("", "v1", "namespaces").unwrap().has_verb("deletecollection"));
-        assert!(!c.lookup("rbac.authorization.k8s.io", "v1", "clusterroles").unwrap().namespaced);
+        assert!(
+            !c.lookup("", "v1", "namespaces")
+                .unwrap()
+                .has_verb("deletecollection")
+        );
+        assert!(
+            !c.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+                .unwrap()
+                .namespaced
+        );
         assert_eq!(c.groups()[0].0, "apps");
     }
 
@@ -468,6 +662,9 @@ mod tests {
         assert_eq!(r.scale.unwrap().spec_replicas, ".spec.size");
         let mut bad = crd.clone();
         bad["metadata"]["name"] = json!("nope");
-        assert_eq!(resource_from_crd(&bad).unwrap_err()[0].field, "metadata.name");
+        assert_eq!(
+            resource_from_crd(&bad).unwrap_err()[0].field,
+            "metadata.name"
+        );
     }
 }

@@ -12,7 +12,10 @@ pub struct Allocator {
 
 impl Default for Allocator {
     fn default() -> Self {
-        Allocator { next_ip: 10, next_node_port: 30000 }
+        Allocator {
+            next_ip: 10,
+            next_node_port: 30000,
+        }
     }
 }
 
@@ -54,7 +57,11 @@ fn pull_policy(image: &str) -> &'static str {
 
 fn default_container(c: &mut Value) {
     let Some(c) = obj(c) else { return };
-    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !image.is_empty() {
         set_default(c, "imagePullPolicy", json!(pull_policy(&image)));
     }
@@ -144,7 +151,11 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
                 set_default(s, "replicas", json!(1));
                 set_default(s, "revisionHistoryLimit", json!(10));
                 set_default(s, "podManagementPolicy", json!("OrderedReady"));
-                set_default(s, "updateStrategy", json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+                set_default(
+                    s,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
                 set_default(
                     s,
                     "persistentVolumeClaimRetentionPolicy",
@@ -216,7 +227,10 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
                 if !external {
                     set_default(s, "internalTrafficPolicy", json!("Cluster"));
                 }
-                if matches!(s.get("type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer")) {
+                if matches!(
+                    s.get("type").and_then(Value::as_str),
+                    Some("NodePort" | "LoadBalancer")
+                ) {
                     set_default(s, "externalTrafficPolicy", json!("Cluster"));
                 }
                 if s.get("type") == Some(&json!("LoadBalancer")) {
@@ -253,11 +267,14 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             if let Some(s) = spec_of(o) {
                 set_default(s, "conversion", json!({"strategy": "None"}));
-                if let Some(names) = s.get_mut("names").and_then(obj) {
-                    if let Some(kind) = names.get("kind").and_then(Value::as_str).map(str::to_string) {
-                        set_default(names, "listKind", json!(format!("{kind}List")));
-                        set_default(names, "singular", json!(kind.to_lowercase()));
-                    }
+                if let Some(names) = s.get_mut("names").and_then(obj)
+                    && let Some(kind) = names
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                {
+                    set_default(names, "listKind", json!(format!("{kind}List")));
+                    set_default(names, "singular", json!(kind.to_lowercase()));
                 }
             }
         }
@@ -283,7 +300,11 @@ pub fn allocate(group: &str, kind: &str, o: &mut Value, alloc: &mut Allocator) {
     match (group, kind) {
         ("", "Service") => {
             let Some(s) = spec_of(o) else { return };
-            let type_ = s.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+            let type_ = s
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string();
             if type_ != "ExternalName" {
                 let ip = match s.get("clusterIP").and_then(Value::as_str) {
                     Some(ip) if !ip.is_empty() => ip.to_string(),
@@ -294,12 +315,12 @@ pub fn allocate(group: &str, kind: &str, o: &mut Value, alloc: &mut Allocator) {
                 set_default(s, "ipFamilies", json!(["IPv4"]));
                 set_default(s, "ipFamilyPolicy", json!("SingleStack"));
             }
-            if matches!(type_.as_str(), "NodePort" | "LoadBalancer") {
-                if let Some(ports) = s.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports.iter_mut().filter_map(obj) {
-                        if p.get("nodePort").is_none() {
-                            p.insert("nodePort".into(), json!(alloc.node_port()));
-                        }
+            if matches!(type_.as_str(), "NodePort" | "LoadBalancer")
+                && let Some(ports) = s.get_mut("ports").and_then(Value::as_array_mut)
+            {
+                for p in ports.iter_mut().filter_map(obj) {
+                    if p.get("nodePort").is_none() {
+                        p.insert("nodePort".into(), json!(alloc.node_port()));
                     }
                 }
             }
@@ -319,10 +340,15 @@ pub fn allocate(group: &str, kind: &str, o: &mut Value, alloc: &mut Allocator) {
         }
         ("", "Pod") => {
             if let Some(m) = obj(o) {
-                set_default(m, "status", json!({"phase": "Pending", "qosClass": "BestEffort"}));
+                set_default(
+                    m,
+                    "status",
+                    json!({"phase": "Pending", "qosClass": "BestEffort"}),
+                );
             }
         }
-        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") | ("batch", "Job" | "CronJob") => {
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job" | "CronJob") => {
             if let Some(m) = obj(o) {
                 set_default(m, "status", json!({}));
             }
@@ -344,7 +370,10 @@ mod tests {
         assert_eq!(s["replicas"], 1);
         assert_eq!(s["revisionHistoryLimit"], 10);
         assert_eq!(s["progressDeadlineSeconds"], 600);
-        assert_eq!(s["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}));
+        assert_eq!(
+            s["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
         let pod = &s["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Always");
         assert_eq!(pod["dnsPolicy"], "ClusterFirst");
@@ -353,7 +382,10 @@ mod tests {
         assert_eq!(pod["securityContext"], json!({}));
         assert_eq!(pod["containers"][0]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(pod["containers"][1]["imagePullPolicy"], "Always");
-        assert_eq!(pod["containers"][0]["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(
+            pod["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
         assert_eq!(pod["containers"][0]["ports"][0]["protocol"], "TCP");
         assert!(s["template"]["metadata"]["creationTimestamp"].is_null());
     }
@@ -374,7 +406,10 @@ mod tests {
         assert_eq!(spec["type"], "ClusterIP");
         assert_eq!(spec["sessionAffinity"], "None");
         assert_eq!(spec["internalTrafficPolicy"], "Cluster");
-        assert_eq!(spec["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            spec["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         assert_eq!(spec["clusterIP"], "10.96.0.10");
         assert_eq!(spec["clusterIPs"], json!(["10.96.0.10"]));
         assert_eq!(spec["ipFamilies"], json!(["IPv4"]));

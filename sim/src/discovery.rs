@@ -38,14 +38,21 @@ pub fn core_versions(server_address: &str) -> Value {
 }
 
 fn group_entry(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     let preferred = vs.first().cloned().unwrap_or(Value::Null);
     json!({"name": name, "versions": vs, "preferredVersion": preferred})
 }
 
 /// `/apis`.
 pub fn groups(cat: &Catalogue) -> Value {
-    let groups: Vec<Value> = cat.groups().iter().map(|(g, vs)| group_entry(g, vs)).collect();
+    let groups: Vec<Value> = cat
+        .groups()
+        .iter()
+        .map(|(g, vs)| group_entry(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -96,8 +103,14 @@ pub fn resource_list(cat: &Catalogue, group: &str, version: &str) -> Option<Valu
             }));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -107,9 +120,17 @@ mod tests {
     #[test]
     fn lists_subresources_after_their_resource() {
         let doc = resource_list(&Catalogue::builtin(), "apps", "v1").unwrap();
-        let names: Vec<&str> = doc["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = doc["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"deployments/scale") && names.contains(&"deployments/status"));
         assert!(resource_list(&Catalogue::builtin(), "apps", "v2").is_none());
-        assert_eq!(group(&Catalogue::builtin(), "batch").unwrap()["preferredVersion"]["version"], "v1");
+        assert_eq!(
+            group(&Catalogue::builtin(), "batch").unwrap()["preferredVersion"]["version"],
+            "v1"
+        );
     }
 }

@@ -32,7 +32,11 @@ impl Cause {
         } else {
             format!("Required value: {detail}")
         };
-        Cause { reason: "FieldValueRequired".into(), message, field: field.into() }
+        Cause {
+            reason: "FieldValueRequired".into(),
+            message,
+            field: field.into(),
+        }
     }
 
     /// `field: Unsupported value: "value": supported values: ...`
@@ -40,19 +44,30 @@ impl Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Cause {
             reason: "FieldValueNotSupported".into(),
-            message: format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                list.join(", ")
+            ),
             field: field.into(),
         }
     }
 
     /// `field: Forbidden: detail`
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        Cause { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {detail}"), field: field.into() }
+        Cause {
+            reason: "FieldValueForbidden".into(),
+            message: format!("Forbidden: {detail}"),
+            field: field.into(),
+        }
     }
 
     /// `field: Duplicate value: value`
     pub fn duplicate(field: &str, value: &Value) -> Self {
-        Cause { reason: "FieldValueDuplicate".into(), message: format!("Duplicate value: {value}"), field: field.into() }
+        Cause {
+            reason: "FieldValueDuplicate".into(),
+            message: format!("Duplicate value: {value}"),
+            field: field.into(),
+        }
     }
 }
 
@@ -69,7 +84,11 @@ pub struct ApiError {
 
 /// How a resource is named in messages: `configmaps` or `deployments.apps`.
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 fn details(group: &str, kind: &str, name: &str) -> Value {
@@ -88,7 +107,12 @@ fn details(group: &str, kind: &str, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError { code, reason: reason.into(), message: message.into(), details: json!({}) }
+        ApiError {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: json!({}),
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -98,18 +122,30 @@ impl ApiError {
 
     /// `configmaps "x" not found`
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(group, plural)))
-            .with_details(details(group, plural, name))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", qualified(group, plural)),
+        )
+        .with_details(details(group, plural, name))
     }
 
     /// The real server's answer for a path it does not serve.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(group, plural)))
-            .with_details(details(group, plural, name))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", qualified(group, plural)),
+        )
+        .with_details(details(group, plural, name))
     }
 
     /// A stale resourceVersion (optimistic concurrency).
@@ -117,7 +153,10 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(group, plural)),
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: {why}",
+                qualified(group, plural)
+            ),
         )
         .with_details(details(group, plural, name))
     }
@@ -133,9 +172,20 @@ impl ApiError {
 
     /// `Kind.group "name" is invalid: field: message` with one cause per problem.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let joined = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let parts: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let joined = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("[{}]", parts.join(", "))
+        };
         let mut d = details(group, kind, name);
         d["causes"] = Value::Array(
             causes
@@ -143,7 +193,12 @@ impl ApiError {
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect(),
         );
-        Self::new(422, "Invalid", format!("{qualified_kind} {name:?} is invalid: {joined}")).with_details(d)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{qualified_kind} {name:?} is invalid: {joined}"),
+        )
+        .with_details(d)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -152,7 +207,11 @@ impl ApiError {
 
     /// `410 Gone` for a resourceVersion older than the retained history.
     pub fn expired(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -164,7 +223,14 @@ impl ApiError {
     }
 
     /// `configmaps "x" is forbidden: User "bob" cannot delete resource "configmaps" in API group "" in the namespace "default"`
-    pub fn forbidden(user: &str, verb: &str, group: &str, plural: &str, namespace: &str, name: &str) -> Self {
+    pub fn forbidden(
+        user: &str,
+        verb: &str,
+        group: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Self {
         let subject = if name.is_empty() {
             qualified(group, plural)
         } else {
@@ -186,7 +252,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
@@ -202,18 +272,30 @@ impl ApiError {
     }
 
     pub fn too_many_requests(retry_after: u64) -> Self {
-        Self::new(429, "TooManyRequests", "Too many requests, please try again later.")
-            .with_details(json!({"retryAfterSeconds": retry_after}))
+        Self::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        )
+        .with_details(json!({"retryAfterSeconds": retry_after}))
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
-            .with_details(json!({"causes": [{"message": message}]}))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+        .with_details(json!({"causes": [{"message": message}]}))
     }
 
     pub fn request_entity_too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     /// The `Status` object a client receives.
@@ -244,13 +326,19 @@ pub fn success_status(group: &str, plural: &str, name: &str, uid: &str) -> Value
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot build a client: {0}")]
     Client(String),
     #[error("unknown user {0:?}")]
@@ -267,7 +355,10 @@ mod tests {
     fn not_found_names_the_resource_like_the_real_server() {
         let s = ApiError::not_found("apps", "deployments", "web").to_status();
         assert_eq!(s["message"], "deployments.apps \"web\" not found");
-        assert_eq!(s["details"], json!({"name": "web", "group": "apps", "kind": "deployments"}));
+        assert_eq!(
+            s["details"],
+            json!({"name": "web", "group": "apps", "kind": "deployments"})
+        );
         assert_eq!(s["code"], 404);
     }
 
@@ -277,9 +368,15 @@ mod tests {
             "",
             "ConfigMap",
             "x",
-            vec![Cause::required("metadata.name", ""), Cause::required("data", "")],
+            vec![
+                Cause::required("metadata.name", ""),
+                Cause::required("data", ""),
+            ],
         );
-        assert_eq!(e.message, "ConfigMap \"x\" is invalid: [metadata.name: Required value, data: Required value]");
+        assert_eq!(
+            e.message,
+            "ConfigMap \"x\" is invalid: [metadata.name: Required value, data: Required value]"
+        );
         assert_eq!(e.details["causes"][1]["field"], "data");
     }
 }

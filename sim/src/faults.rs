@@ -11,6 +11,7 @@ use tokio::sync::watch;
 pub struct FaultState {
     inner: Mutex<Inner>,
     drops: watch::Sender<u64>,
+    expiries: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -22,7 +23,11 @@ struct Inner {
 
 impl Default for FaultState {
     fn default() -> Self {
-        FaultState { inner: Mutex::new(Inner::default()), drops: watch::channel(0).0 }
+        FaultState {
+            inner: Mutex::new(Inner::default()),
+            drops: watch::channel(0).0,
+            expiries: watch::channel(0).0,
+        }
     }
 }
 
@@ -34,6 +39,16 @@ impl FaultState {
     /// End every open watch stream now.
     pub fn drop_watches(&self) {
         self.drops.send_modify(|n| *n += 1);
+    }
+
+    /// Tell every open watch its position expired (an `ERROR` event with `410 Gone`).
+    pub fn expire_watches(&self) {
+        self.expiries.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes whenever open watches are to expire.
+    pub fn expiry_signal(&self) -> watch::Receiver<u64> {
+        self.expiries.subscribe()
     }
 
     /// A receiver that changes whenever watches are to be dropped.

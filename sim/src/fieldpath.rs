@@ -31,21 +31,28 @@ impl PathElement {
     }
 
     fn decode(s: &str) -> Result<Self, String> {
-        let (prefix, rest) = s.split_once(':').ok_or_else(|| format!("invalid path element {s:?}"))?;
+        let (prefix, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("invalid path element {s:?}"))?;
         match prefix {
             "f" => Ok(PathElement::Field(rest.into())),
             "k" => {
-                let v: Value = serde_json::from_str(rest).map_err(|e| format!("invalid key {rest:?}: {e}"))?;
+                let v: Value =
+                    serde_json::from_str(rest).map_err(|e| format!("invalid key {rest:?}: {e}"))?;
                 if !v.is_object() {
                     return Err(format!("invalid key {rest:?}: not an object"));
                 }
                 Ok(PathElement::Key(v.to_string()))
             }
             "v" => {
-                let v: Value = serde_json::from_str(rest).map_err(|e| format!("invalid value {rest:?}: {e}"))?;
+                let v: Value = serde_json::from_str(rest)
+                    .map_err(|e| format!("invalid value {rest:?}: {e}"))?;
                 Ok(PathElement::Value(v.to_string()))
             }
-            "i" => rest.parse().map(PathElement::Index).map_err(|e| format!("invalid index {rest:?}: {e}")),
+            "i" => rest
+                .parse()
+                .map(PathElement::Index)
+                .map_err(|e| format!("invalid index {rest:?}: {e}")),
             _ => Err(format!("invalid path element {s:?}")),
         }
     }
@@ -103,7 +110,9 @@ impl FieldSet {
     }
 
     pub fn insert(&mut self, path: &[PathElement]) {
-        let Some((first, rest)) = path.split_first() else { return };
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
         let node = self.children.entry(first.clone()).or_default();
         if rest.is_empty() {
             node.member = true;
@@ -113,7 +122,9 @@ impl FieldSet {
     }
 
     pub fn contains(&self, path: &[PathElement]) -> bool {
-        let Some((first, rest)) = path.split_first() else { return false };
+        let Some((first, rest)) = path.split_first() else {
+            return false;
+        };
         match self.children.get(first) {
             Some(node) if rest.is_empty() => node.member,
             Some(node) => node.children.contains(rest),
@@ -123,7 +134,9 @@ impl FieldSet {
 
     /// Whether any member lies at or below `path`.
     pub fn has_prefix(&self, path: &[PathElement]) -> bool {
-        let Some((first, rest)) = path.split_first() else { return !self.is_empty() };
+        let Some((first, rest)) = path.split_first() else {
+            return !self.is_empty();
+        };
         match self.children.get(first) {
             Some(node) if rest.is_empty() => node.member || !node.children.is_empty(),
             Some(node) => node.children.has_prefix(rest),
@@ -155,7 +168,10 @@ impl FieldSet {
         let mut out = FieldSet::new();
         for (pe, node) in &self.children {
             let (member, children) = match other.children.get(pe) {
-                Some(o) => (node.member && !o.member, node.children.difference(&o.children)),
+                Some(o) => (
+                    node.member && !o.member,
+                    node.children.difference(&o.children),
+                ),
                 None => (node.member, node.children.clone()),
             };
             if member || !children.is_empty() {
@@ -174,7 +190,13 @@ impl FieldSet {
                 Some(o) => {
                     let children = node.children.recursive_difference(&o.children);
                     if node.member || !children.is_empty() {
-                        out.children.insert(pe.clone(), Node { member: node.member, children });
+                        out.children.insert(
+                            pe.clone(),
+                            Node {
+                                member: node.member,
+                                children,
+                            },
+                        );
                     }
                 }
                 None => {
@@ -242,7 +264,9 @@ impl FieldSet {
                 continue;
             }
             let pe = PathElement::decode(k)?;
-            let child_obj = child.as_object().ok_or_else(|| format!("fieldsV1 entry {k:?} must be an object"))?;
+            let child_obj = child
+                .as_object()
+                .ok_or_else(|| format!("fieldsV1 entry {k:?} must be an object"))?;
             let children = FieldSet::from_fields_v1(child)?;
             let member = child_obj.is_empty() || child_obj.contains_key(".");
             out.children.insert(pe, Node { member, children });
@@ -266,8 +290,17 @@ mod tests {
         s.insert(&[f("data")]);
         s.insert(&[f("data"), f("a")]);
         s.insert(&[f("metadata"), f("labels"), f("app")]);
-        s.insert(&[f("spec"), f("containers"), PathElement::Key(r#"{"name":"web"}"#.into())]);
-        s.insert(&[f("spec"), f("containers"), PathElement::Key(r#"{"name":"web"}"#.into()), f("image")]);
+        s.insert(&[
+            f("spec"),
+            f("containers"),
+            PathElement::Key(r#"{"name":"web"}"#.into()),
+        ]);
+        s.insert(&[
+            f("spec"),
+            f("containers"),
+            PathElement::Key(r#"{"name":"web"}"#.into()),
+            f("image"),
+        ]);
         let v = s.to_fields_v1();
         assert_eq!(
             v,
@@ -292,7 +325,10 @@ mod tests {
         assert_eq!(a.union(&b), a);
         let mut parent = FieldSet::new();
         parent.insert(&[f("x")]);
-        assert_eq!(a.recursive_difference(&parent).paths(), vec![Path(vec![f("z")])]);
+        assert_eq!(
+            a.recursive_difference(&parent).paths(),
+            vec![Path(vec![f("z")])]
+        );
         assert!(a.has_prefix(&[f("x")]) && !a.contains(&[f("x")]));
     }
 
@@ -304,8 +340,19 @@ mod tests {
             PathElement::Key(r#"{"port":80,"protocol":"TCP"}"#.into()),
             f("targetPort"),
         ]);
-        assert_eq!(p.to_string(), r#".spec.ports[port=80,protocol="TCP"].targetPort"#);
-        assert_eq!(Path(vec![f("metadata"), f("finalizers"), PathElement::Value("\"a\"".into())]).to_string(), r#".metadata.finalizers[="a"]"#);
+        assert_eq!(
+            p.to_string(),
+            r#".spec.ports[port=80,protocol="TCP"].targetPort"#
+        );
+        assert_eq!(
+            Path(vec![
+                f("metadata"),
+                f("finalizers"),
+                PathElement::Value("\"a\"".into())
+            ])
+            .to_string(),
+            r#".metadata.finalizers[="a"]"#
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ fn q(s: &str) -> String {
 
 /// A kubeconfig whose current context is `current` (one of `users`).
 pub fn render(server: &str, ca_pem: Option<&str>, users: &[&User], current: &str) -> String {
-    let mut out = String::from("apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n");
+    let mut out =
+        String::from("apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n");
     out.push_str(&format!("    server: {}\n", q(server)));
     if let Some(ca) = ca_pem {
         let data = base64::engine::general_purpose::STANDARD.encode(ca);
@@ -19,7 +20,11 @@ pub fn render(server: &str, ca_pem: Option<&str>, users: &[&User], current: &str
     }
     out.push_str("users:\n");
     for u in users {
-        out.push_str(&format!("- name: {}\n  user:\n    token: {}\n", q(&u.name), q(&u.token)));
+        out.push_str(&format!(
+            "- name: {}\n  user:\n    token: {}\n",
+            q(&u.name),
+            q(&u.token)
+        ));
     }
     out.push_str("contexts:\n");
     for u in users {
@@ -29,6 +34,9 @@ pub fn render(server: &str, ca_pem: Option<&str>, users: &[&User], current: &str
             q(&u.name)
         ));
     }
-    out.push_str(&format!("current-context: {}\n", q(&format!("{current}@kubesim"))));
+    out.push_str(&format!(
+        "current-context: {}\n",
+        q(&format!("{current}@kubesim"))
+    ));
     out
 }

@@ -6,7 +6,11 @@ use serde_json::{Map, Value, json};
 use crate::catalogue::{Catalogue, ResourceInfo};
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 fn all_group_versions(cat: &Catalogue) -> Vec<(String, String)> {
@@ -34,9 +38,16 @@ pub fn root(cat: &Catalogue) -> Value {
     let mut paths = Map::new();
     for (g, v) in all_group_versions(cat) {
         let p = gv_path(&g, &v);
-        let kinds: Vec<String> = cat.in_group_version(&g, &v).iter().map(|r| format!("{}{}", r.plural, r.namespaced)).collect();
+        let kinds: Vec<String> = cat
+            .in_group_version(&g, &v)
+            .iter()
+            .map(|r| format!("{}{}", r.plural, r.namespaced))
+            .collect();
         let hash = hash_of(&format!("{p}{}", kinds.join(",")));
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -58,12 +69,22 @@ fn op(r: &ResourceInfo, version: &str, action: &str, id: &str, params: &[&str]) 
 }
 
 fn schema_name(r: &ResourceInfo, version: &str) -> String {
-    let group = if r.group.is_empty() { "core".to_string() } else { r.group.clone() };
+    let group = if r.group.is_empty() {
+        "core".to_string()
+    } else {
+        r.group.clone()
+    };
     format!("{group}.{version}.{}", r.kind)
 }
 
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
-const PATCH_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"];
+const PATCH_PARAMS: &[&str] = &[
+    "dryRun",
+    "fieldManager",
+    "fieldValidation",
+    "force",
+    "pretty",
+];
 const LIST_PARAMS: &[&str] = &[
     "allowWatchBookmarks",
     "continue",
@@ -79,11 +100,17 @@ const LIST_PARAMS: &[&str] = &[
 
 /// The document of one group-version (`api/v1`, `apis/apps/v1`), if served.
 pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
-    let (g, v) = all_group_versions(cat).into_iter().find(|(g, v)| gv_path(g, v) == path)?;
+    let (g, v) = all_group_versions(cat)
+        .into_iter()
+        .find(|(g, v)| gv_path(g, v) == path)?;
     let mut paths = Map::new();
     let mut schemas = Map::new();
     for r in cat.in_group_version(&g, &v) {
-        let base = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+        let base = if g.is_empty() {
+            format!("/api/{v}")
+        } else {
+            format!("/apis/{g}/{v}")
+        };
         let collection = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
         } else {
@@ -96,7 +123,13 @@ pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
             "post": op(r, &v, "post", &id("create"), WRITE_PARAMS),
         });
         if r.has_verb("deletecollection") {
-            coll_ops["delete"] = op(r, &v, "deletecollection", &id("deletecollection"), &["dryRun", "labelSelector", "fieldSelector"]);
+            coll_ops["delete"] = op(
+                r,
+                &v,
+                "deletecollection",
+                &id("deletecollection"),
+                &["dryRun", "labelSelector", "fieldSelector"],
+            );
         }
         paths.insert(collection.clone(), coll_ops);
         paths.insert(
@@ -132,10 +165,9 @@ pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
             }),
         );
     }
-    let title = if g.is_empty() { "Kubernetes".to_string() } else { "Kubernetes".to_string() };
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": title, "version": crate::discovery::GIT_VERSION},
+        "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
         "paths": paths,
         "components": {"schemas": schemas},
     }))
@@ -149,10 +181,25 @@ mod tests {
     fn patch_operations_declare_field_validation_and_their_kind() {
         let cat = Catalogue::builtin();
         let doc = document(&cat, "apis/apps/v1").unwrap();
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
-        assert!(root(&cat)["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
+        assert!(
+            root(&cat)["paths"]["api/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/api/v1?hash=")
+        );
         assert!(document(&cat, "apis/nope/v1").is_none());
     }
 }

@@ -18,8 +18,8 @@ pub enum PatchError {
 
 /// Apply an RFC 6902 JSON patch.
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
-    let ops: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?;
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?;
     let mut out = doc.clone();
     json_patch::patch(&mut out, &ops).map_err(|e| PatchError::Inapplicable(e.to_string()))?;
     Ok(out)
@@ -28,7 +28,9 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
 /// Apply an RFC 7386 JSON merge patch.
 pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     if !patch.is_object() {
-        return Err(PatchError::Malformed("merge patch must be a JSON object".into()));
+        return Err(PatchError::Malformed(
+            "merge patch must be a JSON object".into(),
+        ));
     }
     let mut out = doc.clone();
     json_patch::merge(&mut out, patch);
@@ -38,10 +40,14 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
 /// Apply a strategic merge patch to a built-in object.
 pub fn strategic_merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     let (Value::Object(d), Value::Object(p)) = (doc, patch) else {
-        return Err(PatchError::Malformed("strategic merge patch must be a JSON object".into()));
+        return Err(PatchError::Malformed(
+            "strategic merge patch must be a JSON object".into(),
+        ));
     };
     let mut names = Vec::new();
-    Ok(merge_map(d, p, &mut names)?.map(Value::Object).unwrap_or_else(|| Value::Object(Map::new())))
+    Ok(merge_map(d, p, &mut names)?
+        .map(Value::Object)
+        .unwrap_or_else(|| Value::Object(Map::new())))
 }
 
 const ORDER_PREFIX: &str = "$setElementOrder/";
@@ -61,7 +67,11 @@ fn merge_map(
             return Ok(Some(out));
         }
         Some(Some("merge")) | None => {}
-        Some(other) => return Err(PatchError::Malformed(format!("unknown patch type: {other:?}"))),
+        Some(other) => {
+            return Err(PatchError::Malformed(format!(
+                "unknown patch type: {other:?}"
+            )));
+        }
     }
     let mut out = original.clone();
     let mut orders = Vec::new();
@@ -74,7 +84,9 @@ fn merge_map(
             continue;
         }
         if let Some(field) = key.strip_prefix(DELETE_PRIMITIVE_PREFIX) {
-            let remove = pv.as_array().ok_or_else(|| PatchError::Malformed(format!("{key} must be a list")))?;
+            let remove = pv
+                .as_array()
+                .ok_or_else(|| PatchError::Malformed(format!("{key} must be a list")))?;
             if let Some(Value::Array(items)) = out.get_mut(field) {
                 items.retain(|i| !remove.contains(i));
             }
@@ -89,7 +101,9 @@ fn merge_map(
         }
         names.push(key.clone());
         let merged = match (original.get(key), pv) {
-            (Some(Value::Object(o)), Value::Object(p)) => merge_map(o, p, names)?.map(Value::Object),
+            (Some(Value::Object(o)), Value::Object(p)) => {
+                merge_map(o, p, names)?.map(Value::Object)
+            }
             (None, Value::Object(p)) => merge_map(&Map::new(), p, names)?.map(Value::Object),
             (Some(Value::Array(o)), Value::Array(p)) => Some(merge_list(o, p, names)?),
             (None, Value::Array(p)) => Some(merge_list(&[], p, names)?),
@@ -116,7 +130,8 @@ fn merge_map(
     }
     for (field, order) in orders {
         names.push(field.clone());
-        let strategy = schema::patch_strategy(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let strategy =
+            schema::patch_strategy(&names.iter().map(String::as_str).collect::<Vec<_>>());
         names.pop();
         if let (Some(Value::Array(items)), Value::Array(order)) = (out.get_mut(&field), order) {
             reorder(items, &order, &strategy);
@@ -135,7 +150,9 @@ fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: &PatchStrategy) {
     let mut rest = std::mem::take(items);
     for o in order {
         let pos = match strategy {
-            PatchStrategy::MergeKey(k) => o.get(*k).and_then(|want| rest.iter().position(|i| item_matches(i, k, want))),
+            PatchStrategy::MergeKey(k) => o
+                .get(*k)
+                .and_then(|want| rest.iter().position(|i| item_matches(i, k, want))),
             _ => rest.iter().position(|i| i == o),
         };
         if let Some(pos) = pos {
@@ -146,12 +163,23 @@ fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: &PatchStrategy) {
     *items = sorted;
 }
 
-fn merge_list(original: &[Value], patch: &[Value], names: &mut Vec<String>) -> Result<Value, PatchError> {
+fn merge_list(
+    original: &[Value],
+    patch: &[Value],
+    names: &mut Vec<String>,
+) -> Result<Value, PatchError> {
     let strategy = schema::patch_strategy(&names.iter().map(String::as_str).collect::<Vec<_>>());
     // `{"$patch": "replace"}` as an item replaces the whole list with the other items.
-    if patch.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if patch
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Ok(Value::Array(
-            patch.iter().filter(|i| i.get("$patch").is_none()).cloned().collect(),
+            patch
+                .iter()
+                .filter(|i| i.get("$patch").is_none())
+                .cloned()
+                .collect(),
         ));
     }
     match strategy {
@@ -232,7 +260,10 @@ mod tests {
         let c = &out["spec"]["template"]["spec"]["containers"];
         assert_eq!(c.as_array().unwrap().len(), 2);
         assert_eq!(c[0]["image"], "nginx:2");
-        assert_eq!(c[0]["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+        assert_eq!(
+            c[0]["env"],
+            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+        );
         assert_eq!(c[0]["ports"], json!([{"containerPort": 80}]));
     }
 
@@ -245,21 +276,35 @@ mod tests {
         }}}});
         let out = strategic_merge_patch(&deployment(), &p).unwrap();
         let spec = &out["spec"]["template"]["spec"];
-        assert_eq!(spec["containers"], json!([{"name": "side", "image": "busybox"}]));
+        assert_eq!(
+            spec["containers"],
+            json!([{"name": "side", "image": "busybox"}])
+        );
         assert_eq!(spec["volumes"], json!([{"name": "w", "emptyDir": {}}]));
         let reordered = strategic_merge_patch(
             &deployment(),
             &json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "side"}, {"name": "web"}]}}}}),
         )
         .unwrap();
-        assert_eq!(reordered["spec"]["template"]["spec"]["containers"][0]["name"], "side");
+        assert_eq!(
+            reordered["spec"]["template"]["spec"]["containers"][0]["name"],
+            "side"
+        );
     }
 
     #[test]
     fn null_deletes_and_unkeyed_lists_replace() {
-        let doc = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"args": ["x", "y"]}});
-        let out = strategic_merge_patch(&doc, &json!({"metadata": {"labels": {"a": null}}, "spec": {"args": ["z"]}})).unwrap();
-        assert_eq!(out, json!({"metadata": {"labels": {"b": "2"}}, "spec": {"args": ["z"]}}));
+        let doc =
+            json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"args": ["x", "y"]}});
+        let out = strategic_merge_patch(
+            &doc,
+            &json!({"metadata": {"labels": {"a": null}}, "spec": {"args": ["z"]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"args": ["z"]}})
+        );
     }
 
     #[test]
@@ -267,18 +312,35 @@ mod tests {
         let doc = json!({"metadata": {"finalizers": ["a", "b"]}});
         let out = strategic_merge_patch(&doc, &json!({"metadata": {"finalizers": ["c"]}})).unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
-        let out = strategic_merge_patch(&doc, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})).unwrap();
+        let out = strategic_merge_patch(
+            &doc,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
     }
 
     #[test]
     fn json_and_merge_patches() {
         let doc = json!({"data": {"a": "1"}});
-        let out = json_patch(&doc, &json!([{"op": "add", "path": "/data/b", "value": "2"}])).unwrap();
+        let out = json_patch(
+            &doc,
+            &json!([{"op": "add", "path": "/data/b", "value": "2"}]),
+        )
+        .unwrap();
         assert_eq!(out["data"]["b"], "2");
-        assert!(matches!(json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}])), Err(PatchError::Inapplicable(_))));
-        assert!(matches!(json_patch(&doc, &json!({"op": "x"})), Err(PatchError::Malformed(_))));
-        assert_eq!(merge_patch(&doc, &json!({"data": {"a": null}})).unwrap(), json!({"data": {}}));
+        assert!(matches!(
+            json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}])),
+            Err(PatchError::Inapplicable(_))
+        ));
+        assert!(matches!(
+            json_patch(&doc, &json!({"op": "x"})),
+            Err(PatchError::Malformed(_))
+        ));
+        assert_eq!(
+            merge_patch(&doc, &json!({"data": {"a": null}})).unwrap(),
+            json!({"data": {}})
+        );
         assert!(merge_patch(&doc, &json!([1])).is_err());
         assert!(strategic_merge_patch(&doc, &json!({"$patch": "bogus"})).is_err());
     }

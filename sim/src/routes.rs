@@ -40,9 +40,15 @@ pub fn route(path: &str) -> Route {
         ["apis"] => Route::Groups,
         ["openapi", "v3"] => Route::OpenApiRoot,
         ["openapi", "v3", rest @ ..] => Route::OpenApiDoc(rest.join("/")),
-        ["api", version] => Route::GroupVersion { group: String::new(), version: version.to_string() },
+        ["api", version] => Route::GroupVersion {
+            group: String::new(),
+            version: version.to_string(),
+        },
         ["apis", group] => Route::Group(group.to_string()),
-        ["apis", group, version] => Route::GroupVersion { group: group.to_string(), version: version.to_string() },
+        ["apis", group, version] => Route::GroupVersion {
+            group: group.to_string(),
+            version: version.to_string(),
+        },
         ["api", version, rest @ ..] => resource("", version, rest),
         ["apis", group, version, rest @ ..] => resource(group, version, rest),
         _ => Route::NotFound,
@@ -50,9 +56,16 @@ pub fn route(path: &str) -> Route {
 }
 
 fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
-    let mut t = Target { group: group.into(), version: version.into(), ..Default::default() };
+    let mut t = Target {
+        group: group.into(),
+        version: version.into(),
+        ..Default::default()
+    };
     let mut parts = rest;
-    if parts.first() == Some(&"namespaces") && parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+    if parts.first() == Some(&"namespaces")
+        && parts.len() > 2
+        && !matches!(parts[2], "status" | "finalize")
+    {
         t.namespace = Some(parts[1].to_string());
         parts = &parts[2..];
     }
@@ -104,7 +117,10 @@ pub fn parse_query(q: &str) -> Result<Query, String> {
             "resourceVersion" => out.resource_version = Some(v.into_owned()),
             "resourceVersionMatch" => out.resource_version_match = Some(v.into_owned()),
             "timeoutSeconds" => {
-                out.timeout_seconds = Some(v.parse().map_err(|_| format!("invalid timeoutSeconds {v:?}"))?)
+                out.timeout_seconds = Some(
+                    v.parse()
+                        .map_err(|_| format!("invalid timeoutSeconds {v:?}"))?,
+                )
             }
             "allowWatchBookmarks" => out.allow_watch_bookmarks = truthy(&v),
             "sendInitialEvents" => out.send_initial_events = truthy(&v),
@@ -117,7 +133,9 @@ pub fn parse_query(q: &str) -> Result<Query, String> {
             "continue" if !v.is_empty() => out.continue_token = Some(v.into_owned()),
             "dryRun" => {
                 if v != "All" {
-                    return Err(format!("Invalid dry run value: {v:?}: supported values: \"All\""));
+                    return Err(format!(
+                        "Invalid dry run value: {v:?}: supported values: \"All\""
+                    ));
                 }
                 out.dry_run = true;
             }
@@ -167,10 +185,29 @@ mod tests {
                 subresource: Some("scale".into()),
             })
         );
-        assert_eq!(route("/apis/apps/v1/deployments"), Route::Resource(Target { group: "apps".into(), version: "v1".into(), plural: "deployments".into(), ..Default::default() }));
-        assert_eq!(route("/api/v1/namespaces/default"), Route::Resource(Target { version: "v1".into(), plural: "namespaces".into(), name: Some("default".into()), ..Default::default() }));
+        assert_eq!(
+            route("/apis/apps/v1/deployments"),
+            Route::Resource(Target {
+                group: "apps".into(),
+                version: "v1".into(),
+                plural: "deployments".into(),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            route("/api/v1/namespaces/default"),
+            Route::Resource(Target {
+                version: "v1".into(),
+                plural: "namespaces".into(),
+                name: Some("default".into()),
+                ..Default::default()
+            })
+        );
         assert_eq!(route("/apis/apps"), Route::Group("apps".into()));
-        assert_eq!(route("/openapi/v3/apis/apps/v1"), Route::OpenApiDoc("apis/apps/v1".into()));
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiDoc("apis/apps/v1".into())
+        );
         assert_eq!(route("/nope"), Route::NotFound);
     }
 

@@ -25,14 +25,17 @@ pub enum PatchStrategy {
 }
 
 fn in_container(path: &[&str]) -> bool {
-    path.iter().any(|p| matches!(*p, "containers" | "initContainers" | "ephemeralContainers"))
+    path.iter()
+        .any(|p| matches!(*p, "containers" | "initContainers" | "ephemeralContainers"))
 }
 
 /// The list type of the list at `path` (field names from the root, list items skipped).
 /// Custom resources get the metadata rules only; every other list of theirs is atomic.
 pub fn list_type(builtin: bool, path: &[&str]) -> ListType {
     let n = path.len();
-    let Some(last) = path.last() else { return ListType::Atomic };
+    let Some(last) = path.last() else {
+        return ListType::Atomic;
+    };
     let parent = if n >= 2 { path[n - 2] } else { "" };
     match (*last, parent) {
         ("finalizers", "metadata") => return ListType::Set,
@@ -60,7 +63,9 @@ pub fn list_type(builtin: bool, path: &[&str]) -> ListType {
 /// The strategic-merge-patch strategy of the list at `path`.
 pub fn patch_strategy(path: &[&str]) -> PatchStrategy {
     let n = path.len();
-    let Some(last) = path.last() else { return PatchStrategy::Replace };
+    let Some(last) = path.last() else {
+        return PatchStrategy::Replace;
+    };
     let parent = if n >= 2 { path[n - 2] } else { "" };
     match *last {
         "finalizers" if parent == "metadata" => PatchStrategy::MergePrimitive,
@@ -86,21 +91,32 @@ pub fn zero_object(builtin: bool, kind: &str) -> Value {
     if !builtin {
         return json!({"metadata": {}});
     }
-    let pod_template = json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": null}});
+    let pod_template =
+        json!({"metadata": {"creationTimestamp": null}, "spec": {"containers": null}});
     match kind {
-        "Deployment" => json!({"metadata": {}, "spec": {"template": pod_template, "strategy": {}}, "status": {}}),
+        "Deployment" => {
+            json!({"metadata": {}, "spec": {"template": pod_template, "strategy": {}}, "status": {}})
+        }
         "StatefulSet" | "DaemonSet" => {
             json!({"metadata": {}, "spec": {"template": pod_template, "updateStrategy": {}}, "status": {}})
         }
-        "ReplicaSet" | "Job" => json!({"metadata": {}, "spec": {"template": pod_template}, "status": {}}),
-        "CronJob" => json!({"metadata": {}, "spec": {"jobTemplate": {"metadata": {"creationTimestamp": null}, "spec": {"template": pod_template}}}, "status": {}}),
+        "ReplicaSet" | "Job" => {
+            json!({"metadata": {}, "spec": {"template": pod_template}, "status": {}})
+        }
+        "CronJob" => {
+            json!({"metadata": {}, "spec": {"jobTemplate": {"metadata": {"creationTimestamp": null}, "spec": {"template": pod_template}}}, "status": {}})
+        }
         "Pod" => json!({"metadata": {}, "spec": {"containers": null}, "status": {}}),
         "Namespace" | "PersistentVolumeClaim" => json!({"metadata": {}, "spec": {}, "status": {}}),
-        "Service" | "Ingress" => json!({"metadata": {}, "spec": {}, "status": {"loadBalancer": {}}}),
+        "Service" | "Ingress" => {
+            json!({"metadata": {}, "spec": {}, "status": {"loadBalancer": {}}})
+        }
         "NetworkPolicy" => json!({"metadata": {}, "spec": {"podSelector": {}}}),
         "RoleBinding" | "ClusterRoleBinding" => json!({"metadata": {}, "roleRef": {}}),
         "Lease" => json!({"metadata": {}, "spec": {}}),
-        "CustomResourceDefinition" => json!({"metadata": {}, "spec": {"names": {}}, "status": {"acceptedNames": {}}}),
+        "CustomResourceDefinition" => {
+            json!({"metadata": {}, "spec": {"names": {}}, "status": {"acceptedNames": {}}})
+        }
         _ => json!({"metadata": {}}),
     }
 }
@@ -115,10 +131,22 @@ mod tests {
             list_type(true, &["spec", "template", "spec", "containers", "ports"]),
             ListType::Map(vec!["containerPort", "protocol"])
         );
-        assert_eq!(list_type(true, &["spec", "ports"]), ListType::Map(vec!["port", "protocol"]));
-        assert_eq!(list_type(true, &["spec", "ingress", "ports"]), ListType::Atomic);
-        assert_eq!(patch_strategy(&["spec", "ports"]), PatchStrategy::MergeKey("port"));
-        assert_eq!(patch_strategy(&["spec", "containers", "ports"]), PatchStrategy::MergeKey("containerPort"));
+        assert_eq!(
+            list_type(true, &["spec", "ports"]),
+            ListType::Map(vec!["port", "protocol"])
+        );
+        assert_eq!(
+            list_type(true, &["spec", "ingress", "ports"]),
+            ListType::Atomic
+        );
+        assert_eq!(
+            patch_strategy(&["spec", "ports"]),
+            PatchStrategy::MergeKey("port")
+        );
+        assert_eq!(
+            patch_strategy(&["spec", "containers", "ports"]),
+            PatchStrategy::MergeKey("containerPort")
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ fn valid_label_key(key: &str) -> bool {
     };
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -73,7 +75,8 @@ fn valid_label_key(key: &str) -> bool {
 fn valid_label_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && v.starts_with(|c: char| c.is_ascii_alphanumeric())
             && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -91,23 +94,59 @@ impl LabelSelector {
                 return Err(format!("found '', expected: identifier in selector {s:?}"));
             }
             let req = if let Some(key) = part.strip_prefix('!') {
-                Requirement { key: key.trim().into(), op: Op::DoesNotExist, values: vec![] }
+                Requirement {
+                    key: key.trim().into(),
+                    op: Op::DoesNotExist,
+                    values: vec![],
+                }
             } else if let Some((key, rest)) = split_word(part, " notin ") {
-                Requirement { key, op: Op::NotIn, values: parse_set(&rest)? }
+                Requirement {
+                    key,
+                    op: Op::NotIn,
+                    values: parse_set(&rest)?,
+                }
             } else if let Some((key, rest)) = split_word(part, " in ") {
-                Requirement { key, op: Op::In, values: parse_set(&rest)? }
+                Requirement {
+                    key,
+                    op: Op::In,
+                    values: parse_set(&rest)?,
+                }
             } else if let Some((k, v)) = part.split_once("!=") {
-                Requirement { key: k.trim().into(), op: Op::NotEq, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::NotEq,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some((k, v)) = part.split_once("==") {
-                Requirement { key: k.trim().into(), op: Op::Eq, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::Eq,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some((k, v)) = part.split_once('=') {
-                Requirement { key: k.trim().into(), op: Op::Eq, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::Eq,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some((k, v)) = part.split_once('>') {
-                Requirement { key: k.trim().into(), op: Op::Gt, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::Gt,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some((k, v)) = part.split_once('<') {
-                Requirement { key: k.trim().into(), op: Op::Lt, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::Lt,
+                    values: vec![v.trim().into()],
+                }
             } else {
-                Requirement { key: part.into(), op: Op::Exists, values: vec![] }
+                Requirement {
+                    key: part.into(),
+                    op: Op::Exists,
+                    values: vec![],
+                }
             };
             if !valid_label_key(&req.key) {
                 return Err(format!("invalid label key {:?}", req.key));
@@ -116,7 +155,10 @@ impl LabelSelector {
                 return Err(format!("invalid label value: {bad:?}"));
             }
             if matches!(req.op, Op::Gt | Op::Lt) && req.values[0].parse::<i64>().is_err() {
-                return Err(format!("for 'Gt', 'Lt' operators, the value must be an integer: {:?}", req.values[0]));
+                return Err(format!(
+                    "for 'Gt', 'Lt' operators, the value must be an integer: {:?}",
+                    req.values[0]
+                ));
             }
             requirements.push(req);
         }
@@ -128,23 +170,38 @@ impl LabelSelector {
         let mut requirements = Vec::new();
         if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in m {
-                let v = v.as_str().ok_or_else(|| format!("matchLabels value of {k:?} is not a string"))?;
-                requirements.push(Requirement { key: k.clone(), op: Op::Eq, values: vec![v.into()] });
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels value of {k:?} is not a string"))?;
+                requirements.push(Requirement {
+                    key: k.clone(),
+                    op: Op::Eq,
+                    values: vec![v.into()],
+                });
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e["key"].as_str().ok_or("matchExpressions key is required")?.to_string();
+                let key = e["key"]
+                    .as_str()
+                    .ok_or("matchExpressions key is required")?
+                    .to_string();
                 let values: Vec<String> = e["values"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let op = match e["operator"].as_str() {
                     Some("In") => Op::In,
                     Some("NotIn") => Op::NotIn,
                     Some("Exists") => Op::Exists,
                     Some("DoesNotExist") => Op::DoesNotExist,
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 };
                 requirements.push(Requirement { key, op, values });
             }
@@ -166,11 +223,17 @@ impl LabelSelector {
                 Op::Exists => v.is_some(),
                 Op::DoesNotExist => v.is_none(),
                 Op::Gt | Op::Lt => {
-                    let (Some(have), Ok(want)) = (v.and_then(|v| v.parse::<i64>().ok()), r.values[0].parse::<i64>())
-                    else {
+                    let (Some(have), Ok(want)) = (
+                        v.and_then(|v| v.parse::<i64>().ok()),
+                        r.values[0].parse::<i64>(),
+                    ) else {
                         return false;
                     };
-                    if r.op == Op::Gt { have > want } else { have < want }
+                    if r.op == Op::Gt {
+                        have > want
+                    } else {
+                        have < want
+                    }
                 }
             }
         })
@@ -210,14 +273,22 @@ fn parse_set(s: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
         .ok_or_else(|| format!("found {s:?}, expected: '('"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 /// `metadata.labels` as a map of strings.
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj["metadata"]["labels"]
         .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -230,7 +301,14 @@ pub struct FieldSelector {
 /// The fields a resource can be selected by, beyond `metadata.name` and `metadata.namespace`.
 fn extra_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        "Pod" => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.phase", "status.podIP"],
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+        ],
         "Secret" => &["type"],
         "Event" => &[
             "involvedObject.kind",
@@ -267,10 +345,15 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" && !extra_fields(kind).contains(&field) {
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !extra_fields(kind).contains(&field)
+            {
                 return Err(format!("field label not supported: {field}"));
             }
             terms.push((field.to_string(), eq, value.trim().to_string()));
@@ -284,7 +367,10 @@ impl FieldSelector {
 
     /// The single name this selector pins (`metadata.name=x`), if any.
     pub fn pinned_name(&self) -> Option<&str> {
-        self.terms.iter().find(|(f, eq, _)| f == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
+        self.terms
+            .iter()
+            .find(|(f, eq, _)| f == "metadata.name" && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -309,12 +395,16 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn label_selectors_match_like_kubectl_expects() {
-        let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
             ("", &[], true),
             ("app=web", &[("app", "web")], true),
             ("app==web", &[("app", "db")], false),
@@ -324,12 +414,20 @@ mod tests {
             ("env notin (prod)", &[], true),
             ("tier", &[("tier", "x")], true),
             ("!tier", &[("tier", "x")], false),
-            ("app=web,env in (a,b),!legacy", &[("app", "web"), ("env", "b")], true),
+            (
+                "app=web,env in (a,b),!legacy",
+                &[("app", "web"), ("env", "b")],
+                true,
+            ),
             ("n>3", &[("n", "4")], true),
             ("n<3", &[("n", "4")], false),
         ];
         for (sel, l, want) in cases {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&labels(l)), *want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&labels(l)),
+                *want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("a in b").is_err());
         assert!(LabelSelector::parse("bad key=x").is_err());
@@ -344,10 +442,26 @@ mod tests {
     #[test]
     fn field_selectors_support_name_and_namespace() {
         let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
-        assert!(FieldSelector::parse("metadata.name=a", "ConfigMap").unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("metadata.namespace!=ns", "ConfigMap").unwrap().matches(&obj));
-        assert_eq!(FieldSelector::parse("metadata.name==a", "ConfigMap").unwrap().pinned_name(), Some("a"));
-        assert_eq!(FieldSelector::parse("spec.x=1", "ConfigMap").unwrap_err(), "field label not supported: spec.x");
+        assert!(
+            FieldSelector::parse("metadata.name=a", "ConfigMap")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace!=ns", "ConfigMap")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.name==a", "ConfigMap")
+                .unwrap()
+                .pinned_name(),
+            Some("a")
+        );
+        assert_eq!(
+            FieldSelector::parse("spec.x=1", "ConfigMap").unwrap_err(),
+            "field label not supported: spec.x"
+        );
         assert!(FieldSelector::parse("type=Opaque", "Secret").is_ok());
     }
 }

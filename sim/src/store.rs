@@ -111,7 +111,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { history_limit: 100_000, namespace_objects: true }
+        StoreConfig {
+            history_limit: 100_000,
+            namespace_objects: true,
+        }
     }
 }
 
@@ -156,7 +159,11 @@ fn remove_meta(obj: &mut Value, field: &str) {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -169,13 +176,20 @@ fn generation_relevant(res: &ResourceInfo, obj: &Value) -> Value {
         m.remove("apiVersion");
         m.remove("kind");
     }
-    if res.crd.is_none() && v.get("spec").is_some() { v["spec"].take() } else { v }
+    if res.crd.is_none() && v.get("spec").is_some() {
+        v["spec"].take()
+    } else {
+        v
+    }
 }
 
 /// An object without the per-manager times of its managedFields (to recognise no-op writes).
 fn without_times(obj: &Value) -> Value {
     let mut v = obj.clone();
-    if let Some(entries) = v["metadata"].get_mut("managedFields").and_then(Value::as_array_mut) {
+    if let Some(entries) = v["metadata"]
+        .get_mut("managedFields")
+        .and_then(Value::as_array_mut)
+    {
         for e in entries.iter_mut().filter_map(Value::as_object_mut) {
             e.remove("time");
         }
@@ -194,15 +208,25 @@ fn bad_body(res: &ResourceInfo, version: &str, why: &str) -> ApiError {
 }
 
 fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
-    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{ns}/{name}\u{0}")}).to_string();
+    let raw =
+        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{ns}/{name}\u{0}")}).to_string();
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let start = v["start"].as_str().ok_or_else(bad)?.trim_end_matches('\u{0}');
+    let start = v["start"]
+        .as_str()
+        .ok_or_else(bad)?
+        .trim_end_matches('\u{0}');
     let (ns, name) = start.split_once('/').ok_or_else(bad)?;
     Ok((ns.to_string(), name.to_string()))
 }
@@ -210,14 +234,22 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
 /// Read a JSON path like `.spec.replicas`.
 pub fn read_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
     let mut v = obj;
-    for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+    for seg in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+    {
         v = &v[seg];
     }
     v
 }
 
 fn write_path(obj: &mut Value, path: &str, value: Value) {
-    let segs: Vec<&str> = path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut v = obj;
     for (i, seg) in segs.iter().enumerate() {
         if !v.is_object() {
@@ -248,11 +280,37 @@ impl Store {
         for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
             let res = store.catalogue.by_plural("", "namespaces").cloned();
             if let Some(res) = res {
-                let opts = WriteOpts { manager: "kube-apiserver".into(), ..Default::default() };
-                let _ = store.create(&res, "v1", "", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), &opts);
+                let opts = WriteOpts {
+                    manager: "kube-apiserver".into(),
+                    ..Default::default()
+                };
+                let _ = store.create(
+                    &res,
+                    "v1",
+                    "",
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    &opts,
+                );
             }
         }
         store
+    }
+
+    /// Give every namespace (those that exist now too) its `kube-root-ca.crt` and `default`
+    /// ServiceAccount from now on.
+    pub fn enable_namespace_objects(&mut self) {
+        self.config.namespace_objects = true;
+        let Some(nsres) = self.catalogue.by_plural("", "namespaces").cloned() else {
+            return;
+        };
+        let names: Vec<String> = self
+            .snapshot(&nsres, None)
+            .iter()
+            .map(|n| meta_str(n, "name").to_string())
+            .collect();
+        for ns in names {
+            self.seed_namespace(&ns);
+        }
     }
 
     /// The CA certificate the `kube-root-ca.crt` ConfigMaps carry.
@@ -288,7 +346,13 @@ impl Store {
         Ok(self.history.range(start..).cloned().collect())
     }
 
-    fn push_event(&mut self, res: &ResourceInfo, type_: EventType, object: Arc<Value>, prev: Option<Arc<Value>>) {
+    fn push_event(
+        &mut self,
+        res: &ResourceInfo,
+        type_: EventType,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
         let namespace: Arc<str> = Arc::from(meta_str(&object, "namespace"));
         self.history.push_back(Event {
             rv: self.rv,
@@ -317,17 +381,22 @@ impl Store {
 
     fn lookup(&self, res: &ResourceInfo, ns: &str, name: &str) -> Option<Arc<Value>> {
         let ns = if res.namespaced { ns } else { "" };
-        self.bucket(res)?.get(&(ns.to_string(), name.to_string())).cloned()
+        self.bucket(res)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// GET one object.
     pub fn get(&self, res: &ResourceInfo, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
-        self.lookup(res, ns, name).ok_or_else(|| ApiError::not_found(&res.group, &res.plural, name))
+        self.lookup(res, ns, name)
+            .ok_or_else(|| ApiError::not_found(&res.group, &res.plural, name))
     }
 
     /// Every object of a resource in a namespace (all namespaces for `None`), in key order.
     pub fn snapshot(&self, res: &ResourceInfo, ns: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(bucket) = self.bucket(res) else { return vec![] };
+        let Some(bucket) = self.bucket(res) else {
+            return vec![];
+        };
         match ns {
             Some(ns) if res.namespaced => bucket
                 .range((ns.to_string(), String::new())..)
@@ -339,7 +408,12 @@ impl Store {
     }
 
     /// LIST with selectors and paging.
-    pub fn list(&self, res: &ResourceInfo, ns: Option<&str>, q: &ListQuery) -> Result<ListPage, ApiError> {
+    pub fn list(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        q: &ListQuery,
+    ) -> Result<ListPage, ApiError> {
         let empty = BTreeMap::new();
         let bucket = self.bucket(res).unwrap_or(&empty);
         let start: ObjKey = match &q.continue_token {
@@ -347,7 +421,12 @@ impl Store {
                 let (n, name) = decode_continue(t)?;
                 (n, format!("{name}\u{0}"))
             }
-            None => (ns.filter(|_| res.namespaced).unwrap_or_default().to_string(), String::new()),
+            None => (
+                ns.filter(|_| res.namespaced)
+                    .unwrap_or_default()
+                    .to_string(),
+                String::new(),
+            ),
         };
         let selecting = !q.labels.is_empty() || !q.fields.is_empty();
         let scope = ns.filter(|_| res.namespaced).map(str::to_string);
@@ -369,19 +448,30 @@ impl Store {
             let rest = iter.count();
             if rest > 0 {
                 if let Some(last) = items.last() {
-                    continue_token = Some(encode_continue(self.rv, meta_str(last, "namespace"), meta_str(last, "name")));
+                    continue_token = Some(encode_continue(
+                        self.rv,
+                        meta_str(last, "namespace"),
+                        meta_str(last, "name"),
+                    ));
                 }
                 remaining = (!selecting).then_some(rest);
             }
         }
-        Ok(ListPage { items, resource_version: self.rv, continue_token, remaining })
+        Ok(ListPage {
+            items,
+            resource_version: self.rv,
+            continue_token,
+            remaining,
+        })
     }
 
     fn namespace_usable(&self, res: &ResourceInfo, ns: &str, name: &str) -> Result<(), ApiError> {
         if !res.namespaced {
             return Ok(());
         }
-        let Some(nsres) = self.catalogue.by_plural("", "namespaces").cloned() else { return Ok(()) };
+        let Some(nsres) = self.catalogue.by_plural("", "namespaces").cloned() else {
+            return Ok(());
+        };
         match self.lookup(&nsres, "", ns) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::new(
@@ -398,26 +488,35 @@ impl Store {
     }
 
     /// Check the body names the resource and a namespace consistent with the URL.
-    fn check_body(&self, res: &ResourceInfo, version: &str, ns: &str, body: &Value) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        res: &ResourceInfo,
+        version: &str,
+        ns: &str,
+        body: &Value,
+    ) -> Result<(), ApiError> {
         if !body.is_object() {
             return Err(bad_body(res, version, "the body must be a JSON object"));
         }
-        if let Some(kind) = body.get("kind") {
-            if kind.as_str() != Some(res.kind.as_str()) && kind.as_str() != Some("") {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({}) does not match the expected API version ({})",
-                    body["apiVersion"].as_str().unwrap_or_default(),
-                    res.api_version(version)
-                )));
-            }
+        if let Some(kind) = body.get("kind")
+            && kind.as_str() != Some(res.kind.as_str())
+            && kind.as_str() != Some("")
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                body["apiVersion"].as_str().unwrap_or_default(),
+                res.api_version(version)
+            )));
         }
-        if let Some(av) = body.get("apiVersion").and_then(Value::as_str) {
-            if !av.is_empty() && av != res.api_version(version) && !res.versions.iter().any(|v| av == res.api_version(v)) {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({av}) does not match the expected API version ({})",
-                    res.api_version(version)
-                )));
-            }
+        if let Some(av) = body.get("apiVersion").and_then(Value::as_str)
+            && !av.is_empty()
+            && av != res.api_version(version)
+            && !res.versions.iter().any(|v| av == res.api_version(v))
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                res.api_version(version)
+            )));
         }
         if !body["metadata"].is_null() && !body["metadata"].is_object() {
             return Err(bad_body(res, version, "metadata must be an object"));
@@ -435,48 +534,72 @@ impl Store {
 
     fn type_check(&self, res: &ResourceInfo, version: &str, obj: &Value) -> Result<(), ApiError> {
         if res.crd.is_none() {
-            validation::type_check(&res.group, &res.kind, obj).map_err(|e| bad_body(res, version, &e))?;
+            validation::type_check(&res.group, &res.kind, obj)
+                .map_err(|e| bad_body(res, version, &e))?;
         }
         Ok(())
     }
 
-    fn validate(&self, res: &ResourceInfo, old: Option<&Value>, obj: &Value) -> Result<(), ApiError> {
+    fn validate(
+        &self,
+        res: &ResourceInfo,
+        old: Option<&Value>,
+        obj: &Value,
+    ) -> Result<(), ApiError> {
         let mut causes = validation::validate(&res.group, &res.kind, obj);
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             match resource_from_crd(obj) {
                 Ok(info) => {
                     if let Some(old) = old {
                         if old["spec"]["scope"] != obj["spec"]["scope"] {
-                            causes.push(Cause::invalid("spec.scope", &obj["spec"]["scope"], "field is immutable"));
+                            causes.push(Cause::invalid(
+                                "spec.scope",
+                                &obj["spec"]["scope"],
+                                "field is immutable",
+                            ));
                         }
-                    } else if let Some(existing) = self.catalogue.by_plural(&info.group, &info.plural) {
-                        if existing.crd.is_none() {
-                            causes.push(Cause::invalid("spec.names.plural", &obj["spec"]["names"]["plural"], "is already served by a built-in resource"));
-                        }
+                    } else if let Some(existing) =
+                        self.catalogue.by_plural(&info.group, &info.plural)
+                        && existing.crd.is_none()
+                    {
+                        causes.push(Cause::invalid(
+                            "spec.names.plural",
+                            &obj["spec"]["names"]["plural"],
+                            "is already served by a built-in resource",
+                        ));
                     }
                 }
                 Err(problems) => {
                     for p in problems {
-                        causes.push(Cause { reason: "FieldValueInvalid".into(), message: p.message, field: p.field });
+                        causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: p.message,
+                            field: p.field,
+                        });
                     }
                 }
             }
         }
-        if let Some(old) = old {
-            if !old["metadata"]["deletionTimestamp"].is_null() {
-                let before = finalizers(old);
-                if let Some(added) = finalizers(obj).into_iter().find(|f| !before.contains(f)) {
-                    causes.push(Cause::forbidden(
+        if let Some(old) = old
+            && !old["metadata"]["deletionTimestamp"].is_null()
+        {
+            let before = finalizers(old);
+            if let Some(added) = finalizers(obj).into_iter().find(|f| !before.contains(f)) {
+                causes.push(Cause::forbidden(
                         "metadata.finalizers",
                         &format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{added:?}}}"),
                     ));
-                }
             }
         }
         if causes.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(&res.group, &res.kind, meta_str(obj, "name"), causes))
+            Err(ApiError::invalid(
+                &res.group,
+                &res.kind,
+                meta_str(obj, "name"),
+                causes,
+            ))
         }
     }
 
@@ -485,43 +608,55 @@ impl Store {
         if res.crd.is_some() {
             return;
         }
-        if res.group.is_empty() && res.kind == "Service" {
-            if let (Some(old), Some(spec)) = (old, obj.get_mut("spec").and_then(Value::as_object_mut)) {
-                for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                    if spec.get(f).is_none_or(Value::is_null) {
-                        if let Some(v) = old["spec"].get(f) {
-                            spec.insert(f.into(), v.clone());
-                        }
-                    }
+        if res.group.is_empty()
+            && res.kind == "Service"
+            && let (Some(old), Some(spec)) =
+                (old, obj.get_mut("spec").and_then(Value::as_object_mut))
+        {
+            for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                if spec.get(f).is_none_or(Value::is_null)
+                    && let Some(v) = old["spec"].get(f)
+                {
+                    spec.insert(f.into(), v.clone());
                 }
             }
         }
         defaults::allocate(&res.group, &res.kind, obj, &mut self.alloc);
-        if res.group.is_empty() && res.kind == "Secret" {
-            if let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
-                if let Some(sd) = string_data.as_object() {
-                    if !obj["data"].is_object() {
-                        obj["data"] = json!({});
-                    }
-                    for (k, v) in sd {
-                        let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
-                        obj["data"][k] = json!(encoded);
-                    }
-                }
+        if res.group.is_empty()
+            && res.kind == "Secret"
+            && let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            && let Some(sd) = string_data.as_object()
+        {
+            if !obj["data"].is_object() {
+                obj["data"] = json!({});
+            }
+            for (k, v) in sd {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(v.as_str().unwrap_or_default());
+                obj["data"][k] = json!(encoded);
             }
         }
         if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
             let now = ids::now_rfc3339();
             let storage: Vec<Value> = obj["spec"]["versions"]
                 .as_array()
-                .map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect())
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v["storage"] == true)
+                        .map(|v| v["name"].clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut accepted = obj["spec"]["names"].clone();
             if let Some(a) = accepted.as_object_mut() {
                 a.entry("singular").or_insert_with(|| json!(""));
             }
             let since = old
-                .and_then(|o| o["status"]["conditions"][0]["lastTransitionTime"].as_str().map(String::from))
+                .and_then(|o| {
+                    o["status"]["conditions"][0]["lastTransitionTime"]
+                        .as_str()
+                        .map(String::from)
+                })
                 .unwrap_or(now);
             obj["status"] = json!({
                 "acceptedNames": accepted,
@@ -542,15 +677,20 @@ impl Store {
         mut obj: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        if let Some(old) = &old {
-            if without_times(old) == without_times(&obj) {
-                return Ok((**old).clone());
-            }
+        if let Some(old) = &old
+            && without_times(old) == without_times(&obj)
+        {
+            return Ok((**old).clone());
         }
-        let ns = if res.namespaced { meta_str(&obj, "namespace").to_string() } else { String::new() };
+        let ns = if res.namespaced {
+            meta_str(&obj, "namespace").to_string()
+        } else {
+            String::new()
+        };
         let name = meta_str(&obj, "name").to_string();
         // Finalizers all gone from an object being deleted: it goes.
-        let deleting = !obj["metadata"]["deletionTimestamp"].is_null() && finalizers(&obj).is_empty();
+        let deleting =
+            !obj["metadata"]["deletionTimestamp"].is_null() && finalizers(&obj).is_empty();
         if dry_run {
             set_meta(&mut obj, "resourceVersion", json!(self.rv.to_string()));
             return Ok(obj);
@@ -562,31 +702,51 @@ impl Store {
             self.remove(res, &ns, &name, arc.clone(), old);
             return Ok((*arc).clone());
         }
-        self.objects.entry(key_of(res)).or_default().insert((ns, name), arc.clone());
-        let type_ = if old.is_some() { EventType::Modified } else { EventType::Added };
+        self.objects
+            .entry(key_of(res))
+            .or_default()
+            .insert((ns, name), arc.clone());
+        let type_ = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         self.push_event(res, type_, arc.clone(), old);
-        if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
-            if let Ok(info) = resource_from_crd(&arc) {
-                self.catalogue.add_crd(info);
-            }
+        if res.group == "apiextensions.k8s.io"
+            && res.kind == "CustomResourceDefinition"
+            && let Ok(info) = resource_from_crd(&arc)
+        {
+            self.catalogue.add_crd(info);
         }
-        if res.group.is_empty() && res.kind == "Namespace" && type_ == EventType::Added && self.config.namespace_objects {
+        if res.group.is_empty()
+            && res.kind == "Namespace"
+            && type_ == EventType::Added
+            && self.config.namespace_objects
+        {
             self.seed_namespace(meta_str(&arc, "name"));
         }
         Ok((*arc).clone())
     }
 
     /// Remove an object for good (the event carries `obj`, already at its final resourceVersion).
-    fn remove(&mut self, res: &ResourceInfo, ns: &str, name: &str, obj: Arc<Value>, prev: Option<Arc<Value>>) {
+    fn remove(
+        &mut self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        obj: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
         if let Some(bucket) = self.objects.get_mut(&key_of(res)) {
             bucket.remove(&(ns.to_string(), name.to_string()));
         }
         self.push_event(res, EventType::Deleted, obj.clone(), prev);
-        if res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition" {
-            if let Ok(info) = resource_from_crd(&obj) {
-                self.drop_all(&info);
-                self.catalogue.remove_crd(&info.group, &info.plural);
-            }
+        if res.group == "apiextensions.k8s.io"
+            && res.kind == "CustomResourceDefinition"
+            && let Ok(info) = resource_from_crd(&obj)
+        {
+            self.drop_all(&info);
+            self.catalogue.remove_crd(&info.group, &info.plural);
         }
         if res.namespaced {
             self.maybe_finish_namespace(ns);
@@ -611,7 +771,10 @@ impl Store {
     }
 
     fn seed_namespace(&mut self, ns: &str) {
-        let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
+        let opts = WriteOpts {
+            manager: "kube-controller-manager".into(),
+            ..Default::default()
+        };
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
             "data": {"ca.crt": self.ca_pem}});
@@ -625,8 +788,12 @@ impl Store {
 
     /// A terminating namespace whose content is gone is removed.
     fn maybe_finish_namespace(&mut self, ns: &str) {
-        let Some(nsres) = self.catalogue.by_plural("", "namespaces").cloned() else { return };
-        let Some(nsobj) = self.lookup(&nsres, "", ns) else { return };
+        let Some(nsres) = self.catalogue.by_plural("", "namespaces").cloned() else {
+            return;
+        };
+        let Some(nsobj) = self.lookup(&nsres, "", ns) else {
+            return;
+        };
         if nsobj["metadata"]["deletionTimestamp"].is_null() || !finalizers(&nsobj).is_empty() {
             return;
         }
@@ -666,7 +833,9 @@ impl Store {
             }
         }
         if !meta_str(&body, "resourceVersion").is_empty() {
-            return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         let ns = if res.namespaced { ns } else { "" };
         self.type_check(res, version, &body)?;
@@ -678,7 +847,12 @@ impl Store {
             remove_meta(&mut body, "namespace");
         }
         let managers = Managers::from_object(&body).map_err(|m| {
-            ApiError::invalid(&res.group, &res.kind, &name, vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)])
+            ApiError::invalid(
+                &res.group,
+                &res.kind,
+                &name,
+                vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)],
+            )
         })?;
         self.finish_create(res, version, ns, body, managers, opts, None)
     }
@@ -701,10 +875,12 @@ impl Store {
         if res.crd.is_none() {
             defaults::decode_defaults(&res.group, &res.kind, &mut obj);
         }
-        if res.status && opts.subresource.is_empty() && res.crd.is_some() {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if res.status
+            && opts.subresource.is_empty()
+            && res.crd.is_some()
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         let now = ids::now_rfc3339();
         if applied.is_none() {
@@ -722,7 +898,8 @@ impl Store {
             m.remove("selfLink");
             m.remove("deletionTimestamp");
             m.remove("deletionGracePeriodSeconds");
-            m.remove("generateName").map(|g| m.insert("generateName".into(), g));
+            m.remove("generateName")
+                .map(|g| m.insert("generateName".into(), g));
         }
         set_meta(&mut obj, "uid", json!(ids::uid()));
         set_meta(&mut obj, "creationTimestamp", json!(now));
@@ -752,14 +929,32 @@ impl Store {
         self.check_body(res, version, ns, &body)?;
         let old = self.get(res, ns, name)?;
         self.type_check(res, version, &body)?;
-        let request_managers = if body["metadata"].get("managedFields").is_some_and(|m| *m != old["metadata"]["managedFields"]) {
+        let request_managers = if body["metadata"]
+            .get("managedFields")
+            .is_some_and(|m| *m != old["metadata"]["managedFields"])
+        {
             Some(Managers::from_object(&body).map_err(|m| {
-                ApiError::invalid(&res.group, &res.kind, name, vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)])
+                ApiError::invalid(
+                    &res.group,
+                    &res.kind,
+                    name,
+                    vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)],
+                )
             })?)
         } else {
             None
         };
-        self.finish_update(res, version, ns, name, old, body, request_managers, opts, false)
+        self.finish_update(
+            res,
+            version,
+            ns,
+            name,
+            old,
+            body,
+            request_managers,
+            opts,
+            false,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -791,7 +986,10 @@ impl Store {
                 &res.group,
                 &res.plural,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid")),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid")
+                ),
             ));
         }
         if obj["metadata"].is_null() {
@@ -805,7 +1003,13 @@ impl Store {
         } else {
             remove_meta(&mut obj, "namespace");
         }
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old["metadata"].get(f) {
                 Some(v) => set_meta(&mut obj, f, v.clone()),
                 None => remove_meta(&mut obj, f),
@@ -898,12 +1102,26 @@ impl Store {
         })?;
         self.check_body(res, version, ns, &patched)?;
         self.type_check(res, version, &patched)?;
-        let request_managers = if patched["metadata"].get("managedFields") != old["metadata"].get("managedFields") {
-            Some(Managers::from_object(&patched).map_err(|m| ApiError::bad_request(m.to_string()))?)
-        } else {
-            None
-        };
-        self.finish_update(res, version, ns, name, old, patched, request_managers, opts, false)
+        let request_managers =
+            if patched["metadata"].get("managedFields") != old["metadata"].get("managedFields") {
+                Some(
+                    Managers::from_object(&patched)
+                        .map_err(|m| ApiError::bad_request(m.to_string()))?,
+                )
+            } else {
+                None
+            };
+        self.finish_update(
+            res,
+            version,
+            ns,
+            name,
+            old,
+            patched,
+            request_managers,
+            opts,
+            false,
+        )
     }
 
     fn apply(
@@ -916,19 +1134,32 @@ impl Store {
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         if !config.is_object() {
-            return Err(ApiError::bad_request("error decoding YAML: the apply configuration must be an object"));
+            return Err(ApiError::bad_request(
+                "error decoding YAML: the apply configuration must be an object",
+            ));
         }
         if opts.manager.is_empty() {
-            return Err(ApiError::bad_request("PATCH requests of type \"application/apply-patch+yaml\" require fieldManager to be set"));
+            return Err(ApiError::bad_request(
+                "PATCH requests of type \"application/apply-patch+yaml\" require fieldManager to be set",
+            ));
         }
-        if config["apiVersion"].as_str().is_none_or(str::is_empty) || config["kind"].as_str().is_none_or(str::is_empty) {
+        if config["apiVersion"].as_str().is_none_or(str::is_empty)
+            || config["kind"].as_str().is_none_or(str::is_empty)
+        {
             return Err(ApiError::bad_request(format!(
                 "error decoding YAML: {}",
-                if config["kind"].as_str().is_none_or(str::is_empty) { "Object 'Kind' is missing" } else { "Object 'apiVersion' is missing" }
+                if config["kind"].as_str().is_none_or(str::is_empty) {
+                    "Object 'Kind' is missing"
+                } else {
+                    "Object 'apiVersion' is missing"
+                }
             )));
         }
         self.check_body(res, version, ns, config)?;
-        if config["metadata"].get("managedFields").is_some_and(|m| !m.is_null()) {
+        if config["metadata"]
+            .get("managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
         let config_name = meta_str(config, "name");
@@ -978,7 +1209,11 @@ impl Store {
                 if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
                     return Err(ApiError::stale(&res.group, &res.plural, name));
                 }
-                set_meta(&mut merged, "resourceVersion", old["metadata"]["resourceVersion"].clone());
+                set_meta(
+                    &mut merged,
+                    "resourceVersion",
+                    old["metadata"]["resourceVersion"].clone(),
+                );
                 set_managers(&mut merged, &managers);
                 self.finish_update(res, version, ns, name, old, merged, None, opts, true)
             }
@@ -1000,10 +1235,17 @@ impl Store {
                 &res.group,
                 &res.plural,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid")),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid")
+                ),
             ));
         }
-        if let Some(rv) = pre.resource_version.as_deref().filter(|r| *r != meta_str(&old, "resourceVersion")) {
+        if let Some(rv) = pre
+            .resource_version
+            .as_deref()
+            .filter(|r| *r != meta_str(&old, "resourceVersion"))
+        {
             return Err(ApiError::conflict(
                 &res.group,
                 &res.plural,
@@ -1036,7 +1278,10 @@ impl Store {
             let rv = self.next_rv();
             set_meta(&mut marked, "resourceVersion", json!(rv.to_string()));
             let arc = Arc::new(marked);
-            self.objects.entry(key_of(res)).or_default().insert((ns.to_string(), name.to_string()), arc.clone());
+            self.objects
+                .entry(key_of(res))
+                .or_default()
+                .insert((ns.to_string(), name.to_string()), arc.clone());
             self.push_event(res, EventType::Modified, arc.clone(), Some(old));
             if is_namespace {
                 self.empty_namespace(name);
@@ -1060,8 +1305,17 @@ impl Store {
 
     /// Delete everything in a namespace that is being deleted.
     fn empty_namespace(&mut self, ns: &str) {
-        let resources: Vec<ResourceInfo> = self.catalogue.resources().iter().filter(|r| r.namespaced).cloned().collect();
-        let opts = WriteOpts { manager: "kube-controller-manager".into(), ..Default::default() };
+        let resources: Vec<ResourceInfo> = self
+            .catalogue
+            .resources()
+            .iter()
+            .filter(|r| r.namespaced)
+            .cloned()
+            .collect();
+        let opts = WriteOpts {
+            manager: "kube-controller-manager".into(),
+            ..Default::default()
+        };
         for r in resources {
             for o in self.snapshot(&r, Some(ns)) {
                 let _ = self.delete(&r, ns, meta_str(&o, "name"), &DeleteOpts::default(), &opts);
@@ -1077,7 +1331,11 @@ impl Store {
         q: &ListQuery,
         opts: &WriteOpts,
     ) -> Result<Vec<Value>, ApiError> {
-        let q = ListQuery { limit: None, continue_token: None, ..q.clone() };
+        let q = ListQuery {
+            limit: None,
+            continue_token: None,
+            ..q.clone()
+        };
         let page = self.list(res, ns, &q)?;
         let mut out = Vec::new();
         for o in page.items {
@@ -1096,7 +1354,8 @@ impl Store {
             status_replicas: ".status.replicas".into(),
             label_selector: None,
         });
-        let mut status = json!({"replicas": read_path(obj, &paths.status_replicas).as_i64().unwrap_or(0)});
+        let mut status =
+            json!({"replicas": read_path(obj, &paths.status_replicas).as_i64().unwrap_or(0)});
         if let Some(sel_path) = &paths.label_selector {
             let sel = read_path(obj, sel_path);
             let text = match sel {
@@ -1133,12 +1392,16 @@ impl Store {
         body: Option<&Value>,
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
-        let Some(paths) = res.scale.clone() else { return Err(ApiError::no_route()) };
+        let Some(paths) = res.scale.clone() else {
+            return Err(ApiError::no_route());
+        };
         let old = self.get(res, ns, name)?;
         let current = self.scale_of(res, &old);
         let scale = match (patch, body) {
             (Some((PatchKind::Json, p)), _) => patch::json_patch(&current, p),
-            (Some((PatchKind::Merge | PatchKind::Strategic, p)), _) => patch::merge_patch(&current, p),
+            (Some((PatchKind::Merge | PatchKind::Strategic, p)), _) => {
+                patch::merge_patch(&current, p)
+            }
             (Some((PatchKind::Apply, p)), _) => patch::merge_patch(&current, p),
             (None, Some(b)) => Ok(b.clone()),
             (None, None) => Ok(current.clone()),
@@ -1149,26 +1412,40 @@ impl Store {
             return Err(ApiError::stale(&res.group, &res.plural, name));
         }
         let Some(replicas) = scale["spec"]["replicas"].as_i64() else {
-            return Err(ApiError::invalid("autoscaling", "Scale", name, vec![Cause::required("spec.replicas", "")]));
+            return Err(ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                name,
+                vec![Cause::required("spec.replicas", "")],
+            ));
         };
         if replicas < 0 {
             return Err(ApiError::invalid(
                 "autoscaling",
                 "Scale",
                 name,
-                vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")],
+                vec![Cause::invalid(
+                    "spec.replicas",
+                    &json!(replicas),
+                    "must be greater than or equal to 0",
+                )],
             ));
         }
         let mut next = (*old).clone();
         write_path(&mut next, &paths.spec_replicas, json!(replicas));
-        let opts = WriteOpts { subresource: "scale".into(), ..opts.clone() };
+        let opts = WriteOpts {
+            subresource: "scale".into(),
+            ..opts.clone()
+        };
         let written = self.finish_update(res, version, ns, name, old, next, None, &opts, false)?;
         Ok(self.scale_of(res, &written))
     }
 }
 
 fn unreachable_apply() -> Result<Value, PatchError> {
-    Err(PatchError::Malformed("apply patches are handled separately".into()))
+    Err(PatchError::Malformed(
+        "apply patches are handled separately".into(),
+    ))
 }
 
 fn set_managers(obj: &mut Value, managers: &Managers) {
@@ -1185,7 +1462,10 @@ mod tests {
     use super::*;
 
     fn store() -> Store {
-        Store::new(StoreConfig { history_limit: 1000, namespace_objects: false })
+        Store::new(StoreConfig {
+            history_limit: 1000,
+            namespace_objects: false,
+        })
     }
 
     fn res(s: &Store, group: &str, plural: &str) -> ResourceInfo {
@@ -1193,7 +1473,10 @@ mod tests {
     }
 
     fn opts(manager: &str) -> WriteOpts {
-        WriteOpts { manager: manager.into(), ..Default::default() }
+        WriteOpts {
+            manager: manager.into(),
+            ..Default::default()
+        }
     }
 
     fn cm(name: &str) -> Value {
@@ -1204,16 +1487,38 @@ mod tests {
     fn creates_get_metadata_and_one_increasing_resource_version() {
         let mut s = store();
         let cms = res(&s, "", "configmaps");
-        let a = s.create(&cms, "v1", "default", cm("a"), &opts("test")).unwrap();
-        let b = s.create(&cms, "v1", "default", cm("b"), &opts("test")).unwrap();
-        let rva: u64 = a["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-        let rvb: u64 = b["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        let a = s
+            .create(&cms, "v1", "default", cm("a"), &opts("test"))
+            .unwrap();
+        let b = s
+            .create(&cms, "v1", "default", cm("b"), &opts("test"))
+            .unwrap();
+        let rva: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rvb: u64 = b["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(rvb > rva);
         assert_eq!(a["metadata"]["uid"].as_str().unwrap().len(), 36);
         assert!(a["metadata"]["creationTimestamp"].is_string());
         assert!(a["metadata"].get("generation").is_none());
-        assert_eq!(s.create(&cms, "v1", "default", cm("a"), &opts("t")).unwrap_err().code, 409);
-        assert_eq!(s.create(&cms, "v1", "nope", cm("c"), &opts("t")).unwrap_err().code, 404);
+        assert_eq!(
+            s.create(&cms, "v1", "default", cm("a"), &opts("t"))
+                .unwrap_err()
+                .code,
+            409
+        );
+        assert_eq!(
+            s.create(&cms, "v1", "nope", cm("c"), &opts("t"))
+                .unwrap_err()
+                .code,
+            404
+        );
     }
 
     #[test]
@@ -1221,14 +1526,23 @@ mod tests {
         let mut s = store();
         let cms = res(&s, "", "configmaps");
         let a = s
-            .create(&cms, "v1", "default", json!({"metadata": {"generateName": "x-"}, "data": {}}), &opts("t"))
+            .create(
+                &cms,
+                "v1",
+                "default",
+                json!({"metadata": {"generateName": "x-"}, "data": {}}),
+                &opts("t"),
+            )
             .unwrap();
         let name = a["metadata"]["name"].as_str().unwrap().to_string();
         assert!(name.starts_with("x-") && name.len() == 7);
         let mut stale = a.clone();
         stale["data"] = json!({"b": "2"});
-        s.update(&cms, "v1", "default", &name, stale.clone(), &opts("t")).unwrap();
-        let err = s.update(&cms, "v1", "default", &name, stale, &opts("t")).unwrap_err();
+        s.update(&cms, "v1", "default", &name, stale.clone(), &opts("t"))
+            .unwrap();
+        let err = s
+            .update(&cms, "v1", "default", &name, stale, &opts("t"))
+            .unwrap_err();
         assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     }
 
@@ -1241,21 +1555,56 @@ mod tests {
         let created = s.create(&deps, "v1", "default", d, &opts("t")).unwrap();
         assert_eq!(created["metadata"]["generation"], 1);
         let labelled = s
-            .patch(&deps, "v1", "default", "web", PatchKind::Merge, &json!({"metadata": {"labels": {"x": "y"}}}), &opts("t"))
+            .patch(
+                &deps,
+                "v1",
+                "default",
+                "web",
+                PatchKind::Merge,
+                &json!({"metadata": {"labels": {"x": "y"}}}),
+                &opts("t"),
+            )
             .unwrap();
         assert_eq!(labelled["metadata"]["generation"], 1);
         let scaled = s
-            .patch(&deps, "v1", "default", "web", PatchKind::Merge, &json!({"spec": {"replicas": 3}}), &opts("t"))
+            .patch(
+                &deps,
+                "v1",
+                "default",
+                "web",
+                PatchKind::Merge,
+                &json!({"spec": {"replicas": 3}}),
+                &opts("t"),
+            )
             .unwrap();
         assert_eq!(scaled["metadata"]["generation"], 2);
         let status = s
-            .patch(&deps, "v1", "default", "web", PatchKind::Merge, &json!({"status": {"replicas": 3}}), &WriteOpts { subresource: "status".into(), ..opts("t") })
+            .patch(
+                &deps,
+                "v1",
+                "default",
+                "web",
+                PatchKind::Merge,
+                &json!({"status": {"replicas": 3}}),
+                &WriteOpts {
+                    subresource: "status".into(),
+                    ..opts("t")
+                },
+            )
             .unwrap();
         assert_eq!(status["metadata"]["generation"], 2);
         assert_eq!(status["status"]["replicas"], 3);
         // The main resource ignores status.
         let ignored = s
-            .patch(&deps, "v1", "default", "web", PatchKind::Merge, &json!({"status": {"replicas": 9}}), &opts("t"))
+            .patch(
+                &deps,
+                "v1",
+                "default",
+                "web",
+                PatchKind::Merge,
+                &json!({"status": {"replicas": 9}}),
+                &opts("t"),
+            )
             .unwrap();
         assert_eq!(ignored["status"]["replicas"], 3);
     }
@@ -1267,11 +1616,23 @@ mod tests {
         let mut c = cm("f");
         c["metadata"]["finalizers"] = json!(["example.com/hold"]);
         s.create(&cms, "v1", "default", c, &opts("t")).unwrap();
-        let marked = s.delete(&cms, "default", "f", &DeleteOpts::default(), &opts("t")).unwrap();
-        let Deleted::Marked(m) = marked else { panic!("expected only a mark") };
-        assert!(m["metadata"]["deletionTimestamp"].is_string());
-        s.patch(&cms, "v1", "default", "f", PatchKind::Merge, &json!({"metadata": {"finalizers": null}}), &opts("t"))
+        let marked = s
+            .delete(&cms, "default", "f", &DeleteOpts::default(), &opts("t"))
             .unwrap();
+        let Deleted::Marked(m) = marked else {
+            panic!("expected only a mark")
+        };
+        assert!(m["metadata"]["deletionTimestamp"].is_string());
+        s.patch(
+            &cms,
+            "v1",
+            "default",
+            "f",
+            PatchKind::Merge,
+            &json!({"metadata": {"finalizers": null}}),
+            &opts("t"),
+        )
+        .unwrap();
         assert_eq!(s.get(&cms, "default", "f").unwrap_err().code, 404);
         let last = s.events_since(0).unwrap().pop().unwrap();
         assert_eq!(last.type_, EventType::Deleted);
@@ -1282,9 +1643,17 @@ mod tests {
         let mut s = store();
         let nss = res(&s, "", "namespaces");
         let cms = res(&s, "", "configmaps");
-        s.create(&nss, "v1", "", json!({"metadata": {"name": "team"}}), &opts("t")).unwrap();
+        s.create(
+            &nss,
+            "v1",
+            "",
+            json!({"metadata": {"name": "team"}}),
+            &opts("t"),
+        )
+        .unwrap();
         s.create(&cms, "v1", "team", cm("a"), &opts("t")).unwrap();
-        s.delete(&nss, "", "team", &DeleteOpts::default(), &opts("t")).unwrap();
+        s.delete(&nss, "", "team", &DeleteOpts::default(), &opts("t"))
+            .unwrap();
         assert_eq!(s.get(&cms, "team", "a").unwrap_err().code, 404);
         assert_eq!(s.get(&nss, "", "team").unwrap_err().code, 404);
     }
@@ -1294,31 +1663,51 @@ mod tests {
         let mut s = store();
         let cms = res(&s, "", "configmaps");
         for i in 0..7 {
-            s.create(&cms, "v1", "default", cm(&format!("c{i}")), &opts("t")).unwrap();
+            s.create(&cms, "v1", "default", cm(&format!("c{i}")), &opts("t"))
+                .unwrap();
         }
         let mut seen = Vec::new();
         let mut token = None;
         loop {
             let page = s
-                .list(&cms, Some("default"), &ListQuery { limit: Some(3), continue_token: token, ..Default::default() })
+                .list(
+                    &cms,
+                    Some("default"),
+                    &ListQuery {
+                        limit: Some(3),
+                        continue_token: token,
+                        ..Default::default()
+                    },
+                )
                 .unwrap();
-            seen.extend(page.items.iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_string()));
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|o| o["metadata"]["name"].as_str().unwrap().to_string()),
+            );
             token = page.continue_token;
             if token.is_none() {
                 break;
             }
         }
         assert_eq!(seen.len(), 7);
-        let labels = ListQuery { fields: FieldSelector::parse("metadata.name=c3", "ConfigMap").unwrap(), ..Default::default() };
+        let labels = ListQuery {
+            fields: FieldSelector::parse("metadata.name=c3", "ConfigMap").unwrap(),
+            ..Default::default()
+        };
         assert_eq!(s.list(&cms, None, &labels).unwrap().items.len(), 1);
     }
 
     #[test]
     fn history_is_bounded_and_compactable() {
-        let mut s = Store::new(StoreConfig { history_limit: 3, namespace_objects: false });
+        let mut s = Store::new(StoreConfig {
+            history_limit: 3,
+            namespace_objects: false,
+        });
         let cms = res(&s, "", "configmaps");
         for i in 0..5 {
-            s.create(&cms, "v1", "default", cm(&format!("c{i}")), &opts("t")).unwrap();
+            s.create(&cms, "v1", "default", cm(&format!("c{i}")), &opts("t"))
+                .unwrap();
         }
         let rv = s.resource_version();
         assert_eq!(s.events_since(rv - 3).unwrap().len(), 3);
@@ -1333,7 +1722,18 @@ mod tests {
         let mut s = store();
         let cms = res(&s, "", "configmaps");
         let rv = s.resource_version();
-        let o = s.create(&cms, "v1", "default", cm("d"), &WriteOpts { dry_run: true, ..opts("t") }).unwrap();
+        let o = s
+            .create(
+                &cms,
+                "v1",
+                "default",
+                cm("d"),
+                &WriteOpts {
+                    dry_run: true,
+                    ..opts("t")
+                },
+            )
+            .unwrap();
         assert_eq!(o["metadata"]["name"], "d");
         assert_eq!(s.resource_version(), rv);
         assert_eq!(s.get(&cms, "default", "d").unwrap_err().code, 404);
@@ -1348,10 +1748,32 @@ mod tests {
             "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
         let created = s.create(&crds, "v1", "", crd, &opts("t")).unwrap();
         assert_eq!(created["status"]["conditions"][1]["type"], "Established");
-        let widgets = s.catalogue().lookup("example.com", "v1", "widgets").unwrap().clone();
-        s.create(&widgets, "v1", "default", json!({"metadata": {"name": "w"}, "spec": {"size": 1}}), &opts("t")).unwrap();
-        s.delete(&crds, "", "widgets.example.com", &DeleteOpts::default(), &opts("t")).unwrap();
-        assert!(s.catalogue().lookup("example.com", "v1", "widgets").is_none());
+        let widgets = s
+            .catalogue()
+            .lookup("example.com", "v1", "widgets")
+            .unwrap()
+            .clone();
+        s.create(
+            &widgets,
+            "v1",
+            "default",
+            json!({"metadata": {"name": "w"}, "spec": {"size": 1}}),
+            &opts("t"),
+        )
+        .unwrap();
+        s.delete(
+            &crds,
+            "",
+            "widgets.example.com",
+            &DeleteOpts::default(),
+            &opts("t"),
+        )
+        .unwrap();
+        assert!(
+            s.catalogue()
+                .lookup("example.com", "v1", "widgets")
+                .is_none()
+        );
         assert!(s.snapshot(&widgets, None).is_empty());
     }
 
@@ -1366,12 +1788,28 @@ mod tests {
         assert_eq!(scale["spec"]["replicas"], 1);
         assert_eq!(scale["status"]["selector"], "app=web");
         let out = s
-            .scale_write(&deps, "v1", "default", "web", Some((PatchKind::Merge, &json!({"spec": {"replicas": 3}}))), None, &opts("kubectl"))
+            .scale_write(
+                &deps,
+                "v1",
+                "default",
+                "web",
+                Some((PatchKind::Merge, &json!({"spec": {"replicas": 3}}))),
+                None,
+                &opts("kubectl"),
+            )
             .unwrap();
         assert_eq!(out["spec"]["replicas"], 3);
         let d = s.get(&deps, "default", "web").unwrap();
         assert_eq!(d["spec"]["replicas"], 3);
-        let scale_manager = d["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["subresource"] == "scale").unwrap();
-        assert_eq!(scale_manager["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+        let scale_manager = d["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["subresource"] == "scale")
+            .unwrap();
+        assert_eq!(
+            scale_manager["fieldsV1"],
+            json!({"f:spec": {"f:replicas": {}}})
+        );
     }
 }

@@ -10,11 +10,16 @@ use crate::store::read_path;
 
 /// Whether an Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 fn columns(res: &ResourceInfo) -> Vec<Value> {
-    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut cols = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     for c in &res.printer_columns {
         cols.push(json!({"name": c.name, "type": c.type_, "format": "", "description": c.json_path, "priority": 0}));
     }
@@ -30,12 +35,18 @@ fn row(res: &ResourceInfo, obj: &Value) -> Value {
         cells.push(if v.is_null() { json!("") } else { v.clone() });
     }
     cells.push(meta["creationTimestamp"].clone());
-    let partial = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta});
+    let partial =
+        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta});
     json!({"cells": cells, "object": partial})
 }
 
 /// A Table of objects.
-pub fn table(res: &ResourceInfo, objects: &[Arc<Value>], resource_version: u64, continue_token: Option<&str>) -> Value {
+pub fn table(
+    res: &ResourceInfo,
+    objects: &[Arc<Value>],
+    resource_version: u64,
+    continue_token: Option<&str>,
+) -> Value {
     let mut meta = json!({"resourceVersion": resource_version.to_string()});
     if let Some(c) = continue_token {
         meta["continue"] = json!(c);

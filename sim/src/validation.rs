@@ -8,13 +8,17 @@ use crate::errors::Cause;
 use crate::selectors::LabelSelector;
 
 fn typed<T: DeserializeOwned>(obj: &Value) -> Result<(), String> {
-    serde_json::from_value::<T>(obj.clone()).map(|_| ()).map_err(|e| e.to_string())
+    serde_json::from_value::<T>(obj.clone())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Decode a built-in object into its real type, as the server's decoder would. The error text is
 /// what follows "cannot be handled as a Kind: ".
 pub fn type_check(group: &str, kind: &str, obj: &Value) -> Result<(), String> {
-    use k8s_openapi::api::{admissionregistration, apps, batch, coordination, core, networking, rbac};
+    use k8s_openapi::api::{
+        admissionregistration, apps, batch, coordination, core, networking, rbac,
+    };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
     match (group, kind) {
         ("", "ConfigMap") => typed::<core::v1::ConfigMap>(obj),
@@ -35,7 +39,9 @@ pub fn type_check(group: &str, kind: &str, obj: &Value) -> Result<(), String> {
         ("coordination.k8s.io", "Lease") => typed::<coordination::v1::Lease>(obj),
         ("networking.k8s.io", "Ingress") => typed::<networking::v1::Ingress>(obj),
         ("networking.k8s.io", "NetworkPolicy") => typed::<networking::v1::NetworkPolicy>(obj),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => typed::<rbac::v1::ClusterRoleBinding>(obj),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            typed::<rbac::v1::ClusterRoleBinding>(obj)
+        }
         ("rbac.authorization.k8s.io", "ClusterRole") => typed::<rbac::v1::ClusterRole>(obj),
         ("rbac.authorization.k8s.io", "RoleBinding") => typed::<rbac::v1::RoleBinding>(obj),
         ("rbac.authorization.k8s.io", "Role") => typed::<rbac::v1::Role>(obj),
@@ -62,7 +68,8 @@ const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanume
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -81,7 +88,9 @@ fn is_qualified_name(s: &str) -> bool {
     }
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -89,7 +98,8 @@ fn is_qualified_name(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -107,13 +117,20 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
             DNS1035_MSG,
         ),
         ("rbac.authorization.k8s.io", _) => (
-            !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('%'),
+            !name.is_empty()
+                && name != "."
+                && name != ".."
+                && !name.contains('/')
+                && !name.contains('%'),
             "may not contain '/' or '%'",
         ),
         _ => (is_subdomain(name), SUBDOMAIN_MSG),
     };
     if name.is_empty() {
-        causes.push(Cause::required("metadata.name", "name or generateName is required"));
+        causes.push(Cause::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else if !ok {
         causes.push(Cause::invalid("metadata.name", &name_value, msg));
     }
@@ -141,7 +158,8 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
                     for k in m.keys() {
                         let valid = !k.is_empty()
                             && k.len() <= 253
-                            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                            && k.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                             && k != "."
                             && k != "..";
                         if !valid {
@@ -150,11 +168,15 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
                     }
                 }
             }
-            if kind == "ConfigMap" {
-                if let (Some(d), Some(b)) = (obj["data"].as_object(), obj["binaryData"].as_object()) {
-                    for k in d.keys().filter(|k| b.contains_key(*k)) {
-                        causes.push(Cause::invalid(&format!("data[{k}]"), &Value::String(k.clone()), "duplicate of key present in binaryData"));
-                    }
+            if kind == "ConfigMap"
+                && let (Some(d), Some(b)) = (obj["data"].as_object(), obj["binaryData"].as_object())
+            {
+                for k in d.keys().filter(|k| b.contains_key(*k)) {
+                    causes.push(Cause::invalid(
+                        &format!("data[{k}]"),
+                        &Value::String(k.clone()),
+                        "duplicate of key present in binaryData",
+                    ));
                 }
             }
         }
@@ -163,7 +185,11 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
             match spec.get("selector") {
                 None | Some(Value::Null) => causes.push(Cause::required("spec.selector", "")),
                 Some(sel) => match LabelSelector::from_object(sel) {
-                    Ok(s) if s.is_empty() => causes.push(Cause::invalid("spec.selector", sel, "empty selector is invalid for deployment")),
+                    Ok(s) if s.is_empty() => causes.push(Cause::invalid(
+                        "spec.selector",
+                        sel,
+                        "empty selector is invalid for deployment",
+                    )),
                     Ok(s) => {
                         let labels = crate::selectors::labels_of(&spec["template"]);
                         if !s.matches(&labels) {
@@ -178,11 +204,19 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
                 },
             }
             if spec["replicas"].as_i64().is_some_and(|r| r < 0) {
-                causes.push(Cause::invalid("spec.replicas", &spec["replicas"], "must be greater than or equal to 0"));
+                causes.push(Cause::invalid(
+                    "spec.replicas",
+                    &spec["replicas"],
+                    "must be greater than or equal to 0",
+                ));
             }
             validate_pod_spec("spec.template.spec", &spec["template"]["spec"], &mut causes);
         }
-        ("batch", "Job") => validate_pod_spec("spec.template.spec", &obj["spec"]["template"]["spec"], &mut causes),
+        ("batch", "Job") => validate_pod_spec(
+            "spec.template.spec",
+            &obj["spec"]["template"]["spec"],
+            &mut causes,
+        ),
         ("", "Pod") => validate_pod_spec("spec", &obj["spec"], &mut causes),
         ("", "Service") => {
             let spec = &obj["spec"];
@@ -195,7 +229,11 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
             for (i, p) in ports.into_iter().flatten().enumerate() {
                 let port = p["port"].as_i64().unwrap_or(0);
                 if !(1..=65535).contains(&port) {
-                    causes.push(Cause::invalid(&format!("spec.ports[{i}].port"), &p["port"], "must be between 1 and 65535, inclusive"));
+                    causes.push(Cause::invalid(
+                        &format!("spec.ports[{i}].port"),
+                        &p["port"],
+                        "must be between 1 and 65535, inclusive",
+                    ));
                 }
             }
             if let Some(t) = spec["type"].as_str() {
@@ -222,9 +260,16 @@ fn validate_pod_spec(at: &str, spec: &Value, causes: &mut Vec<Cause>) {
         if name.is_empty() {
             causes.push(Cause::required(&format!("{at}.containers[{i}].name"), ""));
         } else if !is_label(name) {
-            causes.push(Cause::invalid(&format!("{at}.containers[{i}].name"), &c["name"], LABEL_MSG));
+            causes.push(Cause::invalid(
+                &format!("{at}.containers[{i}].name"),
+                &c["name"],
+                LABEL_MSG,
+            ));
         } else if seen.contains(&name) {
-            causes.push(Cause::duplicate(&format!("{at}.containers[{i}].name"), &c["name"]));
+            causes.push(Cause::duplicate(
+                &format!("{at}.containers[{i}].name"),
+                &c["name"],
+            ));
         }
         seen.push(name);
         if c["image"].as_str().is_none_or(str::is_empty) {
@@ -234,7 +279,11 @@ fn validate_pod_spec(at: &str, spec: &Value, causes: &mut Vec<Cause>) {
     if let Some(p) = spec["restartPolicy"].as_str() {
         let supported = ["Always", "OnFailure", "Never"];
         if !supported.contains(&p) {
-            causes.push(Cause::not_supported(&format!("{at}.restartPolicy"), &spec["restartPolicy"], &supported));
+            causes.push(Cause::not_supported(
+                &format!("{at}.restartPolicy"),
+                &spec["restartPolicy"],
+                &supported,
+            ));
         }
     }
 }
@@ -246,18 +295,40 @@ mod tests {
 
     #[test]
     fn configmap_data_must_be_strings() {
-        let err = type_check("", "ConfigMap", &json!({"metadata": {"name": "a"}, "data": {"enabled": true}})).unwrap_err();
+        let err = type_check(
+            "",
+            "ConfigMap",
+            &json!({"metadata": {"name": "a"}, "data": {"enabled": true}}),
+        )
+        .unwrap_err();
         assert!(err.contains("expected a string"), "{err}");
-        assert!(type_check("", "ConfigMap", &json!({"metadata": {"name": "a"}, "data": {"enabled": "yes"}})).is_ok());
+        assert!(
+            type_check(
+                "",
+                "ConfigMap",
+                &json!({"metadata": {"name": "a"}, "data": {"enabled": "yes"}})
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn names_labels_and_keys_are_checked() {
-        let causes = validate("", "ConfigMap", &json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "no way"}}, "data": {"a b": "x"}}));
+        let causes = validate(
+            "",
+            "ConfigMap",
+            &json!({"metadata": {"name": "Bad_Name", "labels": {"ok": "no way"}}, "data": {"a b": "x"}}),
+        );
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
-        assert_eq!(fields, vec!["metadata.name", "metadata.labels", "data[a b]"]);
+        assert_eq!(
+            fields,
+            vec!["metadata.name", "metadata.labels", "data[a b]"]
+        );
         assert!(validate("", "ConfigMap", &json!({"metadata": {"name": "ok.name"}})).is_empty());
-        assert_eq!(validate("", "Namespace", &json!({"metadata": {"name": "a.b"}}))[0].field, "metadata.name");
+        assert_eq!(
+            validate("", "Namespace", &json!({"metadata": {"name": "a.b"}}))[0].field,
+            "metadata.name"
+        );
     }
 
     #[test]
@@ -270,6 +341,9 @@ mod tests {
         let mut no_containers = d.clone();
         no_containers["spec"]["template"]["spec"]["containers"] = json!([]);
         no_containers["spec"]["template"]["metadata"]["labels"]["app"] = json!("web");
-        assert_eq!(validate("apps", "Deployment", &no_containers)[0].field, "spec.template.spec.containers");
+        assert_eq!(
+            validate("apps", "Deployment", &no_containers)[0].field,
+            "spec.template.spec.containers"
+        );
     }
 }

@@ -28,7 +28,10 @@ impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -61,7 +64,10 @@ impl WatchSpec {
     fn in_scope(&self, e: &Event) -> bool {
         *e.group == *self.res.group
             && *e.plural == *self.res.plural
-            && self.namespace.as_deref().is_none_or(|ns| ns == &*e.namespace)
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == &*e.namespace)
     }
 
     fn matches(&self, obj: &Value) -> bool {
@@ -90,12 +96,16 @@ impl WatchSpec {
 
     fn encode(&self, type_: &str, obj: &Value) -> Bytes {
         let object = if self.table && type_ != "BOOKMARK" && type_ != "ERROR" {
-            let rv = obj["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             table::table(&self.res, &[Arc::new(obj.clone())], rv, None)
         } else {
             obj.clone()
         };
-        let mut line = serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -124,6 +134,8 @@ pub fn start(shared: Arc<Shared>, spec: WatchSpec) -> ChannelBody {
 async fn run(shared: Arc<Shared>, spec: WatchSpec, tx: mpsc::Sender<Bytes>) {
     let mut rv_rx = shared.rv_tx.subscribe();
     let mut drop_rx = shared.faults.drop_signal();
+    let mut expire_rx = shared.faults.expiry_signal();
+    expire_rx.borrow_and_update();
     let mut shutdown = shared.shutdown_rx.clone();
     rv_rx.borrow_and_update();
     drop_rx.borrow_and_update();
@@ -193,6 +205,11 @@ async fn run(shared: Arc<Shared>, spec: WatchSpec, tx: mpsc::Sender<Bytes>) {
         tokio::select! {
             changed = rv_rx.changed() => if changed.is_err() { return },
             _ = drop_rx.changed() => return,
+            _ = expire_rx.changed() => {
+                let oldest = shared.lock().oldest_watchable();
+                let _ = tx.send(spec.error(&ApiError::expired(last, oldest.max(last) + 1))).await;
+                return;
+            }
             _ = shutdown.changed() => return,
             _ = &mut deadline => return,
             _ = tx.closed() => return,

@@ -21,6 +21,9 @@ pub struct FileChange {
     pub namespace: Option<String>,
 }
 
+/// The trailer naming the audit event of each change in a commit.
+pub const AUDIT_ID_TRAILER: &str = "Audit-ID";
+
 /// One change by one person, as it enters a commit window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -33,6 +36,9 @@ pub struct Change {
     pub user: Option<String>,
     /// Who impersonated `user`, if anyone.
     pub impersonator: Option<String>,
+    /// The audit ID of the request that made the change, when known (a trailer, so that a
+    /// replay of the same log recognises what is already recorded).
+    pub audit_id: Option<String>,
     /// When the change was received (the author date).
     pub received: Timestamp,
     pub file: FileChange,
@@ -64,6 +70,11 @@ pub fn commit_message(changes: &[Change]) -> String {
         message.push_str(&format!("- {}\n", change.file.summary));
     }
     message.push('\n');
+    for change in changes {
+        if let Some(id) = &change.audit_id {
+            message.push_str(&format!("{AUDIT_ID_TRAILER}: {}\n", trailer_value(id)));
+        }
+    }
     for change in changes {
         if let Some(hash) = change.file.hash {
             message.push_str(&format!("Content-Hash: {} {hash}\n", change.file.path));

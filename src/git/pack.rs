@@ -1,8 +1,7 @@
 //! Writing many new objects at once as one pack (v2) with its index (v2), instead of one loose
 //! file per object: what makes a snapshot of a large cluster fast. Deltas are not searched.
 
-use flate2::Compression;
-use flate2::write::ZlibEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use gix::ObjectId;
 use gix::objs::Kind;
 use std::fs::File;
@@ -27,7 +26,9 @@ pub struct PackWriter {
     out: Option<BufWriter<File>>,
     offset: u64,
     entries: Vec<(ObjectId, u32, u64)>,
-    compression: Compression,
+    /// One deflate stream, reset between objects (creating one per object costs an allocation
+    /// of its whole state each time).
+    deflate: Compress,
     scratch: Vec<u8>,
 }
 
@@ -58,7 +59,7 @@ impl PackWriter {
             out: Some(out),
             offset: HEADER_LEN,
             entries: Vec::new(),
-            compression: Compression::fast(),
+            deflate: Compress::new(Compression::fast(), true),
             scratch: Vec::new(),
         })
     }
@@ -83,11 +84,21 @@ impl PackWriter {
     pub fn add(&mut self, kind: Kind, id: ObjectId, data: &[u8]) -> Result<(), PackError> {
         self.scratch.clear();
         encode_entry_header(kind, data.len() as u64, &mut self.scratch);
-        let header_len = self.scratch.len();
-        let mut encoder = ZlibEncoder::new(std::mem::take(&mut self.scratch), self.compression);
-        encoder.write_all(data).map_err(|e| self.fail(e))?;
-        let entry = encoder.finish().map_err(|e| self.fail(e))?;
-        debug_assert!(entry.len() >= header_len);
+        let mut entry = std::mem::take(&mut self.scratch);
+        self.deflate.reset();
+        // Deflate output is at most a little larger than its input.
+        entry.reserve(data.len() + data.len() / 1000 + 64);
+        loop {
+            let consumed = self.deflate.total_in() as usize;
+            let status = self
+                .deflate
+                .compress_vec(&data[consumed..], &mut entry, FlushCompress::Finish)
+                .map_err(|e| self.fail(e))?;
+            match status {
+                Status::StreamEnd => break,
+                Status::Ok | Status::BufError => entry.reserve(entry.capacity().max(1024)),
+            }
+        }
         let crc = crc32fast::hash(&entry);
         let out = self.out.as_mut().ok_or_else(|| PackError {
             dir: self.dir.clone(),

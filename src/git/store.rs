@@ -331,6 +331,36 @@ impl Store {
         Ok(self.tree_of(&repo, commit)?.id)
     }
 
+    /// Every value of trailer `key` in the messages of `tip` and its ancestors.
+    pub fn trailer_values(
+        &self,
+        tip: Option<ObjectId>,
+        key: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut values = std::collections::HashSet::new();
+        let repo = self.local();
+        let mut stack: Vec<ObjectId> = tip.into_iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        let prefix = format!("{key}: ");
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let commit = repo
+                .find_commit(id)
+                .map_err(|e| self.fail("reading history", e))?;
+            let message = commit.message_raw_sloppy().to_str_lossy();
+            values.extend(
+                message
+                    .lines()
+                    .filter_map(|l| l.strip_prefix(&prefix))
+                    .map(|v| v.trim().to_string()),
+            );
+            stack.extend(commit.parent_ids().map(|p| p.detach()));
+        }
+        Ok(values)
+    }
+
     /// The parents of a commit.
     pub fn parents(&self, commit: ObjectId) -> Result<Vec<ObjectId>, StoreError> {
         let repo = self.local();

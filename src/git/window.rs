@@ -249,6 +249,7 @@ mod tests {
             author: person(who),
             user: Some(who.to_string()),
             impersonator: None,
+            audit_id: None,
             received: at(seconds),
             file: FileChange {
                 path: format!("apps/{path}"),

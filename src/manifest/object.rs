@@ -64,6 +64,14 @@ impl ObjectId {
         }
     }
 
+    /// `apps/v1 Deployment shop/web`, as commit messages name an object.
+    pub fn summary(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {} {ns}/{}", self.api_version(), self.kind, self.name),
+            None => format!("{} {} {}", self.api_version(), self.kind, self.name),
+        }
+    }
+
     /// True when both name the same object, whichever API version each was read at.
     pub fn same_object(&self, other: &Self) -> bool {
         self.group == other.group

@@ -100,6 +100,7 @@ fn change(who: &str, folder: &str, name: &str, body: &str, second: i64) -> Chang
         },
         user: Some(who.to_string()),
         impersonator: None,
+        audit_id: None,
         received: jiff::Timestamp::from_second(1_800_000_000 + second).expect("time"),
         file: FileChange {
             path: format!("{folder}/{name}.yaml"),

@@ -1,0 +1,12 @@
+//! Integration tests of kubesim, judged by real clients: kube-rs and kubectl.
+//! One test binary; each module covers one area the issue lists.
+
+mod apply;
+mod crd;
+mod crud;
+mod discovery;
+mod errors;
+mod faults;
+mod kubectl;
+mod support;
+mod watch;
