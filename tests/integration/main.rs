@@ -5,4 +5,5 @@ mod cli;
 mod crds;
 mod git_engine;
 mod git_transport;
+mod replay;
 mod support;
