@@ -162,9 +162,13 @@ impl<'a> Walker<'a> {
 
     /// The set server-side apply records for a configuration: leaves, atomic lists and list items,
     /// not the maps that contain them.
+    fn atomic_map(&self) -> bool {
+        schema::atomic_map(self.builtin, &self.names)
+    }
+
     fn apply_set(&mut self, v: &'a Value, out: &mut FieldSet) {
         match v {
-            Value::Object(m) if !m.is_empty() => {
+            Value::Object(m) if !m.is_empty() && !self.atomic_map() => {
                 for (k, child) in m {
                     self.descend_field(k, |w| w.apply_set(child, out));
                 }
@@ -210,7 +214,7 @@ impl<'a> Walker<'a> {
     fn all_nodes(&mut self, v: &'a Value, out: &mut FieldSet) {
         out.insert(&self.prefix);
         match v {
-            Value::Object(m) => {
+            Value::Object(m) if !self.atomic_map() => {
                 for (k, child) in m {
                     self.descend_field(k, |w| w.all_nodes(child, out));
                 }
@@ -254,6 +258,12 @@ impl<'a> Walker<'a> {
             }
             (Some(Value::Object(a)), Some(Value::Object(b))) => {
                 if a.is_empty() && b.is_empty() {
+                    return;
+                }
+                if self.atomic_map() {
+                    if a != b {
+                        c.modified.insert(&self.prefix);
+                    }
                     return;
                 }
                 let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -317,7 +327,7 @@ impl<'a> Walker<'a> {
     /// The server-side apply merge of a configuration into a live object.
     fn merge(&mut self, live: &'a Value, config: &'a Value) -> Value {
         match (live, config) {
-            (Value::Object(l), Value::Object(c)) => {
+            (Value::Object(l), Value::Object(c)) if !self.atomic_map() => {
                 let mut out = l.clone();
                 for (k, cv) in c {
                     let merged = match l.get(k) {

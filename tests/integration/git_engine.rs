@@ -1,6 +1,7 @@
 //! The Git engine against real bare repositories over `file://`: workers shared per repository,
 //! commit windows and authors, two writers on one branch, and a remote that goes away.
 
+use crate::support::git_servers::{BareRepo, git as support_git};
 use gitops_reverser::git::change::{Change, FileChange};
 use gitops_reverser::git::registry::Registry;
 use gitops_reverser::git::transport::{GitCli, Remote};
@@ -8,60 +9,32 @@ use gitops_reverser::git::window::WindowConfig;
 use gitops_reverser::git::worker::{Clock, WorkerConfig};
 use gitops_reverser::identity::Author;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Scratch(PathBuf);
+/// A temporary directory holding bare repositories and state directories.
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("gr-engine-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Self(dir)
+    fn new(_name: &str) -> Self {
+        Self(tempfile::TempDir::new().expect("scratch dir"))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn bare(&self, name: &str) -> PathBuf {
-        let path = self.0.join(name);
-        git(
-            &[
-                "init",
-                "-q",
-                "--bare",
-                "-b",
-                "main",
-                path.to_str().expect("utf-8"),
-            ],
-            None,
-        );
-        path
+        BareRepo::init(self.path().join(name)).path
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn git(args: &[&str], git_dir: Option<&Path>) -> String {
-    let mut cmd = Command::new("git");
-    if let Some(dir) = git_dir {
-        cmd.arg("--git-dir").arg(dir);
-    }
-    let out = cmd
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `git --git-dir <repo> <args>`, stdout with the trailing newline removed.
+fn git(args: &[&str], repo: Option<&Path>) -> String {
+    let repo = repo.expect("a repository");
+    let mut all = vec!["--git-dir", repo.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    support_git(repo, &all, None)
 }
 
 fn url(path: &Path) -> String {
@@ -116,7 +89,7 @@ fn change(who: &str, folder: &str, name: &str, body: &str, second: i64) -> Chang
 async fn differently_spelled_urls_share_one_worker_and_release_frees_it() {
     let scratch = Scratch::new("share");
     let repo = scratch.bare("repo.git");
-    let reg = registry(&scratch.0.join("state"), config(0, Clock::Wall));
+    let reg = registry(&scratch.path().join("state"), config(0, Clock::Wall));
     let a = reg
         .acquire(Remote::new(url(&repo), None), "main", "GitDestination a/x")
         .expect("acquire");
@@ -140,7 +113,7 @@ async fn differently_spelled_urls_share_one_worker_and_release_frees_it() {
 async fn windows_make_one_commit_per_burst_and_per_author_with_receive_times() {
     let scratch = Scratch::new("windows");
     let repo = scratch.bare("repo.git");
-    let reg = registry(&scratch.0.join("state"), config(3_000, Clock::Events));
+    let reg = registry(&scratch.path().join("state"), config(3_000, Clock::Events));
     let worker = reg
         .acquire(Remote::new(url(&repo), None), "main", "d")
         .expect("acquire");
@@ -187,7 +160,7 @@ async fn two_clusters_on_one_branch_lose_nothing_and_keep_history_linear() {
     const EACH: usize = 300;
     let mut tasks = Vec::new();
     for cluster in ["east", "west"] {
-        let state = scratch.0.join(format!("state-{cluster}"));
+        let state = scratch.path().join(format!("state-{cluster}"));
         let url = url(&repo);
         tasks.push(tokio::spawn(async move {
             // A registry per cluster: separate caches, as two agents would have.
@@ -251,7 +224,7 @@ async fn two_clusters_on_one_branch_lose_nothing_and_keep_history_linear() {
 async fn an_outage_delays_changes_and_they_land_once_in_order() {
     let scratch = Scratch::new("outage");
     let repo = scratch.bare("repo.git");
-    let reg = registry(&scratch.0.join("state"), config(0, Clock::Wall));
+    let reg = registry(&scratch.path().join("state"), config(0, Clock::Wall));
     let worker = reg
         .acquire(Remote::new(url(&repo), None), "main", "d")
         .expect("acquire");
@@ -262,7 +235,7 @@ async fn an_outage_delays_changes_and_they_land_once_in_order() {
     worker.flush().await.expect("first push");
 
     // The remote disappears.
-    let away = scratch.0.join("away.git");
+    let away = scratch.path().join("away.git");
     std::fs::rename(&repo, &away).expect("take the remote away");
     for i in 0..5 {
         worker
@@ -301,7 +274,7 @@ async fn a_folder_with_a_fresh_marker_of_another_owner_is_refused_and_a_stale_on
         ..config(0, Clock::Wall)
     };
     let east = registry(
-        &scratch.0.join("east"),
+        &scratch.path().join("east"),
         cluster("east", Duration::from_secs(3600)),
     );
     let w = east
@@ -318,7 +291,7 @@ async fn a_folder_with_a_fresh_marker_of_another_owner_is_refused_and_a_stale_on
     );
 
     let west = registry(
-        &scratch.0.join("west"),
+        &scratch.path().join("west"),
         cluster("west", Duration::from_secs(3600)),
     );
     let w = west
@@ -339,7 +312,10 @@ async fn a_folder_with_a_fresh_marker_of_another_owner_is_refused_and_a_stale_on
     );
 
     // With a stale limit of zero, east's marker is stale: west takes the folder over.
-    let late = registry(&scratch.0.join("late"), cluster("west", Duration::ZERO));
+    let late = registry(
+        &scratch.path().join("late"),
+        cluster("west", Duration::ZERO),
+    );
     let w = late
         .acquire(Remote::new(url(&repo), None), "main", "d")
         .expect("acquire");
@@ -358,7 +334,7 @@ async fn a_snapshot_writes_the_folder_difference_once() {
     use gitops_reverser::git::worker::SnapshotRequest;
     let scratch = Scratch::new("snapshot");
     let repo = scratch.bare("repo.git");
-    let reg = registry(&scratch.0.join("state"), config(0, Clock::Wall));
+    let reg = registry(&scratch.path().join("state"), config(0, Clock::Wall));
     let w = reg
         .acquire(Remote::new(url(&repo), None), "main", "d")
         .expect("acquire");

@@ -2,6 +2,7 @@
 //! files equal the last persisted state of each surviving object, and a second replay adds
 //! nothing.
 
+use crate::support::git_servers::BareRepo;
 use gitops_reverser::audit::change::{ChangeKind, Classified, classify};
 use gitops_reverser::audit::read::read_events;
 use gitops_reverser::manifest::exclude::ExclusionPolicy;
@@ -12,19 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `git --git-dir <repo> <args>`, stdout with the trailing newline removed.
+fn git(repo: &Path, args: &[&str]) -> String {
+    let mut all = vec!["--git-dir", repo.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    crate::support::git_servers::git(repo, &all, None)
 }
 
 fn replay(logs: &[PathBuf], repo: &Path, state: &Path) -> String {
@@ -120,16 +113,9 @@ fn expected(logs: &[PathBuf]) -> BTreeMap<String, String> {
 
 #[test]
 fn replay_writes_the_last_state_of_each_surviving_object_and_a_second_replay_adds_nothing() {
-    let scratch = std::env::temp_dir().join(format!("gr-replay-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let repo = scratch.join("repo.git");
-    std::fs::create_dir_all(&scratch).expect("scratch");
-    let init = Command::new("git")
-        .args(["init", "-q", "--bare", "-b", "main"])
-        .arg(&repo)
-        .status()
-        .expect("git init");
-    assert!(init.success());
+    let dir = tempfile::TempDir::new().expect("scratch");
+    let scratch = dir.path();
+    let repo = BareRepo::init(scratch.join("repo.git")).path;
     let logs = logs();
 
     let summary = replay(&logs, &repo, &scratch.join("state-1"));
@@ -151,8 +137,8 @@ fn replay_writes_the_last_state_of_each_surviving_object_and_a_second_replay_add
     );
     for (path, content) in &want {
         assert_eq!(
-            &git(&repo, &["show", &format!("main:{path}")]),
-            content,
+            git(&repo, &["show", &format!("main:{path}")]),
+            content.trim_end(),
             "{path}"
         );
     }
@@ -161,23 +147,13 @@ fn replay_writes_the_last_state_of_each_surviving_object_and_a_second_replay_add
     let again = replay(&logs, &repo, &scratch.join("state-2"));
     assert!(again.contains("commits: 0"), "{again}");
     assert_eq!(git(&repo, &["rev-list", "--count", "main"]), commits);
-    std::fs::remove_dir_all(&scratch).ok();
 }
 
 #[test]
 fn replay_attributes_commits_to_people_at_request_time() {
-    let scratch = std::env::temp_dir().join(format!("gr-replay-people-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let repo = scratch.join("repo.git");
-    std::fs::create_dir_all(&scratch).expect("scratch");
-    assert!(
-        Command::new("git")
-            .args(["init", "-q", "--bare", "-b", "main"])
-            .arg(&repo)
-            .status()
-            .expect("git")
-            .success()
-    );
+    let dir = tempfile::TempDir::new().expect("scratch");
+    let scratch = dir.path();
+    let repo = BareRepo::init(scratch.join("repo.git")).path;
     let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit/shop.audit.log");
     let summary = replay(&[log], &repo, &scratch.join("state"));
     assert!(
@@ -208,5 +184,4 @@ fn replay_attributes_commits_to_people_at_request_time() {
         ],
     );
     assert!(settings.contains("FEATURE_X: \"off\""), "{settings}");
-    std::fs::remove_dir_all(&scratch).ok();
 }

@@ -1,1 +1,83 @@
-//! placeholder
+//! CustomResourceDefinitions: creating one serves its resource (discovery, CRUD, status and scale
+//! subresources, cluster scope); deleting it stops serving and removes its objects.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::discovery::{Discovery, Scope};
+use serde_json::json;
+
+use crate::support::*;
+
+fn crd(scope: &str) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": scope,
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
+                {"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                 "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}}}
+            ]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_crd_is_served_in_discovery_and_removed_with_its_objects() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let created = crds.create(&PostParams::default(), &crd("Namespaced")).await.unwrap();
+    let conditions = created.status.unwrap().conditions.unwrap();
+    assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let group = discovery.get("example.com").expect("group served");
+    assert_eq!(group.preferred_version_or_latest(), "v1");
+    let (ar, caps) = group.recommended_kind("Widget").unwrap();
+    assert_eq!(ar.plural, "widgets");
+    assert_eq!(caps.scope, Scope::Namespaced);
+    assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status"));
+
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}})).unwrap();
+    let w = api.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(w.metadata.generation, Some(1));
+    let w = api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}}))).await.unwrap();
+    assert_eq!(w.metadata.generation, Some(2));
+    api.patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"size": 2}}))).await.unwrap();
+    let scale = api.get_scale("w").await.unwrap();
+    assert_eq!((scale.spec.unwrap().replicas, scale.status.unwrap().replicas), (Some(2), 2));
+    // The other served version sees the same object.
+    let beta = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1beta1", "Widget"), "widgets");
+    let old: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &beta);
+    assert_eq!(old.get("w").await.unwrap().types.unwrap().api_version, "example.com/v1beta1");
+    // Strategic merge patch is not for custom resources.
+    let err = api.patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 3}}))).await.unwrap_err();
+    let kube::Error::Api(s) = err else { panic!() };
+    assert_eq!(s.code, 415);
+
+    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    assert!(discovery.get("example.com").is_none());
+    let err = api.get("w").await.unwrap_err();
+    let kube::Error::Api(s) = err else { panic!() };
+    assert_eq!(s.code, 404);
+    // Recreating it serves an empty resource.
+    crds.create(&PostParams::default(), &crd("Cluster")).await.unwrap();
+    let all: Api<DynamicObject> = Api::all_with(client, &ar);
+    assert!(all.list(&Default::default()).await.unwrap().items.is_empty());
+}
+
+#[tokio::test]
+async fn an_invalid_crd_is_rejected_with_causes() {
+    let sim = sim().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(sim.client().await.unwrap());
+    let mut bad = crd("Namespaced");
+    bad.metadata.name = Some("wrong.example.com".into());
+    let err = crds.create(&PostParams::default(), &bad).await.unwrap_err();
+    let kube::Error::Api(s) = err else { panic!() };
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    assert_eq!(s.details.unwrap().causes[0].field, "metadata.name");
+}
