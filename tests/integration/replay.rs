@@ -82,7 +82,7 @@ fn expected(logs: &[PathBuf]) -> BTreeMap<String, String> {
             changes.extend(list.into_iter().map(|c| ((c.request_received, i, j), c)));
         }
     }
-    changes.sort_by(|a, b| a.0.cmp(&b.0));
+    changes.sort_by_key(|a| a.0);
     let template = PathTemplate::default();
     let mut files = BTreeMap::new();
     for (_, change) in changes {
