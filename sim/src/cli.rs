@@ -1,6 +1,7 @@
 //! The `sim` command: run a simulator until interrupted, write a kubeconfig for it, and print
 //! where it listens and how to point kubectl at it.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -71,11 +72,21 @@ pub async fn start(args: &SimArgs) -> Result<(SimHandle, String), SimError> {
     Ok((handle, banner))
 }
 
-/// The `sim` subcommand: serve until Ctrl-C.
-pub async fn run_sim(args: SimArgs) -> Result<(), SimError> {
+/// The `sim` subcommand: serve until Ctrl-C, printing the banner on `out`.
+pub async fn run_sim(args: SimArgs, out: &mut dyn Write) -> Result<(), SimError> {
     let (handle, banner) = start(&args).await?;
-    println!("{banner}");
+    let _ = writeln!(out, "{banner}");
+    let _ = out.flush();
     tokio::signal::ctrl_c().await.map_err(SimError::Signal)?;
     handle.shutdown();
     Ok(())
+}
+
+/// [`run_sim`] for a synchronous caller: runs its own multi-threaded tokio runtime.
+pub fn run_sim_blocking(args: SimArgs, out: &mut dyn Write) -> Result<(), SimError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SimError::Config(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_sim(args, out))
 }

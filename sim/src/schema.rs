@@ -63,7 +63,17 @@ pub fn list_type(builtin: bool, path: &[&str]) -> ListType {
 /// Whether the map at `path` is atomic (owned and replaced as a whole), like every
 /// `metav1.LabelSelector` and a Service's `spec.selector`.
 pub fn atomic_map(builtin: bool, path: &[&str]) -> bool {
-    builtin && matches!(path.last(), Some(&("selector" | "podSelector" | "namespaceSelector" | "objectSelector" | "labelSelector")))
+    builtin
+        && matches!(
+            path.last(),
+            Some(
+                &("selector"
+                    | "podSelector"
+                    | "namespaceSelector"
+                    | "objectSelector"
+                    | "labelSelector")
+            )
+        )
 }
 
 /// The strategic-merge-patch strategy of the list at `path`.

@@ -457,6 +457,9 @@ async fn resource_inner(
                     ),
                 ));
             }
+            if table::wants_metadata(&accept) {
+                return Ok(json_response(200, &table::partial(&obj)));
+            }
             Ok(json_response(200, &present(&res, &version, &obj, false)))
         }
         "list" => {
@@ -489,6 +492,9 @@ async fn resource_inner(
             }
             if let Some(r) = page.remaining {
                 meta["remainingItemCount"] = json!(r);
+            }
+            if table::wants_metadata(&accept) {
+                return Ok(json_response(200, &table::partial_list(&page.items, meta)));
             }
             let items: Vec<Value> = page
                 .items
@@ -549,6 +555,7 @@ async fn resource_inner(
                 bookmarks: q.allow_watch_bookmarks,
                 timeout: Duration::from_secs(q.timeout_seconds.unwrap_or(1800)),
                 table: table::wants_table(&accept),
+                metadata_only: table::wants_metadata(&accept),
             };
             let body = watch_stream::start(shared.clone(), spec);
             Ok(Response::builder()

@@ -1,5 +1,5 @@
-//! Server-side printing: `meta.k8s.io/v1` Table responses that `kubectl get` asks for, with the
-//! Name and Age columns (plus a custom resource's printer columns). Pure.
+//! Alternative representations clients ask for in `Accept`: `meta.k8s.io/v1` Tables for
+//! `kubectl get` (Name, Age, a CRD's printer columns) and PartialObjectMetadata. Pure.
 
 use std::sync::Arc;
 
@@ -14,6 +14,29 @@ pub fn wants_table(accept: &str) -> bool {
         .split(',')
         .next()
         .is_some_and(|first| first.contains("as=Table"))
+}
+
+/// Whether an Accept header asks for PartialObjectMetadata (kube-rs metadata lists and watches).
+pub fn wants_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
+/// An object reduced to its metadata.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+/// A PartialObjectMetadataList.
+pub fn partial_list(objects: &[Arc<Value>], list_meta: Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "items": objects.iter().map(|o| partial(o)).collect::<Vec<_>>(),
+    })
 }
 
 fn columns(res: &ResourceInfo) -> Vec<Value> {

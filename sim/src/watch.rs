@@ -58,6 +58,8 @@ pub struct WatchSpec {
     pub bookmarks: bool,
     pub timeout: Duration,
     pub table: bool,
+    /// Send PartialObjectMetadata objects.
+    pub metadata_only: bool,
 }
 
 impl WatchSpec {
@@ -101,6 +103,8 @@ impl WatchSpec {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
             table::table(&self.res, &[Arc::new(obj.clone())], rv, None)
+        } else if self.metadata_only && type_ != "BOOKMARK" && type_ != "ERROR" {
+            table::partial(obj)
         } else {
             obj.clone()
         };

@@ -10,11 +10,17 @@ use crate::support::*;
 
 fn fields(obj: &impl serde::Serialize) -> Vec<Value> {
     let v = serde_json::to_value(obj).unwrap();
-    v["metadata"]["managedFields"].as_array().cloned().unwrap_or_default()
+    v["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn entry<'a>(entries: &'a [Value], manager: &str) -> &'a Value {
-    entries.iter().find(|e| e["manager"] == manager).unwrap_or_else(|| panic!("no manager {manager} in {entries:?}"))
+    entries
+        .iter()
+        .find(|e| e["manager"] == manager)
+        .unwrap_or_else(|| panic!("no manager {manager} in {entries:?}"))
 }
 
 fn cm(v: Value) -> ConfigMap {
@@ -25,7 +31,10 @@ fn cm(v: Value) -> ConfigMap {
 async fn managed_fields_after_create_update_and_apply() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await.unwrap(), "default");
-    let pp = |m: &str| PostParams { field_manager: Some(m.into()), ..Default::default() };
+    let pp = |m: &str| PostParams {
+        field_manager: Some(m.into()),
+        ..Default::default()
+    };
     let created = api
         .create(&pp("creator"), &cm(json!({"metadata": {"name": "m", "labels": {"team": "a"}}, "data": {"a": "1", "b": "1"}})))
         .await
@@ -40,11 +49,21 @@ async fn managed_fields_after_create_update_and_apply() {
     );
 
     let mut changed = created.clone();
-    changed.data.as_mut().unwrap().insert("a".into(), "2".into());
+    changed
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("a".into(), "2".into());
     let updated = api.replace("m", &pp("updater"), &changed).await.unwrap();
     let e = fields(&updated);
-    assert_eq!(entry(&e, "creator")["fieldsV1"], json!({"f:data": {".": {}, "f:b": {}}, "f:metadata": {"f:labels": {".": {}, "f:team": {}}}}));
-    assert_eq!(entry(&e, "updater")["fieldsV1"], json!({"f:data": {"f:a": {}}}));
+    assert_eq!(
+        entry(&e, "creator")["fieldsV1"],
+        json!({"f:data": {".": {}, "f:b": {}}, "f:metadata": {"f:labels": {".": {}, "f:team": {}}}})
+    );
+    assert_eq!(
+        entry(&e, "updater")["fieldsV1"],
+        json!({"f:data": {"f:a": {}}})
+    );
 
     let applied = api
         .patch("m", &PatchParams::apply("applier"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": {"c": "1"}})))
@@ -61,23 +80,48 @@ async fn managed_fields_after_create_update_and_apply() {
 async fn apply_conflicts_are_409_until_forced() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await.unwrap(), "default");
-    let config = |v: &str| Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": v}}));
-    api.patch("c", &PatchParams::apply("flux"), &config("1")).await.unwrap();
+    let config = |v: &str| {
+        Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": v}}),
+        )
+    };
+    api.patch("c", &PatchParams::apply("flux"), &config("1"))
+        .await
+        .unwrap();
     // Same value: shared ownership, no conflict.
-    api.patch("c", &PatchParams::apply("argo"), &config("1")).await.unwrap();
-    let err = api.patch("c", &PatchParams::apply("argo"), &config("2")).await.unwrap_err();
-    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err:?}") };
+    api.patch("c", &PatchParams::apply("argo"), &config("1"))
+        .await
+        .unwrap();
+    let err = api
+        .patch("c", &PatchParams::apply("argo"), &config("2"))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}")
+    };
     assert_eq!(status.code, 409);
     assert_eq!(status.reason, "Conflict");
-    assert_eq!(status.message, "Apply failed with 1 conflict: conflict with \"flux\": .data.k");
+    assert_eq!(
+        status.message,
+        "Apply failed with 1 conflict: conflict with \"flux\": .data.k"
+    );
     let causes = status.details.unwrap().causes;
     assert_eq!(causes[0].field, ".data.k");
     assert_eq!(causes[0].reason, "FieldManagerConflict");
-    let forced = api.patch("c", &PatchParams::apply("argo").force(), &config("2")).await.unwrap();
+    let forced = api
+        .patch("c", &PatchParams::apply("argo").force(), &config("2"))
+        .await
+        .unwrap();
     assert_eq!(forced.data.as_ref().unwrap()["k"], "2");
     let e = fields(&forced);
-    assert!(e.iter().all(|x| x["manager"] != "flux"), "flux lost its only field: {e:?}");
-    assert_eq!(entry(&e, "argo")["fieldsV1"], json!({"f:data": {"f:k": {}}}));
+    assert!(
+        e.iter().all(|x| x["manager"] != "flux"),
+        "flux lost its only field: {e:?}"
+    );
+    assert_eq!(
+        entry(&e, "argo")["fieldsV1"],
+        json!({"f:data": {"f:k": {}}})
+    );
 }
 
 fn deployment() -> Value {
@@ -90,11 +134,21 @@ fn deployment() -> Value {
 async fn defaults_are_not_owned_by_the_apply_manager() {
     let sim = sim().await;
     let api: Api<Deployment> = Api::namespaced(sim.client().await.unwrap(), "default");
-    let d = api.patch("web", &PatchParams::apply("flux"), &Patch::Apply(deployment())).await.unwrap();
+    let d = api
+        .patch(
+            "web",
+            &PatchParams::apply("flux"),
+            &Patch::Apply(deployment()),
+        )
+        .await
+        .unwrap();
     let v = serde_json::to_value(&d).unwrap();
     assert_eq!(v["spec"]["replicas"], 1);
     assert_eq!(v["spec"]["progressDeadlineSeconds"], 600);
-    assert_eq!(v["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        v["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
     let e = fields(&d);
     assert_eq!(e.len(), 1, "only the applier: {e:?}");
     assert_eq!(
@@ -103,7 +157,14 @@ async fn defaults_are_not_owned_by_the_apply_manager() {
             "f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}})
     );
     // Re-applying the same configuration changes nothing.
-    let again = api.patch("web", &PatchParams::apply("flux"), &Patch::Apply(deployment())).await.unwrap();
+    let again = api
+        .patch(
+            "web",
+            &PatchParams::apply("flux"),
+            &Patch::Apply(deployment()),
+        )
+        .await
+        .unwrap();
     assert_eq!(again.metadata.resource_version, d.metadata.resource_version);
 }
 
@@ -113,12 +174,31 @@ async fn an_update_manager_owns_the_defaults_of_what_it_created() {
     let sim = sim().await;
     let api: Api<Deployment> = Api::namespaced(sim.client().await.unwrap(), "default");
     let d: Deployment = serde_json::from_value(deployment()).unwrap();
-    let created = api.create(&PostParams { field_manager: Some("kubectl-create".into()), ..Default::default() }, &d).await.unwrap();
+    let created = api
+        .create(
+            &PostParams {
+                field_manager: Some("kubectl-create".into()),
+                ..Default::default()
+            },
+            &d,
+        )
+        .await
+        .unwrap();
     let e = fields(&created);
     let spec = &entry(&e, "kubectl-create")["fieldsV1"]["f:spec"];
-    assert!(spec.get("f:progressDeadlineSeconds").is_some() && spec.get("f:replicas").is_some(), "{spec}");
-    assert!(spec["f:strategy"]["f:rollingUpdate"].get(".").is_some(), "{spec}");
-    assert!(spec["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"].get("f:imagePullPolicy").is_some());
+    assert!(
+        spec.get("f:progressDeadlineSeconds").is_some() && spec.get("f:replicas").is_some(),
+        "{spec}"
+    );
+    assert!(
+        spec["f:strategy"]["f:rollingUpdate"].get(".").is_some(),
+        "{spec}"
+    );
+    assert!(
+        spec["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]
+            .get("f:imagePullPolicy")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -126,11 +206,26 @@ async fn dry_run_stores_nothing_and_sends_no_event() {
     let sim = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(sim.client().await.unwrap(), "default");
     let before = sim.resource_version();
-    let pp = PostParams { dry_run: true, ..Default::default() };
-    let out = api.create(&pp, &cm(json!({"metadata": {"name": "dry"}, "data": {"a": "1"}}))).await.unwrap();
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = api
+        .create(
+            &pp,
+            &cm(json!({"metadata": {"name": "dry"}, "data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(out.metadata.name.as_deref(), Some("dry"));
     let applied = api
-        .patch("dry2", &PatchParams::apply("x").dry_run(), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry2"}})))
+        .patch(
+            "dry2",
+            &PatchParams::apply("x").dry_run(),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry2"}}),
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(applied.metadata.name.as_deref(), Some("dry2"));

@@ -2,7 +2,9 @@
 //! subresources, cluster scope); deleting it stops serving and removes its objects.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::discovery::{Discovery, Scope};
 use serde_json::json;
 
@@ -28,9 +30,16 @@ async fn a_crd_is_served_in_discovery_and_removed_with_its_objects() {
     let sim = sim().await;
     let client = sim.client().await.unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let created = crds.create(&PostParams::default(), &crd("Namespaced")).await.unwrap();
+    let created = crds
+        .create(&PostParams::default(), &crd("Namespaced"))
+        .await
+        .unwrap();
     let conditions = created.status.unwrap().conditions.unwrap();
-    assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
 
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let group = discovery.get("example.com").expect("group served");
@@ -44,30 +53,69 @@ async fn a_crd_is_served_in_discovery_and_removed_with_its_objects() {
     let w: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}})).unwrap();
     let w = api.create(&PostParams::default(), &w).await.unwrap();
     assert_eq!(w.metadata.generation, Some(1));
-    let w = api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}}))).await.unwrap();
+    let w = api
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(w.metadata.generation, Some(2));
-    api.patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"size": 2}}))).await.unwrap();
+    api.patch_status(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"size": 2}})),
+    )
+    .await
+    .unwrap();
     let scale = api.get_scale("w").await.unwrap();
-    assert_eq!((scale.spec.unwrap().replicas, scale.status.unwrap().replicas), (Some(2), 2));
+    assert_eq!(
+        (scale.spec.unwrap().replicas, scale.status.unwrap().replicas),
+        (Some(2), 2)
+    );
     // The other served version sees the same object.
-    let beta = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1beta1", "Widget"), "widgets");
+    let beta = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1beta1", "Widget"),
+        "widgets",
+    );
     let old: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &beta);
-    assert_eq!(old.get("w").await.unwrap().types.unwrap().api_version, "example.com/v1beta1");
+    assert_eq!(
+        old.get("w").await.unwrap().types.unwrap().api_version,
+        "example.com/v1beta1"
+    );
     // Strategic merge patch is not for custom resources.
-    let err = api.patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 3}}))).await.unwrap_err();
+    let err = api
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"size": 3}})),
+        )
+        .await
+        .unwrap_err();
     let kube::Error::Api(s) = err else { panic!() };
     assert_eq!(s.code, 415);
 
-    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     assert!(discovery.get("example.com").is_none());
     let err = api.get("w").await.unwrap_err();
     let kube::Error::Api(s) = err else { panic!() };
     assert_eq!(s.code, 404);
     // Recreating it serves an empty resource.
-    crds.create(&PostParams::default(), &crd("Cluster")).await.unwrap();
+    crds.create(&PostParams::default(), &crd("Cluster"))
+        .await
+        .unwrap();
     let all: Api<DynamicObject> = Api::all_with(client, &ar);
-    assert!(all.list(&Default::default()).await.unwrap().items.is_empty());
+    assert!(
+        all.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -237,6 +237,59 @@ async fn server_side_apply_and_all_three_patch_types_and_scale() {
 }
 
 #[tokio::test]
+async fn yaml_1_1_booleans_in_configmap_data_are_refused() {
+    let sim = tls_sim().await;
+    let Some(k) = Kubectl::new(&sim, "admin") else {
+        return;
+    };
+    let f = k.file(
+        "flags.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  enabled: yes\n",
+    );
+    let out = k.run(&["apply", "-f", &f]).await;
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot be handled as a ConfigMap"),
+        "{}",
+        out.stderr
+    );
+    let quoted = k.file(
+        "quoted.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  enabled: \"yes\"\n",
+    );
+    k.ok(&["apply", "-f", &quoted]).await;
+}
+
+#[tokio::test]
+async fn get_watch_prints_rows_as_changes_arrive() {
+    let sim = tls_sim().await;
+    let Some(k) = Kubectl::new(&sim, "admin") else {
+        return;
+    };
+    k.ok(&["create", "configmap", "first", "--from-literal=a=1"])
+        .await;
+    let mut child = k.spawn(&["get", "configmaps", "-w"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    within(async {
+        while !seen.iter().any(|l: &String| l.starts_with("first")) {
+            seen.push(lines.next_line().await.unwrap().unwrap());
+        }
+    })
+    .await;
+    assert!(seen[0].starts_with("NAME"), "{seen:?}");
+    k.ok(&["create", "configmap", "second", "--from-literal=a=1"])
+        .await;
+    within(async {
+        while !seen.iter().any(|l: &String| l.starts_with("second")) {
+            seen.push(lines.next_line().await.unwrap().unwrap());
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+}
+
+#[tokio::test]
 async fn get_watch_sees_a_change() {
     let sim = tls_sim().await;
     let Some(k) = Kubectl::new(&sim, "admin") else {

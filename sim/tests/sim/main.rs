@@ -2,6 +2,7 @@
 //! One test binary; each module covers one area the issue lists.
 
 mod apply;
+mod cli;
 mod crd;
 mod crud;
 mod discovery;
