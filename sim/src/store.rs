@@ -875,9 +875,8 @@ impl Store {
         if res.crd.is_none() {
             defaults::decode_defaults(&res.group, &res.kind, &mut obj);
         }
+        // A create never sets the status of a kind that has a status subresource.
         if res.status
-            && opts.subresource.is_empty()
-            && res.crd.is_some()
             && let Some(m) = obj.as_object_mut()
         {
             m.remove("status");

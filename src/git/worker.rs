@@ -291,6 +291,8 @@ impl Worker {
                     .await
                     .map(|()| self.remote_tip)
                     .map_err(|e| e.to_string());
+                // Counters are current before anyone hears back.
+                self.publish_waiting();
                 for reply in flushes {
                     let _ = reply.send(result.clone());
                 }

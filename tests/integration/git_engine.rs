@@ -374,3 +374,80 @@ async fn a_snapshot_writes_the_folder_difference_once() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_branch_starts_from_the_default_branch_and_a_force_push_is_survived() {
+    let scratch = Scratch::new("branches");
+    let repo = scratch.bare("repo.git");
+    let reg = registry(&scratch.path().join("state"), config(0, Clock::Wall));
+    let main = reg
+        .acquire(Remote::new(url(&repo), None), "main", "m")
+        .expect("acquire");
+    main.send(change("alice", "apps", "a", "1", 0))
+        .await
+        .expect("send");
+    let main_tip = main.flush().await.expect("main").expect("a tip");
+
+    // A destination on a branch that does not exist yet: it starts from main.
+    let feature = reg
+        .acquire(Remote::new(url(&repo), None), "feature", "f")
+        .expect("acquire");
+    feature
+        .send(change("bob", "other", "b", "1", 1))
+        .await
+        .expect("send");
+    feature.flush().await.expect("feature");
+    assert_eq!(
+        git(&["rev-parse", "feature~1"], Some(&repo)),
+        main_tip.to_string()
+    );
+    assert_eq!(git(&["show", "feature:apps/a.yaml"], Some(&repo)), "1");
+
+    // Someone force-pushes main to an unrelated history; the worker's next change lands on it.
+    let work = BareRepo::init(scratch.path().join("rewrite.git"));
+    let tree = support_git(
+        &work.path,
+        &["--git-dir", work.path.to_str().expect("utf-8"), "mktree"],
+        Some(""),
+    );
+    let root = support_git(
+        &work.path,
+        &[
+            "--git-dir",
+            work.path.to_str().expect("utf-8"),
+            "commit-tree",
+            &tree,
+            "-m",
+            "rewritten",
+        ],
+        None,
+    );
+    support_git(
+        &work.path,
+        &[
+            "--git-dir",
+            work.path.to_str().expect("utf-8"),
+            "push",
+            "-q",
+            "--force",
+            &url(&repo),
+            &format!("{root}:refs/heads/main"),
+        ],
+        None,
+    );
+    main.send(change("alice", "apps", "c", "1", 2))
+        .await
+        .expect("send");
+    main.flush().await.expect("lands on the rewritten branch");
+    assert_eq!(git(&["rev-parse", "main~1"], Some(&repo)), root);
+    assert_eq!(
+        git(&["log", "-1", "--format=%s", "main"], Some(&repo)),
+        "update v1 ConfigMap shop/c"
+    );
+    assert!(
+        main.stats()
+            .push_conflicts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}

@@ -123,3 +123,22 @@ async fn https_with_the_generated_ca_works_for_kube_rs() {
             .contains("certificate-authority-data")
     );
 }
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_server() {
+    let sim = sim().await;
+    let addr = sim.addr();
+    let (code, _) = raw(&sim, "GET", "/readyz", None, "", "").await;
+    assert_eq!(code, 200);
+    drop(sim);
+    let refused = within(async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                break true;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(refused);
+}
