@@ -54,6 +54,9 @@ pub enum Command {
     /// who made it, dated when the API server received it, grouped by the same windows as the
     /// live agent. Replaying the same log again adds no commit.
     Replay(Box<ReplayArgs>),
+    /// Run the Kubernetes API simulator (kubesim) until interrupted; writes a kubeconfig that
+    /// kubectl and kube-rs can use. For tests and demos: it is not a Kubernetes.
+    Sim(kubesim::cli::SimArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,6 +143,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Sanitize(args) => sanitize(&args, out, err),
         Command::Diff(args) => diff(&args, out),
         Command::Replay(args) => replay(*args, out),
+        Command::Sim(args) => kubesim::cli::run_sim_blocking(args, out)
+            .map(|()| EXIT_OK)
+            .map_err(CliError::from),
     };
     match result {
         Ok(code) => code,
@@ -167,6 +173,8 @@ pub enum CliError {
     Layout(#[from] crate::manifest::layout::LayoutError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[error(transparent)]
+    Sim(#[from] kubesim::SimError),
     #[error("{input}: {problem}")]
     Input { input: String, problem: String },
     #[error("cannot write output: {0}")]

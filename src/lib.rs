@@ -3,6 +3,7 @@
 //! custom resource types; `cli` implements the command line on top of both.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod crd;

@@ -553,7 +553,7 @@ async fn resource_inner(
                 fields,
                 start,
                 bookmarks: q.allow_watch_bookmarks,
-                timeout: Duration::from_secs(q.timeout_seconds.unwrap_or(1800)),
+                timeout: Duration::from_secs(q.timeout_seconds.unwrap_or(1800).min(86_400)),
                 table: table::wants_table(&accept),
                 metadata_only: table::wants_metadata(&accept),
             };

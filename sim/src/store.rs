@@ -1,6 +1,5 @@
-//! The object store: one global resourceVersion, objects per resource, the bounded event history
-//! watches read, and the semantics of every write (metadata, generation, finalizers, namespaces,
-//! CRDs, managedFields). Synchronous and free of I/O; the server wraps it in a lock.
+//! The object store: one global resourceVersion, objects per resource, the bounded watch history,
+//! and the semantics of every write. Synchronous and free of I/O; the server wraps it in a lock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

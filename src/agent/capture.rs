@@ -1,0 +1,265 @@
+//! The capture decision for one live object and one destination: write its file, delete it,
+//! or write nothing — with the reason (equivalent to Git, excluded) that logs and metrics show.
+
+use crate::manifest::equivalence::{Equivalence, Verdict, compare};
+use crate::manifest::exclude::{Exclusion, ExclusionPolicy};
+use crate::manifest::hash::{ContentHash, annotated_hash, content_hash};
+use crate::manifest::layout::{Location, PathTemplate};
+use crate::manifest::object::{ObjectError, ObjectId};
+use crate::manifest::pipeline::{Outcome, prepare};
+use crate::manifest::yaml::{YamlError, parse_documents, to_yaml};
+use serde_json::Value;
+
+/// Where a destination writes: its folder and layout.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub folder: String,
+    pub template: PathTemplate,
+}
+
+impl Layout {
+    /// The path of an object's file.
+    pub fn path(&self, id: &ObjectId, resource: &str) -> String {
+        self.template.path_in(
+            &self.folder,
+            &Location {
+                group: &id.group,
+                version: &id.version,
+                kind: &id.kind,
+                resource,
+                namespace: id.namespace.as_deref(),
+                name: &id.name,
+            },
+        )
+    }
+}
+
+/// What to do with one event for one destination.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Write the file: the object is new or differs from Git.
+    Write {
+        path: String,
+        content: Vec<u8>,
+        hash: ContentHash,
+        id: ObjectId,
+    },
+    /// Remove the file: the object is gone.
+    Delete { path: String, id: ObjectId },
+    /// Nothing to write: Git already says this (exact, hash-annotation or near, with reason),
+    /// or the object is gone and has no file.
+    Unchanged {
+        path: String,
+        id: ObjectId,
+        why: Unchanged,
+    },
+    /// Never written (Secrets, derived and runtime objects...).
+    Excluded { id: ObjectId, exclusion: Exclusion },
+}
+
+/// Why nothing is written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Unchanged {
+    Equivalent(Equivalence),
+    /// A delete of an object that has no file.
+    NoFile,
+}
+
+impl Decision {
+    /// The label of the decision in metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Write { .. } => "written",
+            Decision::Delete { .. } => "deleted",
+            Decision::Unchanged {
+                why: Unchanged::Equivalent(Equivalence::Exact),
+                ..
+            } => "exact",
+            Decision::Unchanged {
+                why: Unchanged::Equivalent(Equivalence::HashAnnotation),
+                ..
+            } => "hash-annotation",
+            Decision::Unchanged {
+                why: Unchanged::Equivalent(Equivalence::Near { .. }),
+                ..
+            } => "near",
+            Decision::Unchanged {
+                why: Unchanged::NoFile,
+                ..
+            } => "no-file",
+            Decision::Excluded { .. } => "excluded",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+}
+
+/// Decides for a live object (as the API server sent it) that exists. `git_file` is the
+/// current content of its file in Git, if any. Cheapest checks first: the hash of the new
+/// content against the hash of the file; only when they differ, the full equivalence.
+pub fn decide_upsert(
+    live: Value,
+    resource: &str,
+    layout: &Layout,
+    policy: &ExclusionPolicy,
+    git_file: Option<&[u8]>,
+) -> Result<Decision, CaptureError> {
+    // Equivalence needs the live object as sent (managedFields, last-applied); keep it only
+    // when there is a file to compare with.
+    let original = git_file.map(|_| live.clone());
+    let manifest = match prepare(live, policy)? {
+        Outcome::Kept(manifest) => manifest,
+        Outcome::Skipped { id, exclusion } => return Ok(Decision::Excluded { id, exclusion }),
+    };
+    let path = layout.path(&manifest.id, resource);
+    if let (Some(bytes), Some(original)) = (git_file, original) {
+        let git_doc = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| parse_documents(text, &path).ok())
+            .and_then(|mut docs| (docs.len() == 1).then(|| docs.remove(0)));
+        if let Some(git_doc) = git_doc {
+            let git_hash = annotated_hash(&git_doc).unwrap_or_else(|| content_hash(&git_doc));
+            if git_hash == manifest.hash {
+                return Ok(Decision::Unchanged {
+                    path,
+                    id: manifest.id,
+                    why: Unchanged::Equivalent(Equivalence::Exact),
+                });
+            }
+            if let Verdict::Equivalent(how) = compare(&git_doc, &original) {
+                return Ok(Decision::Unchanged {
+                    path,
+                    id: manifest.id,
+                    why: Unchanged::Equivalent(how),
+                });
+            }
+        }
+    }
+    let content = to_yaml(&manifest.doc)?.into_bytes();
+    Ok(Decision::Write {
+        path,
+        content,
+        hash: manifest.hash,
+        id: manifest.id,
+    })
+}
+
+/// Decides for an object that is gone: remove its file if Git has one.
+pub fn decide_delete(
+    last: &Value,
+    resource: &str,
+    layout: &Layout,
+    git_has_file: bool,
+) -> Result<Decision, CaptureError> {
+    let id = ObjectId::of(last)?;
+    let path = layout.path(&id, resource);
+    Ok(if git_has_file {
+        Decision::Delete { path, id }
+    } else {
+        Decision::Unchanged {
+            path,
+            id,
+            why: Unchanged::NoFile,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn layout() -> Layout {
+        Layout {
+            folder: "clusters/dev".into(),
+            template: PathTemplate::default(),
+        }
+    }
+
+    fn live(value: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                "managedFields": [{"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:mode": {}}}}]},
+            "data": {"mode": value}})
+    }
+
+    #[test]
+    fn new_object_is_written_and_an_equal_one_is_not() {
+        let policy = ExclusionPolicy::default();
+        let first = decide_upsert(live("on"), "configmaps", &layout(), &policy, None).unwrap();
+        let Decision::Write { path, content, .. } = &first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(path, "clusters/dev/shop/core/configmaps/settings.yaml");
+        // The same object again (a status-only or metadata-only update): nothing to write.
+        let again =
+            decide_upsert(live("on"), "configmaps", &layout(), &policy, Some(content)).unwrap();
+        assert_eq!(again.label(), "exact");
+        // A real change is written.
+        let changed =
+            decide_upsert(live("off"), "configmaps", &layout(), &policy, Some(content)).unwrap();
+        assert_eq!(changed.label(), "written");
+    }
+
+    #[test]
+    fn secrets_are_excluded_and_deletes_need_a_file() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"}});
+        let d = decide_upsert(
+            secret.clone(),
+            "secrets",
+            &layout(),
+            &ExclusionPolicy::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.label(), "excluded");
+        let d = decide_upsert(
+            secret.clone(),
+            "secrets",
+            &layout(),
+            &ExclusionPolicy::allowing_secrets(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(d.label(), "written");
+        assert_eq!(
+            decide_delete(&secret, "secrets", &layout(), false)
+                .unwrap()
+                .label(),
+            "no-file"
+        );
+        assert_eq!(
+            decide_delete(&secret, "secrets", &layout(), true)
+                .unwrap()
+                .label(),
+            "deleted"
+        );
+    }
+
+    #[test]
+    fn a_hand_written_file_without_server_defaults_is_near() {
+        let git = b"apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ports:\n  - port: 80\n  selector:\n    app: web\n";
+        let live = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop", "managedFields": [{"manager": "kustomize-controller",
+                "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}, "f:selector": {}}}}]},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}], "selector": {"app": "web"},
+                "sessionAffinity": "None", "type": "ClusterIP", "clusterIP": "10.0.0.7"}});
+        let d = decide_upsert(
+            live,
+            "services",
+            &layout(),
+            &ExclusionPolicy::default(),
+            Some(git),
+        )
+        .unwrap();
+        assert_eq!(d.label(), "near", "{d:?}");
+    }
+}
