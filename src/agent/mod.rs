@@ -2,3 +2,4 @@
 //! commits. `capture` is the pure decision for one object and one destination.
 
 pub mod capture;
+pub mod watches;

@@ -406,3 +406,59 @@ fn examples_read_as_their_rust_types() {
     .into();
     assert_eq!(seen, all, "every kind has an example");
 }
+
+/// Every `spec` field path of a schema: `spec.commit.window.quiet`, `spec.rules[].resources`.
+fn field_paths(schema: &Value, path: &str, out: &mut Vec<String>) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, child) in properties {
+        let full = format!("{path}.{name}");
+        out.push(full.clone());
+        field_paths(child, &full, out);
+        if let Some(items) = child.get("items") {
+            field_paths(items, &format!("{full}[]"), out);
+        }
+    }
+}
+
+#[test]
+fn the_configuration_reference_names_every_field_and_every_flag() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"))
+            .expect("docs/configuration.md");
+    for kind in [
+        "GitRepoConfig",
+        "GitDestination",
+        "WatchRule",
+        "ClusterWatchRule",
+    ] {
+        let mut paths = Vec::new();
+        field_paths(&schema_of(kind)["properties"]["spec"], "spec", &mut paths);
+        assert!(!paths.is_empty(), "{kind}");
+        for path in paths {
+            assert!(
+                doc.contains(&format!("`{path}`")),
+                "docs/configuration.md lacks {kind} field {path}; regenerate the field tables"
+            );
+        }
+    }
+    for command in ["crds", "sanitize", "diff", "replay", "sim"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+            .args([command, "--help"])
+            .output()
+            .expect("help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in help.split_whitespace().filter(|w| w.starts_with("--")) {
+            let flag = flag
+                .trim_end_matches([',', '.'])
+                .split('=')
+                .next()
+                .unwrap_or(flag);
+            assert!(
+                doc.contains(flag),
+                "docs/configuration.md lacks `{command} {flag}`"
+            );
+        }
+    }
+}
