@@ -54,6 +54,9 @@ pub enum Command {
     /// who made it, dated when the API server received it, grouped by the same windows as the
     /// live agent. Replaying the same log again adds no commit.
     Replay(Box<ReplayArgs>),
+    /// Run the agent: watch what the custom resources select and keep their Git folders equal
+    /// to it. Serves /metrics, /healthz and /readyz.
+    Run(Box<RunArgs>),
     /// Run the Kubernetes API simulator (kubesim) until interrupted; writes a kubeconfig that
     /// kubectl and kube-rs can use. For tests and demos: it is not a Kubernetes.
     Sim(kubesim::cli::SimArgs),
@@ -85,6 +88,29 @@ pub struct DiffArgs {
     pub git_file: PathBuf,
     /// The live object, as `kubectl get -o yaml` or `-o json` prints it.
     pub live_file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kubeconfig to use; without it, the in-cluster configuration or the usual kubeconfig
+    /// ($KUBECONFIG, ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the local repository caches live.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/gitops-reverser")]
+    pub state_dir: PathBuf,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = crate::ops::server::DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Let Secrets through (by default they are never written; prefer SealedSecrets).
+    #[arg(long)]
+    pub allow_secrets: bool,
+    /// This cluster's name in the ownership marker of every folder it writes.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub cluster_name: String,
+    /// Use streaming lists (`sendInitialEvents`) for watches instead of list-then-watch.
+    #[arg(long)]
+    pub streaming_lists: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +169,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Sanitize(args) => sanitize(&args, out, err),
         Command::Diff(args) => diff(&args, out),
         Command::Replay(args) => replay(*args, out),
+        Command::Run(args) => run_agent(*args),
         Command::Sim(args) => kubesim::cli::run_sim_blocking(args, out)
             .map(|()| EXIT_OK)
             .map_err(CliError::from),
@@ -175,6 +202,12 @@ pub enum CliError {
     Replay(#[from] crate::replay::ReplayError),
     #[error(transparent)]
     Sim(#[from] kubesim::SimError),
+    #[error("Kubernetes client configuration: {0}")]
+    KubeConfig(String),
+    #[error(transparent)]
+    Agent(#[from] crate::agent::runtime::AgentError),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::server::OpsError),
     #[error("{input}: {problem}")]
     Input { input: String, problem: String },
     #[error("cannot write output: {0}")]
@@ -250,6 +283,73 @@ fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     }
     writeln!(out, "{verdict}")?;
     Ok(EXIT_OK)
+}
+
+fn run_agent(args: RunArgs) -> Result<u8, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Write)?;
+    runtime.block_on(async move {
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| CliError::KubeConfig(format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(
+                    kubeconfig,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .map_err(|e| CliError::KubeConfig(format!("{}: {e}", path.display())))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| CliError::KubeConfig(e.to_string()))?,
+        };
+        let client =
+            kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))?;
+        let options = crate::agent::runtime::AgentOptions {
+            state_dir: args.state_dir,
+            allow_secrets: args.allow_secrets,
+            cluster: args.cluster_name,
+            streaming_lists: args.streaming_lists,
+            transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
+            settle: std::time::Duration::from_millis(200),
+        };
+        let handle = crate::agent::runtime::handle(&options);
+        let server = crate::ops::server::OpsServer::bind(args.metrics_addr).await?;
+        let state = crate::ops::server::OpsState {
+            metrics: handle.metrics.clone(),
+            readiness: handle.readiness.clone(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut ops_stop = stop_rx.clone();
+        let ops = tokio::spawn(server.run(state, async move {
+            let _ = ops_stop.wait_for(|stop| *stop).await;
+        }));
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match term.as_mut() {
+                    Some(term) => {
+                        term.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
+            }
+            tracing::info!("shutting down: flushing open windows and pushing");
+        };
+        let result = crate::agent::runtime::run(client, options, handle, shutdown).await;
+        let _ = stop_tx.send(true);
+        let _ = ops.await;
+        result?;
+        Ok(EXIT_OK)
+    })
 }
 
 fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {

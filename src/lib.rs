@@ -6,8 +6,10 @@
 pub mod agent;
 pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod crd;
 pub mod git;
 pub mod identity;
 pub mod manifest;
+pub mod ops;
 pub mod replay;

@@ -263,3 +263,45 @@ mod tests {
         assert_eq!(d.label(), "near", "{d:?}");
     }
 }
+
+/// The complete desired content of a destination folder from complete listings: every kept
+/// object rendered at its path (relative to the folder). Excluded objects are counted by rule.
+#[derive(Debug, Default)]
+pub struct FolderContent {
+    /// Path relative to the folder → file bytes.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub excluded: std::collections::BTreeMap<&'static str, usize>,
+    /// Objects that could not be rendered, with the reason (they are reported, not written).
+    pub invalid: Vec<String>,
+}
+
+/// Renders listed objects (with the plural of the resource each came from) into the folder's
+/// desired content.
+pub fn render_folder(
+    objects: impl IntoIterator<Item = (String, Value)>,
+    layout: &Layout,
+    policy: &ExclusionPolicy,
+) -> FolderContent {
+    let mut out = FolderContent::default();
+    let prefix = format!("{}/", layout.folder);
+    for (resource, object) in objects {
+        let label = crate::manifest::object::describe(&object);
+        match prepare(object, policy) {
+            Ok(Outcome::Kept(manifest)) => {
+                let path = layout.path(&manifest.id, &resource);
+                match to_yaml(&manifest.doc) {
+                    Ok(text) => {
+                        let relative = path.strip_prefix(&prefix).unwrap_or(&path).to_string();
+                        out.files.push((relative, text.into_bytes()));
+                    }
+                    Err(e) => out.invalid.push(format!("{label}: {e}")),
+                }
+            }
+            Ok(Outcome::Skipped { exclusion, .. }) => {
+                *out.excluded.entry(exclusion.rule).or_default() += 1
+            }
+            Err(e) => out.invalid.push(format!("{label}: {e}")),
+        }
+    }
+    out
+}

@@ -2,4 +2,5 @@
 //! commits. `capture` is the pure decision for one object and one destination.
 
 pub mod capture;
+pub mod runtime;
 pub mod watches;

@@ -8,36 +8,23 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// What one watch covers: a resource (by group, version and plural) in one namespace or all.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WatchKey {
-    pub group: String,
-    pub version: String,
-    pub kind: String,
-    pub plural: String,
-    pub namespaced: bool,
-    /// `None`: every namespace (or a cluster-scoped resource).
-    pub namespace: Option<String>,
-}
-
-impl std::fmt::Display for WatchKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let gv = if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) };
-        match &self.namespace {
-            Some(ns) => write!(f, "{gv} {} in {ns}", self.plural),
-            None => write!(f, "{gv} {}", self.plural),
-        }
-    }
-}
+pub use crate::config::WatchKey;
 
 /// What a watch reports.
 #[derive(Debug)]
 pub enum WatchEvent {
     /// The object exists with this content (added, modified, or seen in a (re)list).
-    Upsert { key: WatchKey, object: Box<DynamicObject>, initial: bool },
+    Upsert {
+        key: WatchKey,
+        object: Box<DynamicObject>,
+        initial: bool,
+    },
     /// The object is gone. After a relist this is synthesized for objects the watch knew and
     /// the new listing no longer has (deleted while the watch was down).
-    Delete { key: WatchKey, object: Box<DynamicObject> },
+    Delete {
+        key: WatchKey,
+        object: Box<DynamicObject>,
+    },
     /// A complete listing has been delivered (after the first list and after each relist).
     Listed { key: WatchKey, objects: usize },
     /// The watch failed; it retries with backoff. Nothing is deleted because of it.
@@ -54,7 +41,12 @@ pub struct WatchManager {
 
 impl WatchManager {
     pub fn new(client: kube::Client, tx: mpsc::Sender<WatchEvent>, streaming_lists: bool) -> Self {
-        Self { client, tx, tasks: BTreeMap::new(), streaming_lists }
+        Self {
+            client,
+            tx,
+            tasks: BTreeMap::new(),
+            streaming_lists,
+        }
     }
 
     /// Makes the running watches exactly `wanted`.
@@ -71,7 +63,12 @@ impl WatchManager {
         for key in wanted {
             if !self.tasks.contains_key(key) {
                 tracing::info!(watch = %key, "starting watch");
-                let task = tokio::spawn(run_watch(self.client.clone(), key.clone(), self.tx.clone(), self.streaming_lists));
+                let task = tokio::spawn(run_watch(
+                    self.client.clone(),
+                    key.clone(),
+                    self.tx.clone(),
+                    self.streaming_lists,
+                ));
                 self.tasks.insert(key.clone(), task);
             }
         }
@@ -103,9 +100,13 @@ pub(crate) fn api_for(client: kube::Client, key: &WatchKey) -> Api<DynamicObject
     let resource = ApiResource {
         group: key.group.clone(),
         version: key.version.clone(),
-        api_version: if key.group.is_empty() { key.version.clone() } else { format!("{}/{}", key.group, key.version) },
+        api_version: if key.group.is_empty() {
+            key.version.clone()
+        } else {
+            format!("{}/{}", key.group, key.version)
+        },
         kind: key.kind.clone(),
-        plural: key.plural.clone(),
+        plural: key.resource.clone(),
     };
     match &key.namespace {
         Some(ns) if key.namespaced => Api::namespaced_with(client, ns, &resource),
@@ -116,12 +117,24 @@ pub(crate) fn api_for(client: kube::Client, key: &WatchKey) -> Api<DynamicObject
 type ObjectName = (Option<String>, String);
 
 fn name_of(object: &DynamicObject) -> Option<ObjectName> {
-    Some((object.metadata.namespace.clone(), object.metadata.name.clone()?))
+    Some((
+        object.metadata.namespace.clone(),
+        object.metadata.name.clone()?,
+    ))
 }
 
-async fn run_watch(client: kube::Client, key: WatchKey, tx: mpsc::Sender<WatchEvent>, streaming: bool) {
+async fn run_watch(
+    client: kube::Client,
+    key: WatchKey,
+    tx: mpsc::Sender<WatchEvent>,
+    streaming: bool,
+) {
     let api = api_for(client, &key);
-    let config = if streaming { watcher::Config::default().streaming_lists() } else { watcher::Config::default() };
+    let config = if streaming {
+        watcher::Config::default().streaming_lists()
+    } else {
+        watcher::Config::default()
+    };
     let mut stream = watcher(api, config).boxed();
     // The objects this watch knows (names only, never whole objects), and those seen in the
     // listing in progress.
@@ -143,31 +156,64 @@ async fn run_watch(client: kube::Client, key: WatchKey, tx: mpsc::Sender<WatchEv
                     }
                     known.insert(name, skeleton(&object));
                 }
-                tx.send(WatchEvent::Upsert { key: key.clone(), object: Box::new(object), initial }).await.is_ok()
+                tx.send(WatchEvent::Upsert {
+                    key: key.clone(),
+                    object: Box::new(object),
+                    initial,
+                })
+                .await
+                .is_ok()
             }
             Ok(watcher::Event::Delete(object)) => {
                 if let Some(name) = name_of(&object) {
                     known.remove(&name);
                 }
-                tx.send(WatchEvent::Delete { key: key.clone(), object: Box::new(object) }).await.is_ok()
+                tx.send(WatchEvent::Delete {
+                    key: key.clone(),
+                    object: Box::new(object),
+                })
+                .await
+                .is_ok()
             }
             Ok(watcher::Event::InitDone) => {
                 let seen = listing.take().unwrap_or_default();
-                let gone: Vec<ObjectName> = known.keys().filter(|n| !seen.contains(*n)).cloned().collect();
+                let gone: Vec<ObjectName> = known
+                    .keys()
+                    .filter(|n| !seen.contains(*n))
+                    .cloned()
+                    .collect();
                 let mut ok = true;
                 for name in gone {
                     if let Some(object) = known.remove(&name) {
                         tracing::info!(watch = %key, namespace = ?name.0, name = %name.1,
                             "object gone while the watch was down; deleting its file");
-                        ok &= tx.send(WatchEvent::Delete { key: key.clone(), object }).await.is_ok();
+                        ok &= tx
+                            .send(WatchEvent::Delete {
+                                key: key.clone(),
+                                object,
+                            })
+                            .await
+                            .is_ok();
                     }
                 }
-                ok && tx.send(WatchEvent::Listed { key: key.clone(), objects: known.len() }).await.is_ok()
+                ok && tx
+                    .send(WatchEvent::Listed {
+                        key: key.clone(),
+                        objects: known.len(),
+                    })
+                    .await
+                    .is_ok()
             }
             Err(e) => {
                 let error = e.to_string();
                 tracing::warn!(watch = %key, %error, retry_in = ?backoff, "watch failed; retrying");
-                let ok = tx.send(WatchEvent::Failed { key: key.clone(), error }).await.is_ok();
+                let ok = tx
+                    .send(WatchEvent::Failed {
+                        key: key.clone(),
+                        error,
+                    })
+                    .await
+                    .is_ok();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
                 ok
@@ -182,8 +228,14 @@ async fn run_watch(client: kube::Client, key: WatchKey, tx: mpsc::Sender<WatchEv
 /// Just enough of an object to name it in a synthesized delete: apiVersion, kind, name,
 /// namespace. The agent keeps names, not contents.
 fn skeleton(object: &DynamicObject) -> Box<DynamicObject> {
-    let mut meta = kube::api::ObjectMeta::default();
-    meta.name = object.metadata.name.clone();
-    meta.namespace = object.metadata.namespace.clone();
-    Box::new(DynamicObject { types: object.types.clone(), metadata: meta, data: serde_json::Value::Null })
+    let meta = kube::api::ObjectMeta {
+        name: object.metadata.name.clone(),
+        namespace: object.metadata.namespace.clone(),
+        ..Default::default()
+    };
+    Box::new(DynamicObject {
+        types: object.types.clone(),
+        metadata: meta,
+        data: serde_json::Value::Null,
+    })
 }

@@ -61,6 +61,19 @@ impl Registry {
         branch: &str,
         holder: &str,
     ) -> Result<WorkerHandle, RegistryError> {
+        self.acquire_with(remote, branch, holder, None)
+    }
+
+    /// Like [`Registry::acquire`], with the commit windows of the repository's configuration.
+    /// The worker keeps the windows it started with; a later holder's differing windows take
+    /// effect when the worker is next started.
+    pub fn acquire_with(
+        &self,
+        remote: Remote,
+        branch: &str,
+        holder: &str,
+        windows: Option<super::window::WindowConfig>,
+    ) -> Result<WorkerHandle, RegistryError> {
         let key = RepoKey {
             url: NormalizedUrl::parse(&remote.url)?,
             branch: branch.to_string(),
@@ -71,13 +84,11 @@ impl Registry {
             return Ok(entry.handle.clone());
         }
         let store = Arc::new(Store::open(&self.state_dir, &key.url)?);
-        let handle = spawn(
-            key.clone(),
-            remote,
-            store,
-            self.transport.clone(),
-            self.config.clone(),
-        );
+        let mut config = self.config.clone();
+        if let Some(windows) = windows {
+            config.windows = windows;
+        }
+        let handle = spawn(key.clone(), remote, store, self.transport.clone(), config);
         tracing::info!(repository = %key, %holder, "worker started");
         workers.insert(
             key,
@@ -101,6 +112,11 @@ impl Registry {
             }
             keep
         });
+    }
+
+    /// The running workers' handles (for metrics).
+    pub fn handles(&self) -> Vec<WorkerHandle> {
+        self.lock().values().map(|e| e.handle.clone()).collect()
     }
 
     /// The repositories and branches that have a worker.

@@ -76,6 +76,8 @@ pub struct WorkerStats {
     pub unchanged: AtomicU64,
     /// Changes not written because another owner's fresh marker holds their folder.
     pub refused: AtomicU64,
+    /// Commit windows open now.
+    pub open_windows: AtomicU64,
 }
 
 /// A worker failed to land its changes this round (they are kept and retried).
@@ -115,6 +117,9 @@ pub struct SnapshotRequest {
     pub destination: String,
     /// Paths relative to the folder → bytes.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Remove files of the folder that `files` lacks (prune `Sweep` after complete listings).
+    /// When false, existing files stay and only additions and updates are written.
+    pub prune: bool,
 }
 
 /// Work not yet on the remote, in order: replayed onto whatever the remote tip is when pushed.
@@ -137,6 +142,7 @@ impl Pending {
 #[derive(Clone)]
 pub struct WorkerHandle {
     key: RepoKey,
+    store: Arc<Store>,
     tx: mpsc::Sender<Command>,
     stats: Arc<WorkerStats>,
 }
@@ -148,6 +154,15 @@ impl WorkerHandle {
 
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
+    }
+
+    /// The bytes of `path` as last pushed to the branch (what Git holds, as far as this worker
+    /// knows), or `None`.
+    pub fn read_pushed(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tip = self
+            .store
+            .resolve(&format!("refs/heads/{}", self.key.branch))?;
+        self.store.read_file(tip, path)
     }
 
     /// Commands waiting in the queue.
@@ -204,7 +219,7 @@ pub fn spawn(
     let worker = Worker {
         key: key.clone(),
         remote,
-        store,
+        store: store.clone(),
         transport,
         windows: Windows::new(config.windows),
         pending: VecDeque::new(),
@@ -216,7 +231,12 @@ pub fn spawn(
         config,
     };
     tokio::spawn(worker.run(rx));
-    WorkerHandle { key, tx, stats }
+    WorkerHandle {
+        key,
+        store,
+        tx,
+        stats,
+    }
 }
 
 struct Worker {
@@ -317,7 +337,11 @@ impl Worker {
 
     fn publish_waiting(&self) {
         let pending: usize = self.pending.iter().map(Pending::size).sum();
-        let waiting = pending + self.windows.open_counts().1;
+        let (open, in_windows) = self.windows.open_counts();
+        let waiting = pending + in_windows;
+        self.stats
+            .open_windows
+            .store(open as u64, Ordering::Relaxed);
         self.stats
             .waiting_changes
             .store(waiting as u64, Ordering::Relaxed);
@@ -618,7 +642,7 @@ impl PushJob {
             head,
             &snapshot.folder,
             files,
-            |p| p == MARKER_FILE,
+            |p| p == MARKER_FILE || !snapshot.prune,
             Some((MARKER_FILE, marker_text.as_bytes())),
             committer,
         )?;

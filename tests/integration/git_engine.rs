@@ -341,6 +341,7 @@ async fn a_snapshot_writes_the_folder_difference_once() {
     let request = |files: &[(&str, &str)]| SnapshotRequest {
         folder: "clusters/prod".into(),
         destination: "flux-system/prod".into(),
+        prune: true,
         files: files
             .iter()
             .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))

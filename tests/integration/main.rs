@@ -1,9 +1,11 @@
 //! Integration tests of gitops-reverser, one binary: the CLI contracts and the generated CRDs.
 //! Each module drives the built `gitops-reverser` binary or the library as a user would.
 
+mod agent;
 mod cli;
 mod crds;
 mod git_engine;
 mod git_transport;
+mod ops;
 mod replay;
 mod support;

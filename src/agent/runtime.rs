@@ -1,0 +1,776 @@
+//! The agent's main loop: reflects the custom resources, namespaces and discovery into the
+//! plan, applies it (watches, workers, statuses, initial reconciles) and captures live events.
+
+use super::capture::{Decision, Layout, decide_delete, decide_upsert, render_folder};
+use super::watches::{WatchEvent, WatchManager, api_for};
+use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan};
+use crate::crd::{
+    ClusterWatchRule, GitDestination, GitRepoConfig, Operation, PrunePolicy, WatchRule,
+};
+use crate::git::change::{Change, FileChange};
+use crate::git::credentials::Credentials;
+use crate::git::registry::Registry;
+use crate::git::transport::{Remote, Transport};
+use crate::git::window::WindowConfig;
+use crate::git::worker::{SnapshotRequest, WorkerConfig, WorkerHandle};
+use crate::identity::Author;
+use crate::manifest::exclude::ExclusionPolicy;
+use crate::ops::Readiness;
+use crate::ops::metrics::{EventDecision, Metrics};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+
+/// How the agent runs.
+#[derive(Clone)]
+pub struct AgentOptions {
+    pub state_dir: PathBuf,
+    pub allow_secrets: bool,
+    /// This cluster's name in ownership markers.
+    pub cluster: String,
+    pub streaming_lists: bool,
+    pub transport: Arc<dyn Transport>,
+    /// How long after the last configuration change the plan is recomputed (debounce).
+    pub settle: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// What the agent holds for one Ready destination.
+struct Destination {
+    worker: WorkerHandle,
+    layout: Layout,
+    prune: bool,
+    folder: String,
+    /// The rules and watches its last reconcile covered (a change triggers a new one).
+    covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
+}
+
+/// The running agent's shared pieces, for the `run` command and tests.
+#[derive(Clone)]
+pub struct AgentHandle {
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    watches: Arc<std::sync::Mutex<usize>>,
+}
+
+impl AgentHandle {
+    /// Number of running watches.
+    pub fn watches(&self) -> usize {
+        self.watches.lock().map(|n| *n).unwrap_or(0)
+    }
+}
+
+/// Creates the agent's shared pieces (registry, metrics, readiness).
+pub fn handle(options: &AgentOptions) -> AgentHandle {
+    let registry = Arc::new(Registry::new(
+        &options.state_dir,
+        options.transport.clone(),
+        WorkerConfig {
+            cluster: options.cluster.clone(),
+            ..WorkerConfig::default()
+        },
+    ));
+    let sampled = registry.clone();
+    let metrics = Arc::new(Metrics::new(move || {
+        sampled
+            .handles()
+            .iter()
+            .map(crate::ops::metrics::WorkerSample::of)
+            .collect()
+    }));
+    let readiness = Readiness::new();
+    readiness.set_not_ready("the initial reconcile has not finished");
+    AgentHandle {
+        registry,
+        metrics,
+        readiness,
+        watches: Arc::new(std::sync::Mutex::new(0)),
+    }
+}
+
+/// Runs the agent until `shutdown` resolves; then flushes every worker.
+pub async fn run(
+    client: kube::Client,
+    options: AgentOptions,
+    handle: AgentHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let changed = Arc::new(Notify::new());
+    let repos = reflect::<GitRepoConfig>(client.clone(), changed.clone());
+    let destinations = reflect::<GitDestination>(client.clone(), changed.clone());
+    let watch_rules = reflect::<WatchRule>(client.clone(), changed.clone());
+    let cluster_rules = reflect::<ClusterWatchRule>(client.clone(), changed.clone());
+    let namespaces = reflect::<Namespace>(client.clone(), changed.clone());
+    let _crds = reflect::<CustomResourceDefinition>(client.clone(), changed.clone());
+
+    let (tx, mut events) = mpsc::channel(1024);
+    let mut watches = WatchManager::new(client.clone(), tx, options.streaming_lists);
+    let (done_tx, mut reconciled) = mpsc::channel::<(ObjectKey, Result<(), String>)>(64);
+    let mut agent = Agent {
+        client: client.clone(),
+        options: options.clone(),
+        handle: handle.clone(),
+        plan: Arc::new(Plan::default()),
+        destinations: BTreeMap::new(),
+        reconciling: BTreeSet::new(),
+        reconcile_results: BTreeMap::new(),
+        held: BTreeMap::new(),
+        done_tx,
+    };
+    tokio::pin!(shutdown);
+    let mut dirty = true;
+    loop {
+        let settle = tokio::time::sleep(if dirty {
+            options.settle
+        } else {
+            Duration::from_secs(3600)
+        });
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = changed.notified() => { dirty = true; }
+            _ = settle, if dirty => {
+                dirty = false;
+                let inputs = Inputs {
+                    repos: state(&repos),
+                    destinations: state(&destinations),
+                    watch_rules: state(&watch_rules),
+                    cluster_rules: state(&cluster_rules),
+                    namespaces: state(&namespaces).into_iter()
+                        .map(|ns| (ns.name_any(), ns.labels().clone()))
+                        .collect(),
+                    discovery: discover(&client).await,
+                    credentials: BTreeMap::new(),
+                    reachability: BTreeMap::new(),
+                    allow_secrets: options.allow_secrets,
+                };
+                agent.apply(inputs, &mut watches).await;
+            }
+            Some(event) = events.recv() => agent.capture(event).await,
+            Some((key, result)) = reconciled.recv() => {
+                agent.reconciling.remove(&key);
+                // Events held during the reconcile go through now, for this destination only.
+                for (watch, object, deleted) in agent.held.remove(&key).unwrap_or_default() {
+                    agent.capture_object(watch, object, deleted, Some(&key)).await;
+                }
+                if let Err(reason) = &result {
+                    tracing::warn!(destination = %key, %reason, "initial reconcile incomplete");
+                }
+                agent.reconcile_results.insert(key, result);
+                agent.update_readiness();
+            }
+        }
+    }
+    drop(watches);
+    for (key, destination) in &agent.destinations {
+        if let Err(e) = destination.worker.flush().await {
+            tracing::error!(destination = %key, error = %e, "changes not pushed at shutdown; the next start reconciles them");
+        }
+    }
+    for key in agent.destinations.keys() {
+        handle.registry.release(&key.to_string());
+    }
+    Ok(())
+}
+
+struct Agent {
+    client: kube::Client,
+    options: AgentOptions,
+    handle: AgentHandle,
+    plan: Arc<Plan>,
+    destinations: BTreeMap<ObjectKey, Destination>,
+    reconciling: BTreeSet<ObjectKey>,
+    reconcile_results: BTreeMap<ObjectKey, Result<(), String>>,
+    /// Events that arrived for a destination while its reconcile was running.
+    held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
+    done_tx: mpsc::Sender<(ObjectKey, Result<(), String>)>,
+}
+
+impl Agent {
+    /// Recomputes the plan and makes the world match it.
+    async fn apply(&mut self, mut inputs: Inputs, watches: &mut WatchManager) {
+        let credentials = self.check_credentials(&inputs).await;
+        inputs.credentials = credentials
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
+            .collect();
+        let plan = Arc::new(config::plan(&inputs));
+        self.write_statuses(&inputs, &plan).await;
+
+        // Workers: release destinations that are gone or moved; acquire new ones.
+        let holders = plan.holders();
+        let stale: Vec<ObjectKey> = self
+            .destinations
+            .iter()
+            .filter(|(key, d)| holders.get(*key) != Some(d.worker.key()))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            self.destinations.remove(&key);
+            self.handle.registry.release(&key.to_string());
+            self.reconcile_results.remove(&key);
+            self.held.remove(&key);
+        }
+        for (key, repo_key) in &holders {
+            let Some(resolved) = plan.destinations.get(key).and_then(|d| d.resolved.as_ref())
+            else {
+                continue;
+            };
+            let creds = resolved
+                .credentials
+                .as_ref()
+                .and_then(|c| credentials.get(c))
+                .and_then(|r| r.as_ref().ok())
+                .cloned();
+            if !self.destinations.contains_key(key) {
+                let remote = Remote::new(resolved.remote_url.clone(), creds);
+                let windows = WindowConfig {
+                    quiet: resolved.window.quiet,
+                    max_age: resolved.window.max_age,
+                    max_changes: resolved.window.max_changes as usize,
+                };
+                match self.handle.registry.acquire_with(
+                    remote,
+                    &repo_key.branch,
+                    &key.to_string(),
+                    Some(windows),
+                ) {
+                    Ok(worker) => {
+                        self.destinations.insert(
+                            key.clone(),
+                            Destination {
+                                worker,
+                                layout: Layout {
+                                    folder: resolved.folder.clone(),
+                                    template: resolved.path_template.clone(),
+                                },
+                                prune: resolved.prune == PrunePolicy::Sweep,
+                                folder: resolved.folder.clone(),
+                                covered: Default::default(),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(destination = %key, error = %e, "cannot start a worker")
+                    }
+                }
+            }
+        }
+        watches.sync(plan.watches.iter());
+        if let Ok(mut n) = self.handle.watches.lock() {
+            *n = watches.len();
+        }
+        self.handle.metrics.set_watches(watches.len());
+
+        // Initial reconcile for destinations whose rules or watches changed.
+        let policy = self.policy();
+        for (key, destination) in self.destinations.iter_mut() {
+            let rules = plan
+                .destinations
+                .get(key)
+                .map(|d| d.rules.clone())
+                .unwrap_or_default();
+            let covered = (rules, plan.watches_for(key));
+            if covered != destination.covered && !self.reconciling.contains(key) {
+                destination.covered = covered;
+                self.reconciling.insert(key.clone());
+                tokio::spawn(reconcile(
+                    self.client.clone(),
+                    plan.clone(),
+                    key.clone(),
+                    destination.worker.clone(),
+                    destination.layout.clone(),
+                    destination.folder.clone(),
+                    destination.prune,
+                    policy.clone(),
+                    self.done_tx.clone(),
+                ));
+            }
+        }
+        self.plan = plan;
+        self.update_readiness();
+    }
+
+    fn policy(&self) -> ExclusionPolicy {
+        if self.options.allow_secrets {
+            ExclusionPolicy::allowing_secrets()
+        } else {
+            ExclusionPolicy::default()
+        }
+    }
+
+    fn update_readiness(&self) {
+        let pending: Vec<String> = self
+            .destinations
+            .keys()
+            .filter(|k| !self.reconcile_results.contains_key(*k))
+            .map(|k| k.to_string())
+            .collect();
+        if pending.is_empty() {
+            self.handle.readiness.set_ready();
+        } else {
+            self.handle.readiness.set_not_ready(format!(
+                "initial reconcile running for {}",
+                pending.join(", ")
+            ));
+        }
+    }
+
+    /// Reads each referenced credentials Secret and checks its shape.
+    async fn check_credentials(
+        &self,
+        inputs: &Inputs,
+    ) -> BTreeMap<ObjectKey, Result<Credentials, String>> {
+        let mut out = BTreeMap::new();
+        for repo in &inputs.repos {
+            let Some(name) = repo.spec.secret_name() else {
+                continue;
+            };
+            let ns = repo.namespace().unwrap_or_default();
+            let key = ObjectKey::new(&ns, repo.name_any());
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+            let result = match api.get_opt(name).await {
+                Ok(Some(secret)) => {
+                    let mut data: BTreeMap<String, Vec<u8>> = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    for (k, v) in secret.string_data.unwrap_or_default() {
+                        data.insert(k, v.into_bytes());
+                    }
+                    Credentials::from_secret_data(&data)
+                        .map_err(|e| format!("Secret {ns}/{name}: {e}"))
+                }
+                Ok(None) => Err(format!("Secret {ns}/{name} not found")),
+                Err(e) => Err(format!("Secret {ns}/{name} cannot be read: {e}")),
+            };
+            out.insert(key, result);
+        }
+        out
+    }
+
+    /// Patches the conditions of every custom resource whose conditions changed.
+    async fn write_statuses(&self, inputs: &Inputs, plan: &Plan) {
+        let now = Time(jiff::Timestamp::now());
+        let client = &self.client;
+        for repo in &inputs.repos {
+            let ns = repo.namespace().unwrap_or_default();
+            let key = ObjectKey::new(&ns, repo.name_any());
+            if let Some(p) = plan.repos.get(&key) {
+                patch_status(
+                    Api::namespaced(client.clone(), &ns),
+                    repo,
+                    &p.conditions,
+                    &now,
+                )
+                .await;
+            }
+        }
+        for dest in &inputs.destinations {
+            let ns = dest.namespace().unwrap_or_default();
+            let key = ObjectKey::new(&ns, dest.name_any());
+            if let Some(p) = plan.destinations.get(&key) {
+                patch_status(
+                    Api::namespaced(client.clone(), &ns),
+                    dest,
+                    &p.conditions,
+                    &now,
+                )
+                .await;
+            }
+        }
+        for rule in &inputs.watch_rules {
+            let ns = rule.namespace().unwrap_or_default();
+            let key = config::RuleKey::Namespaced(ObjectKey::new(&ns, rule.name_any()));
+            if let Some(p) = plan.rules.get(&key) {
+                patch_status(
+                    Api::namespaced(client.clone(), &ns),
+                    rule,
+                    &p.conditions,
+                    &now,
+                )
+                .await;
+            }
+        }
+        for rule in &inputs.cluster_rules {
+            if let Some(p) = plan.rules.get(&config::RuleKey::Cluster(rule.name_any())) {
+                patch_status(Api::all(client.clone()), rule, &p.conditions, &now).await;
+            }
+        }
+    }
+
+    /// One live event: route it, decide per destination, hand changes to the workers.
+    async fn capture(&mut self, event: WatchEvent) {
+        let (key, object, deleted) = match event {
+            WatchEvent::Upsert { key, object, .. } => (key, object, false),
+            WatchEvent::Delete { key, object } => (key, object, true),
+            WatchEvent::Listed { key, objects } => {
+                tracing::debug!(watch = %key, objects, "listing complete");
+                return;
+            }
+            WatchEvent::Failed { .. } => return,
+        };
+        self.capture_object(key, object, deleted, None).await;
+    }
+
+    /// Captures one object for every destination it routes to (or only `only`). A
+    /// destination whose initial reconcile is running holds the event until it finishes, so the
+    /// reconcile is one commit and nothing that happens meanwhile is lost.
+    async fn capture_object(
+        &mut self,
+        key: config::WatchKey,
+        object: Box<kube::api::DynamicObject>,
+        deleted: bool,
+        only: Option<&ObjectKey>,
+    ) {
+        let labels = object.metadata.labels.clone().unwrap_or_default();
+        let object_ref = ObjectRef {
+            group: &key.group,
+            version: &key.version,
+            resource: &key.resource,
+            namespace: object.metadata.namespace.as_deref(),
+            labels: &labels,
+        };
+        let (creates, updates) = if deleted {
+            (self.plan.route(&object_ref, Operation::Delete), Vec::new())
+        } else {
+            (
+                self.plan.route(&object_ref, Operation::Create),
+                self.plan.route(&object_ref, Operation::Update),
+            )
+        };
+        let mut targets: BTreeMap<ObjectKey, (bool, bool)> = BTreeMap::new();
+        for r in creates {
+            targets.entry(r.destination).or_default().0 = true;
+        }
+        for r in updates {
+            targets.entry(r.destination).or_default().1 = true;
+        }
+        if targets.is_empty() {
+            self.handle.metrics.record_event(EventDecision::NoRoute);
+            return;
+        }
+        let mut live = match serde_json::to_value(&*object) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(watch = %key, error = %e, "cannot read an object; skipped");
+                return;
+            }
+        };
+        fill_type(&mut live, &key);
+        let policy = self.policy();
+        for (dest_key, (on_create, on_update)) in targets {
+            if only.is_some_and(|o| *o != dest_key) {
+                continue;
+            }
+            if self.reconciling.contains(&dest_key) {
+                self.held
+                    .entry(dest_key)
+                    .or_default()
+                    .push((key.clone(), object.clone(), deleted));
+                continue;
+            }
+            let Some(destination) = self.destinations.get(&dest_key) else {
+                continue;
+            };
+            let decision = if deleted {
+                let path = match crate::manifest::ObjectId::of(&live) {
+                    Ok(id) => destination.layout.path(&id, &key.resource),
+                    Err(_) => continue,
+                };
+                let exists = destination
+                    .worker
+                    .read_pushed(&path)
+                    .ok()
+                    .flatten()
+                    .is_some();
+                decide_delete(&live, &key.resource, &destination.layout, exists)
+            } else {
+                let id = match crate::manifest::ObjectId::of(&live) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!(watch = %key, error = %e, "object without identity; skipped");
+                        continue;
+                    }
+                };
+                let path = destination.layout.path(&id, &key.resource);
+                let current = destination.worker.read_pushed(&path).ok().flatten();
+                // CREATE or UPDATE as far as Git is concerned; the rule must cover it.
+                if (current.is_none() && !on_create) || (current.is_some() && !on_update) {
+                    continue;
+                }
+                decide_upsert(
+                    live.clone(),
+                    &key.resource,
+                    &destination.layout,
+                    &policy,
+                    current.as_deref(),
+                )
+            };
+            let decision = match decision {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(watch = %key, destination = %dest_key, error = %e, "cannot render an object; skipped");
+                    continue;
+                }
+            };
+            tracing::debug!(destination = %dest_key, decision = decision.label(), "capture decision");
+            self.handle.metrics.record_event(event_decision(&decision));
+            let file = match decision {
+                Decision::Write {
+                    path,
+                    content,
+                    hash,
+                    id,
+                } => FileChange {
+                    summary: format!("update {}", id.summary()),
+                    namespace: id.namespace.clone(),
+                    path,
+                    content: Some(content.into()),
+                    hash: Some(hash),
+                },
+                Decision::Delete { path, id } => FileChange {
+                    summary: format!("delete {}", id.summary()),
+                    namespace: id.namespace.clone(),
+                    path,
+                    content: None,
+                    hash: None,
+                },
+                _ => continue,
+            };
+            let change = Change {
+                folder: destination.folder.clone(),
+                destination: dest_key.to_string(),
+                // Attribution (audit and admission webhooks) fills in the person; until then the
+                // author is explicitly unknown.
+                author: Author::unknown(),
+                user: None,
+                impersonator: None,
+                audit_id: None,
+                received: jiff::Timestamp::now(),
+                file,
+            };
+            self.handle.metrics.record_unattributed();
+            if let Err(e) = destination.worker.send(change).await {
+                tracing::error!(destination = %dest_key, error = %e, "worker stopped; change not queued");
+            }
+        }
+    }
+}
+
+fn event_decision(decision: &Decision) -> EventDecision {
+    use crate::agent::capture::Unchanged;
+    use crate::manifest::equivalence::Equivalence;
+    match decision {
+        Decision::Write { .. } => EventDecision::Written,
+        Decision::Delete { .. } => EventDecision::Deleted,
+        Decision::Excluded { .. } => EventDecision::Excluded,
+        Decision::Unchanged {
+            why: Unchanged::Equivalent(Equivalence::Exact),
+            ..
+        } => EventDecision::Exact,
+        Decision::Unchanged {
+            why: Unchanged::Equivalent(Equivalence::HashAnnotation),
+            ..
+        } => EventDecision::HashAnnotation,
+        Decision::Unchanged {
+            why: Unchanged::Equivalent(Equivalence::Near { .. }),
+            ..
+        } => EventDecision::Near,
+        Decision::Unchanged {
+            why: Unchanged::NoFile,
+            ..
+        } => EventDecision::NoRoute,
+    }
+}
+
+/// Watch events of typed lists may lack apiVersion/kind; the watch knows them.
+fn fill_type(object: &mut Value, key: &config::WatchKey) {
+    if let Some(map) = object.as_object_mut() {
+        let api_version = if key.group.is_empty() {
+            key.version.clone()
+        } else {
+            format!("{}/{}", key.group, key.version)
+        };
+        map.entry("apiVersion")
+            .or_insert_with(|| Value::String(api_version));
+        map.entry("kind")
+            .or_insert_with(|| Value::String(key.kind.clone()));
+    }
+}
+
+/// Lists everything the destination's rules select and writes the folder's difference as one
+/// commit. A listing that fails removes nothing.
+#[allow(clippy::too_many_arguments)] // one spawned task's inputs, each needed once
+async fn reconcile(
+    client: kube::Client,
+    plan: Arc<Plan>,
+    key: ObjectKey,
+    worker: WorkerHandle,
+    layout: Layout,
+    folder: String,
+    prune: bool,
+    policy: ExclusionPolicy,
+    done: mpsc::Sender<(ObjectKey, Result<(), String>)>,
+) {
+    let started = Instant::now();
+    let mut objects = Vec::new();
+    let mut failures = Vec::new();
+    for watch in plan.watches_for(&key) {
+        let api = api_for(client.clone(), &watch);
+        let mut params = ListParams::default().limit(500);
+        loop {
+            match api.list(&params).await {
+                Ok(list) => {
+                    let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    for object in list.items {
+                        let labels = object.metadata.labels.clone().unwrap_or_default();
+                        let r = ObjectRef {
+                            group: &watch.group,
+                            version: &watch.version,
+                            resource: &watch.resource,
+                            namespace: object.metadata.namespace.as_deref(),
+                            labels: &labels,
+                        };
+                        if !plan
+                            .route(&r, Operation::All)
+                            .iter()
+                            .any(|route| route.destination == key)
+                        {
+                            continue;
+                        }
+                        if let Ok(mut value) = serde_json::to_value(&object) {
+                            fill_type(&mut value, &watch);
+                            objects.push((watch.resource.clone(), value));
+                        }
+                    }
+                    match next {
+                        Some(token) => params = params.continue_token(&token),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    failures.push(format!("listing {watch} failed: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    let content = render_folder(objects, &layout, &policy);
+    for problem in &content.invalid {
+        tracing::warn!(destination = %key, %problem, "object not written");
+    }
+    let complete = failures.is_empty();
+    let request = SnapshotRequest {
+        folder,
+        destination: key.to_string(),
+        files: content.files,
+        // A partial view never deletes.
+        prune: prune && complete,
+    };
+    let result = match worker.snapshot(request).await {
+        Ok(_) if complete => Ok(()),
+        Ok(_) => Err(format!("{}; nothing was removed", failures.join("; "))),
+        Err(e) => Err(e),
+    };
+    tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
+    let _ = done.send((key, result)).await;
+}
+
+/// A reflector on every object of kind `K`, notifying `changed` on each event.
+fn reflect<K>(client: kube::Client, changed: Arc<Notify>) -> reflector::Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client);
+    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "watch of configuration failed; retrying");
+                continue;
+            }
+            changed.notify_one();
+        }
+    });
+    reader
+}
+
+fn state<K: Clone + Resource<DynamicType = ()>>(store: &reflector::Store<K>) -> Vec<K> {
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+async fn discover(client: &kube::Client) -> config::Discovery {
+    match kube::Discovery::new(client.clone()).run().await {
+        Ok(discovery) => config::Discovery::from(&discovery),
+        Err(e) => {
+            tracing::warn!(error = %e, "discovery failed; using no resources until the next change");
+            config::Discovery::default()
+        }
+    }
+}
+
+/// Merges `desired` into the object's status conditions and patches when something changed.
+async fn patch_status<K>(api: Api<K>, object: &K, desired: &[Condition], now: &Time)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + serde::Serialize,
+{
+    let value = serde_json::to_value(object).unwrap_or_default();
+    let existing: Vec<Condition> = value
+        .pointer("/status/conditions")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let generation = object.meta().generation;
+    let mut desired: Vec<Condition> = desired.to_vec();
+    for c in desired.iter_mut() {
+        c.observed_generation = generation;
+    }
+    let merged = config::merge_conditions(&existing, &desired, now);
+    let observed = value
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
+    if merged == existing && observed == generation {
+        return;
+    }
+    let patch = json!({"status": {"observedGeneration": generation, "conditions": merged}});
+    if let Err(e) = api
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(kind = %K::kind(&()), name = %object.name_any(), error = %e, "cannot write status");
+    }
+}

@@ -1,0 +1,415 @@
+//! GitRepoConfig planning: URL normalization, commit window, credentials and reachability
+//! conditions, and the access-policy checks every destination and rule goes through.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::ObjectKey;
+use super::conditions::{self, Check, reason, with_ready};
+use super::selector;
+use crate::crd::{AccessPolicy, GitRepoConfig, NamespacedRulesMode, WindowSettings};
+use crate::git::url::{NormalizedUrl, redact};
+
+/// What the plan concluded about one GitRepoConfig.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RepoPlan {
+    /// `metadata.generation`, copied into every condition's `observedGeneration`.
+    pub generation: Option<i64>,
+    /// The normalized URL; `None` when `spec.url` is invalid (Ready says why).
+    pub url: Option<NormalizedUrl>,
+    /// `spec.url` as written, for the transport (spellings differ; the worker key does not).
+    /// Never log it: a user may have put credentials in it; log `url` or a redacted form.
+    pub remote_url: String,
+    /// The credentials Secret (namespace of the GitRepoConfig, `secretRef.name`).
+    pub secret: Option<ObjectKey>,
+    /// The parsed commit window; `None` when invalid (Ready says why).
+    pub window: Option<WindowSettings>,
+    /// `Ready`, `CredentialsValid`, `RepositoryReachable`.
+    pub conditions: Vec<Condition>,
+    pub ready: bool,
+    /// GitDestinations whose `repoRef` resolves to this GitRepoConfig (Ready or not).
+    pub destinations: BTreeSet<ObjectKey>,
+}
+
+impl RepoPlan {
+    /// True when destinations can be resolved through it (URL and commit window valid).
+    /// Credentials and reachability are not required: a Git outage delays pushes, it does
+    /// not stop capture.
+    pub fn usable(&self) -> bool {
+        self.url.is_some() && self.window.is_some()
+    }
+}
+
+/// Plans one GitRepoConfig given the I/O checks of its Secret and of the remote (`None`: not
+/// checked yet).
+pub(crate) fn plan_repo(
+    key: &ObjectKey,
+    repo: &GitRepoConfig,
+    credentials: Option<&Result<(), String>>,
+    reachability: Option<&Result<(), String>>,
+) -> RepoPlan {
+    let spec = &repo.spec;
+    let who = format!("GitRepoConfig {key}");
+    let mut checks = Vec::new();
+
+    let url = NormalizedUrl::parse(&spec.url);
+    if let Err(err) = &url {
+        checks.push(Check::ready_only(
+            reason::INVALID_URL,
+            format!("{who}: spec.url: {err}"),
+        ));
+    }
+    let window = spec.window();
+    if let Err(err) = &window {
+        checks.push(Check::ready_only(
+            reason::INVALID_COMMIT_WINDOW,
+            format!("{who}: spec.{err}"),
+        ));
+    }
+    if let Err(problem) = policy_selector(&spec.access_policy) {
+        checks.push(Check::ready_only(
+            reason::INVALID_ACCESS_POLICY,
+            format!("{who}: {problem}; no namespace's rules may write through it until fixed"),
+        ));
+    }
+
+    let secret = spec
+        .secret_name()
+        .map(|name| ObjectKey::new(&key.namespace, name));
+    checks.push(match (&secret, credentials) {
+        (None, _) => Check::ok(
+            conditions::CREDENTIALS_VALID,
+            reason::NO_SECRET,
+            format!("{who} has no secretRef: the repository is accessed without credentials"),
+        ),
+        (Some(s), Some(Ok(()))) => Check::ok(
+            conditions::CREDENTIALS_VALID,
+            reason::CREDENTIALS_VALID,
+            format!("Secret {s} holds usable credentials"),
+        ),
+        (Some(s), Some(Err(problem))) => Check::failed(
+            conditions::CREDENTIALS_VALID,
+            reason::CREDENTIALS_INVALID,
+            format!("{who}: Secret {s}: {problem}"),
+        ),
+        (Some(s), None) => Check::pending(
+            conditions::CREDENTIALS_VALID,
+            reason::PENDING,
+            format!("{who}: Secret {s} has not been checked yet"),
+        ),
+    });
+
+    let shown = redact(&spec.url);
+    checks.push(match (&url, reachability) {
+        (Err(_), _) => Check::failed(
+            conditions::REPOSITORY_REACHABLE,
+            reason::INVALID_URL,
+            format!("{who}: not checked because spec.url {shown:?} is invalid"),
+        ),
+        (Ok(_), Some(Ok(()))) => Check::ok(
+            conditions::REPOSITORY_REACHABLE,
+            reason::REACHABLE,
+            format!("{shown} answered"),
+        ),
+        (Ok(_), Some(Err(problem))) => Check::failed(
+            conditions::REPOSITORY_REACHABLE,
+            reason::UNREACHABLE,
+            format!("{who}: {shown}: {problem}"),
+        ),
+        (Ok(_), None) => Check::pending(
+            conditions::REPOSITORY_REACHABLE,
+            reason::PENDING,
+            format!("{who}: {shown} has not been checked yet"),
+        ),
+    });
+
+    let generation = repo.metadata.generation;
+    let (conditions, ready) = with_ready(
+        checks,
+        format!("{shown} is reachable and usable"),
+        generation,
+    );
+    RepoPlan {
+        generation,
+        url: url.ok(),
+        remote_url: spec.url.clone(),
+        secret,
+        window: window.ok(),
+        conditions,
+        ready,
+        destinations: BTreeSet::new(),
+    }
+}
+
+/// The FromSelector selector, or why the policy cannot be evaluated.
+fn policy_selector(policy: &AccessPolicy) -> Result<Option<kube::core::Selector>, String> {
+    let rules = &policy.namespaced_rules;
+    if rules.mode != NamespacedRulesMode::FromSelector {
+        return Ok(None);
+    }
+    match &rules.namespace_selector {
+        None => Err(
+            "accessPolicy.namespacedRules.mode=FromSelector but namespaceSelector is \
+                     missing"
+                .to_string(),
+        ),
+        Some(s) => selector::parse("accessPolicy.namespacedRules.namespaceSelector", s)
+            .map(Some)
+            .map_err(|e| format!("{e}")),
+    }
+}
+
+/// Whether the repository `repo` (in namespace `repo.namespace`) admits writes from
+/// `namespace`: `Ok` or `Err`, each with an explanation naming the policy.
+pub(crate) fn admit_namespace(
+    repo: &ObjectKey,
+    policy: &AccessPolicy,
+    namespace: &str,
+    namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<String, String> {
+    match policy.namespaced_rules.mode {
+        NamespacedRulesMode::SameNamespace if namespace == repo.namespace => Ok(
+            "accessPolicy.namespacedRules.mode=SameNamespace and it is the GitRepoConfig's own \
+             namespace"
+                .to_string(),
+        ),
+        NamespacedRulesMode::SameNamespace => Err(format!(
+            "accessPolicy.namespacedRules.mode=SameNamespace admits only namespace {}",
+            repo.namespace
+        )),
+        NamespacedRulesMode::AllNamespaces => {
+            Ok("accessPolicy.namespacedRules.mode=AllNamespaces".to_string())
+        }
+        NamespacedRulesMode::FromSelector => {
+            let selector = match policy_selector(policy) {
+                Ok(Some(s)) => s,
+                Ok(None) => return Err("accessPolicy has no namespaceSelector".to_string()),
+                Err(problem) => return Err(format!("{problem}, so no namespace is admitted")),
+            };
+            let shown = selector::describe(&selector);
+            match namespaces.get(namespace) {
+                Some(labels) if selector::matches(&selector, labels) => Ok(format!(
+                    "accessPolicy.namespacedRules.mode=FromSelector and its labels match {shown}"
+                )),
+                Some(labels) => Err(format!(
+                    "accessPolicy.namespacedRules.mode=FromSelector admits namespaces matching \
+                     {shown}; namespace {namespace} has {}",
+                    selector::describe_labels(labels)
+                )),
+                None => Err(format!(
+                    "accessPolicy.namespacedRules.mode=FromSelector admits namespaces matching \
+                     {shown}; namespace {namespace} is not known to the agent"
+                )),
+            }
+        }
+    }
+}
+
+/// Whether `repo` lets ClusterWatchRules write through it, with an explanation.
+pub(crate) fn admit_cluster_rules(policy: &AccessPolicy) -> Result<String, String> {
+    if policy.allow_cluster_rules {
+        Ok("accessPolicy.allowClusterRules is true".to_string())
+    } else {
+        Err(
+            "accessPolicy.allowClusterRules is false; set it to true to let ClusterWatchRules \
+             write through it"
+                .to_string(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conditions::{CREDENTIALS_VALID, READY, REPOSITORY_REACHABLE};
+    use super::super::testkit::*;
+    use super::*;
+    use crate::crd::NamespacedRulesPolicy;
+    use serde_json::json;
+
+    fn cond<'a>(plan: &'a RepoPlan, type_: &str) -> (&'a str, &'a str) {
+        plan.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+            .unwrap_or(("missing", "missing"))
+    }
+
+    #[test]
+    fn repo_conditions_from_url_credentials_and_reachability() {
+        let ok: Result<(), String> = Ok(());
+        let bad: Result<(), String> = Err("key \"identity\" is missing".into());
+        let key = ObjectKey::new("infra", "main");
+        let with_secret = |url: &str| {
+            let mut r = repo("infra", "main", url);
+            r.spec.secret_ref = Some(crate::crd::SecretRef {
+                name: "creds".into(),
+            });
+            r
+        };
+        type Case<'a> = (
+            GitRepoConfig,
+            Option<&'a Result<(), String>>,
+            Option<&'a Result<(), String>>,
+            (&'a str, &'a str),
+            (&'a str, &'a str),
+            (&'a str, &'a str),
+        );
+        let table: Vec<Case<'_>> = vec![
+            (
+                repo("infra", "main", "https://h/r.git"),
+                None,
+                Some(&ok),
+                ("True", "Ready"),
+                ("True", "NoSecret"),
+                ("True", "Reachable"),
+            ),
+            (
+                with_secret("https://h/r.git"),
+                Some(&ok),
+                Some(&ok),
+                ("True", "Ready"),
+                ("True", "CredentialsValid"),
+                ("True", "Reachable"),
+            ),
+            (
+                with_secret("https://h/r.git"),
+                Some(&bad),
+                Some(&ok),
+                ("False", "CredentialsInvalid"),
+                ("False", "CredentialsInvalid"),
+                ("True", "Reachable"),
+            ),
+            (
+                with_secret("https://h/r.git"),
+                None,
+                None,
+                ("Unknown", "Pending"),
+                ("Unknown", "Pending"),
+                ("Unknown", "Pending"),
+            ),
+            (
+                repo("infra", "main", "https://h/r.git"),
+                None,
+                Some(&bad),
+                ("False", "Unreachable"),
+                ("True", "NoSecret"),
+                ("False", "Unreachable"),
+            ),
+            (
+                repo("infra", "main", "https://u:pw@host"),
+                None,
+                None,
+                ("False", "InvalidURL"),
+                ("True", "NoSecret"),
+                ("False", "InvalidURL"),
+            ),
+        ];
+        for (r, creds, reach, ready, cv, rr) in table {
+            let p = plan_repo(&key, &r, creds, reach);
+            assert_eq!(cond(&p, READY), ready, "{}", r.spec.url);
+            assert_eq!(cond(&p, CREDENTIALS_VALID), cv, "{}", r.spec.url);
+            assert_eq!(cond(&p, REPOSITORY_REACHABLE), rr, "{}", r.spec.url);
+            assert!(p.conditions.iter().all(|c| !c.message.contains("pw")));
+        }
+        let p = plan_repo(&key, &with_secret("git@H:org/r.git"), Some(&bad), None);
+        assert_eq!(p.secret, Some(ObjectKey::new("infra", "creds")));
+        assert_eq!(
+            p.url.as_ref().map(|u| u.as_str()),
+            Some("ssh://git@h/org/r")
+        );
+        let msg = &p.conditions[0].message;
+        assert!(
+            msg.contains("GitRepoConfig infra/main")
+                && msg.contains("infra/creds")
+                && msg.contains("identity"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn invalid_window_and_policy_make_the_repo_not_ready() {
+        let key = ObjectKey::new("infra", "main");
+        let mut r = repo("infra", "main", "https://h/r");
+        r.spec.commit.window.quiet = "soon".into();
+        let p = plan_repo(&key, &r, None, Some(&Ok(())));
+        assert_eq!(cond(&p, READY), ("False", "InvalidCommitWindow"));
+        assert!(
+            p.conditions[0].message.contains("commit.window.quiet"),
+            "{}",
+            p.conditions[0].message
+        );
+        assert!(!p.usable());
+
+        let mut r = repo("infra", "main", "https://h/r");
+        r.spec.access_policy.namespaced_rules = NamespacedRulesPolicy {
+            mode: NamespacedRulesMode::FromSelector,
+            namespace_selector: None,
+        };
+        let p = plan_repo(&key, &r, None, Some(&Ok(())));
+        assert_eq!(cond(&p, READY), ("False", "InvalidAccessPolicy"));
+        assert!(p.usable());
+    }
+
+    #[test]
+    fn namespace_admission_by_mode() {
+        let repo_key = ObjectKey::new("infra", "main");
+        let namespaces = namespaces();
+        let policy = |mode, sel: Option<serde_json::Value>| AccessPolicy {
+            namespaced_rules: NamespacedRulesPolicy {
+                mode,
+                namespace_selector: sel.map(|v| serde_json::from_value(v).unwrap_or_default()),
+            },
+            allow_cluster_rules: false,
+        };
+        use NamespacedRulesMode::*;
+        let prod = Some(json!({"matchLabels": {"env": "prod"}}));
+        let bad = Some(json!({"matchExpressions": [{"key": "env", "operator": "Is"}]}));
+        let table = [
+            (policy(SameNamespace, None), "infra", true, "own namespace"),
+            (
+                policy(SameNamespace, None),
+                "shop",
+                false,
+                "admits only namespace infra",
+            ),
+            (policy(AllNamespaces, None), "shop", true, "AllNamespaces"),
+            (
+                policy(FromSelector, prod.clone()),
+                "shop",
+                true,
+                "match env=prod",
+            ),
+            (
+                policy(FromSelector, prod.clone()),
+                "dev",
+                false,
+                "namespace dev has env=dev",
+            ),
+            (
+                policy(FromSelector, prod.clone()),
+                "infra",
+                false,
+                "matching env=prod",
+            ),
+            (policy(FromSelector, prod), "ghost", false, "not known"),
+            (policy(FromSelector, bad), "shop", false, "\"Is\""),
+            (
+                policy(FromSelector, None),
+                "shop",
+                false,
+                "namespaceSelector is missing",
+            ),
+        ];
+        for (p, ns, want, text) in table {
+            let got = admit_namespace(&repo_key, &p, ns, &namespaces);
+            assert_eq!(got.is_ok(), want, "{ns}: {got:?}");
+            let explanation = got.unwrap_or_else(|e| e);
+            assert!(explanation.contains(text), "{ns}: {explanation}");
+        }
+        let mut p = policy(SameNamespace, None);
+        assert!(admit_cluster_rules(&p).is_err());
+        p.allow_cluster_rules = true;
+        assert!(admit_cluster_rules(&p).is_ok());
+    }
+}

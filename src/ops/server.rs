@@ -1,0 +1,158 @@
+//! The operations HTTP server: `GET /metrics` (OpenMetrics or Prometheus text), `GET /healthz`
+//! (200 while the process runs) and `GET /readyz` (200 once ready, else 503 and the reason).
+
+use super::Readiness;
+use super::metrics::{Format, Metrics};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The default of `run --metrics-addr`: loopback only; the Deployment sets `0.0.0.0:9090`.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("cannot listen for metrics and health checks on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the metrics and health server on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the endpoints read. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct OpsState {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+}
+
+/// The routes, for serving or for testing without a socket.
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<OpsState>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let format = Format::negotiate(accept);
+    match state.metrics.encode(format) {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, TEXT)],
+            "encoding the metrics failed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn healthz() -> Response {
+    ([(header::CONTENT_TYPE, TEXT)], "ok\n").into_response()
+}
+
+async fn readyz(State(state): State<OpsState>) -> Response {
+    match state.readiness.check() {
+        Ok(()) => ([(header::CONTENT_TYPE, TEXT)], "ready\n").into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// A bound, not yet serving, operations server: bind first to learn the port (`:0`) or to fail
+/// early on an address in use.
+#[derive(Debug)]
+pub struct OpsServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl OpsServer {
+    pub async fn bind(addr: SocketAddr) -> Result<Self, OpsError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| OpsError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| OpsError::Bind { addr, source })?;
+        Ok(Self { listener, addr })
+    }
+
+    /// The address actually listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets the requests in flight
+    /// finish.
+    pub async fn run(
+        self,
+        state: OpsState,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), OpsError> {
+        let addr = self.addr;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| OpsError::Serve { addr, source })?;
+        tracing::debug!(%addr, "metrics and health server stopped");
+        Ok(())
+    }
+}
+
+/// Binds `addr` and serves the endpoints until `shutdown` completes (for example
+/// `token.cancelled_owned()` of a `CancellationToken`, or a `oneshot` receiver mapped to `()`).
+pub async fn serve(
+    addr: SocketAddr,
+    state: OpsState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OpsError> {
+    OpsServer::bind(addr).await?.run(state, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_address_parses() {
+        let addr: SocketAddr = DEFAULT_METRICS_ADDR.parse().unwrap();
+        assert!(addr.ip().is_loopback());
+        assert_eq!(addr.port(), 9090);
+    }
+
+    #[tokio::test]
+    async fn a_bind_failure_names_the_address() {
+        let taken = OpsServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = taken.local_addr();
+        let error = OpsServer::bind(addr).await.unwrap_err();
+        assert!(matches!(error, OpsError::Bind { addr: a, .. } if a == addr));
+        let message = error.to_string();
+        assert!(message.contains(&addr.to_string()), "{message}");
+        assert!(message.starts_with("cannot listen"), "{message}");
+    }
+}
