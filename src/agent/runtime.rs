@@ -285,22 +285,39 @@ impl Agent {
                 .get(key)
                 .map(|d| d.rules.clone())
                 .unwrap_or_default();
+            // Files are pruned only when every rule of the destination resolved completely: a
+            // resource type that is missing (a CRD briefly gone) must not lose its files.
+            let complete_rules = rules
+                .iter()
+                .all(|r| plan.rules.get(r).is_some_and(|p| p.problems.is_empty()));
             let covered = (rules, plan.watches_for(key));
-            if covered != destination.covered && !self.reconciling.contains(key) {
+            if covered.1.is_empty() {
+                // Nothing is selected yet: no listing can be complete, so nothing is written or
+                // removed; readiness is not held up by it.
                 destination.covered = covered;
-                self.reconciling.insert(key.clone());
-                tokio::spawn(reconcile(
-                    self.client.clone(),
-                    plan.clone(),
-                    key.clone(),
-                    destination.worker.clone(),
-                    destination.layout.clone(),
-                    destination.folder.clone(),
-                    destination.prune,
-                    policy.clone(),
-                    self.done_tx.clone(),
-                ));
+                self.reconcile_results
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        Err("no resources are selected yet; nothing reconciled".into())
+                    });
+                continue;
             }
+            if covered == destination.covered || self.reconciling.contains(key) {
+                continue;
+            }
+            destination.covered = covered;
+            self.reconciling.insert(key.clone());
+            tokio::spawn(reconcile(
+                self.client.clone(),
+                plan.clone(),
+                key.clone(),
+                destination.worker.clone(),
+                destination.layout.clone(),
+                destination.folder.clone(),
+                destination.prune && complete_rules,
+                policy.clone(),
+                self.done_tx.clone(),
+            ));
         }
         self.plan = plan;
         self.update_readiness();

@@ -79,6 +79,143 @@ async fn apply(client: &kube::Client, object: serde_json::Value) {
     .expect("applied");
 }
 
+/// A simulator with the CRDs installed and namespace `shop`, a bare repository, and a way to
+/// start and stop agents against them.
+struct Env {
+    sim: kubesim::SimHandle,
+    client: kube::Client,
+    scratch: tempfile::TempDir,
+    repo: std::path::PathBuf,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let sim = kubesim::Simulator::start(kubesim::SimConfig::default())
+            .await
+            .expect("simulator");
+        let client = sim.client().await.expect("client");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in gitops_reverser::crd::all_crds() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD");
+        }
+        let scratch = tempfile::TempDir::new().expect("scratch");
+        let repo = BareRepo::init(scratch.path().join("repo.git")).path;
+        let env = Self {
+            sim,
+            client,
+            scratch,
+            repo,
+        };
+        env.namespace("shop", json!({})).await;
+        env
+    }
+
+    async fn namespace(&self, name: &str, labels: serde_json::Value) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let ns = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+            .expect("ns");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("ns");
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.repo.display())
+    }
+
+    /// GitRepoConfig `repo`, GitDestination `dev` (folder `clusters/dev`) and WatchRule `apps`
+    /// (configmaps) in `shop`, one commit per change.
+    async fn configure(&self) {
+        for object in [
+            json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitRepoConfig", "metadata": {"name": "repo", "namespace": "shop"},
+                "spec": {"url": self.url(), "commit": {"window": {"quiet": "0s"}}}}),
+            json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination", "metadata": {"name": "dev", "namespace": "shop"},
+                "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER}}),
+            json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule", "metadata": {"name": "apps", "namespace": "shop"},
+                "spec": {"destinationRef": {"name": "dev"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"]}]}}),
+        ] {
+            apply(&self.client, object).await;
+        }
+    }
+
+    fn start(&self, state: &str) -> Running {
+        let options = AgentOptions {
+            state_dir: self.scratch.path().join(state),
+            allow_secrets: false,
+            cluster: "test".into(),
+            streaming_lists: false,
+            transport: Arc::new(GitCli::new()),
+            settle: Duration::from_millis(50),
+        };
+        let agent = handle(&options);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(self.client.clone(), options, agent.clone(), async {
+            let _ = stopped.await;
+        }));
+        Running { agent, stop, task }
+    }
+
+    fn configmaps(&self, ns: &str) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn put_configmap(&self, ns: &str, name: &str, value: &str) {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"value": value}});
+        self.configmaps(ns)
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&cm),
+            )
+            .await
+            .expect("configmap");
+    }
+
+    fn file(&self, ns: &str, name: &str) -> Option<String> {
+        show(
+            &self.repo,
+            &format!("{FOLDER}/{ns}/core/configmaps/{name}.yaml"),
+        )
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        let dir = self.repo.to_str().expect("utf-8");
+        let out = crate::support::git_servers::git_output(
+            &self.repo,
+            &["--git-dir", dir, "log", "--format=%s", "main"],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+struct Running {
+    agent: gitops_reverser::agent::runtime::AgentHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), gitops_reverser::agent::runtime::AgentError>>,
+}
+
+impl Running {
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(reason) = self.agent.readiness.check() {
+            assert!(Instant::now() < deadline, "not ready: {reason}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("agent task").expect("agent");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
     let sim = kubesim::Simulator::start(kubesim::SimConfig::default())
@@ -272,4 +409,206 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
     .await;
     let _ = stop.send(());
     running.await.expect("agent task").expect("agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reconciles_what_changed_while_down_in_one_commit_and_nothing_otherwise() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.put_configmap("shop", "keep", "1").await;
+    env.put_configmap("shop", "change", "1").await;
+    env.put_configmap("shop", "remove", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the first reconcile", || {
+        env.file("shop", "remove").is_some()
+    })
+    .await;
+    agent.stop().await;
+
+    // While the agent is down: one change, one delete, one create.
+    env.put_configmap("shop", "change", "2").await;
+    env.configmaps("shop")
+        .delete("remove", &Default::default())
+        .await
+        .expect("delete");
+    env.put_configmap("shop", "added", "1").await;
+    let before = env.subjects().len();
+    let agent = env.start("state");
+    agent.ready().await;
+    let subjects = env.subjects();
+    assert_eq!(subjects.len(), before + 1, "{subjects:?}");
+    assert_eq!(subjects[0], "reconcile: 1 added, 1 updated, 1 removed");
+    assert!(env.file("shop", "remove").is_none() && env.file("shop", "added").is_some());
+    agent.stop().await;
+
+    // A restart with nothing changed (and a fresh state directory) makes no commit.
+    let agent = env.start("fresh-state");
+    agent.ready().await;
+    assert_eq!(env.subjects().len(), before + 1);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watch_and_compacted_history_lose_and_duplicate_nothing() {
+    let env = Env::new().await;
+    env.configure().await;
+    let agent = env.start("state");
+    agent.ready().await;
+    env.put_configmap("shop", "a", "1").await;
+    until("a", || env.file("shop", "a").is_some()).await;
+    env.put_configmap("shop", "doomed", "1").await;
+    until("doomed", || env.file("shop", "doomed").is_some()).await;
+    // The watch goes away, history is compacted (the next watch gets 410 and relists), and
+    // meanwhile objects change and one is deleted.
+    env.sim.faults().drop_watches();
+    env.sim.faults().compact_history();
+    env.put_configmap("shop", "a", "2").await;
+    env.configmaps("shop")
+        .delete("doomed", &Default::default())
+        .await
+        .expect("delete");
+    env.put_configmap("shop", "b", "1").await;
+    env.sim.faults().expire_watches();
+    until("the final state", || {
+        env.file("shop", "a")
+            .is_some_and(|f| f.contains("value: \"2\""))
+            && env.file("shop", "b").is_some()
+            && env.file("shop", "doomed").is_none()
+    })
+    .await;
+    // Every change is one commit, none twice.
+    let subjects = env.subjects();
+    let mut unique = subjects.clone();
+    unique.dedup();
+    assert_eq!(unique, subjects, "{subjects:?}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_policy_changes_start_and_stop_writes_without_a_restart() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.namespace("team", json!({"tenant": "yes"})).await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "team", "namespace": "team"},
+        "spec": {"destinationRef": {"name": "dev"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"]}]}})).await;
+    // The WatchRule's destinationRef names a GitDestination in its own namespace; give team one.
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+        "metadata": {"name": "dev", "namespace": "team"},
+        "spec": {"repoRef": {"name": "repo", "namespace": "shop"}, "branch": "main", "folder": "clusters/team"}})).await;
+    env.put_configmap("team", "t1", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    let team_file = |name: &str| {
+        show(
+            &env.repo,
+            &format!("clusters/team/team/core/configmaps/{name}.yaml"),
+        )
+    };
+    env.put_configmap("shop", "probe", "1").await;
+    until("shop's writes", || env.file("shop", "probe").is_some()).await;
+    assert!(
+        team_file("t1").is_none(),
+        "SameNamespace must not admit team"
+    );
+
+    // Loosen: admit namespaces labelled tenant=yes.
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitRepoConfig",
+        "metadata": {"name": "repo", "namespace": "shop"},
+        "spec": {"url": env.url(), "commit": {"window": {"quiet": "0s"}},
+            "accessPolicy": {"namespacedRules": {"mode": "FromSelector", "namespaceSelector": {"matchLabels": {"tenant": "yes"}}}}}})).await;
+    until("team's files after loosening", || team_file("t1").is_some()).await;
+
+    // Tighten again: team's later changes are not written.
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitRepoConfig",
+        "metadata": {"name": "repo", "namespace": "shop"},
+        "spec": {"url": env.url(), "commit": {"window": {"quiet": "0s"}}}}),
+    )
+    .await;
+    // The team WatchRule reports that the policy no longer admits it.
+    let rules: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "team",
+        &kube::api::ApiResource {
+            group: "configbutler.ai".into(),
+            version: "v1alpha1".into(),
+            api_version: "configbutler.ai/v1alpha1".into(),
+            kind: "WatchRule".into(),
+            plural: "watchrules".into(),
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rule = rules.get("team").await.expect("rule");
+        let conditions = rule
+            .data
+            .pointer("/status/conditions")
+            .cloned()
+            .unwrap_or_default();
+        let access = conditions
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "AccessAllowed");
+        if access.is_some_and(|c| c["status"] == "False") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "AccessAllowed never became False: {conditions}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.put_configmap("team", "t2", "1").await;
+    env.put_configmap("shop", "probe2", "1").await;
+    until("shop still writes", || env.file("shop", "probe2").is_some()).await;
+    assert!(team_file("t2").is_none());
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_spellings_of_one_repository_share_one_worker_and_a_later_crd_is_captured() {
+    let env = Env::new().await;
+    env.configure().await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitRepoConfig",
+        "metadata": {"name": "same-repo", "namespace": "shop"},
+        "spec": {"url": format!("{}/", env.repo.display()), "commit": {"window": {"quiet": "0s"}}}})).await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+        "metadata": {"name": "widgets", "namespace": "shop"},
+        "spec": {"repoRef": {"name": "same-repo"}, "branch": "main", "folder": "clusters/widgets"}})).await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "widgets", "namespace": "shop"},
+        "spec": {"destinationRef": {"name": "widgets"}, "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"]}]}})).await;
+    let agent = env.start("state");
+    agent.ready().await;
+    assert_eq!(
+        agent.agent.registry.len(),
+        1,
+        "one worker for both spellings"
+    );
+
+    // The CRD appears after the agent started; its objects are captured without a restart.
+    apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+    apply(&env.client, json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3, "futureField": {"x": []}}})).await;
+    env.put_configmap("shop", "cm", "1").await;
+    until("the widget and the configmap", || {
+        show(
+            &env.repo,
+            "clusters/widgets/shop/example.com/widgets/w1.yaml",
+        )
+        .is_some_and(|f| f.contains("futureField"))
+            && env.file("shop", "cm").is_some()
+    })
+    .await;
+    assert_eq!(agent.agent.registry.len(), 1);
+    agent.stop().await;
 }
