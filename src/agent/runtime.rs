@@ -50,6 +50,17 @@ pub enum AgentError {
     Kube(#[from] kube::Error),
 }
 
+/// How often a repository's reachability is checked again while nothing changes.
+const PROBE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// What a reachability check was about: a change of any of these checks again at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProbeKey {
+    url: String,
+    generation: Option<i64>,
+    with_credentials: bool,
+}
+
 /// What the agent holds for one Ready destination.
 struct Destination {
     worker: WorkerHandle,
@@ -122,6 +133,7 @@ pub async fn run(
     let (tx, mut events) = mpsc::channel(1024);
     let mut watches = WatchManager::new(client.clone(), tx, options.streaming_lists);
     let (done_tx, mut reconciled) = mpsc::channel::<(ObjectKey, Result<(), String>)>(64);
+    let (probe_tx, mut probed) = mpsc::channel::<(ObjectKey, ProbeKey, Result<(), String>)>(64);
     let mut agent = Agent {
         client: client.clone(),
         options: options.clone(),
@@ -132,8 +144,13 @@ pub async fn run(
         reconcile_results: BTreeMap::new(),
         held: BTreeMap::new(),
         done_tx,
+        probes: BTreeMap::new(),
+        probe_tx,
     };
     tokio::pin!(shutdown);
+    // Reachability is checked again now and then even when nothing changes.
+    let mut recheck = tokio::time::interval(PROBE_INTERVAL);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
     loop {
         let settle = tokio::time::sleep(if dirty {
@@ -144,6 +161,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = changed.notified() => { dirty = true; }
+            _ = recheck.tick() => { dirty = true; }
             _ = settle, if dirty => {
                 dirty = false;
                 let inputs = Inputs {
@@ -156,12 +174,16 @@ pub async fn run(
                         .collect(),
                     discovery: discover(&client).await,
                     credentials: BTreeMap::new(),
-                    reachability: BTreeMap::new(),
+                    reachability: agent.reachability(),
                     allow_secrets: options.allow_secrets,
                 };
                 agent.apply(inputs, &mut watches).await;
             }
             Some(event) = events.recv() => agent.capture(event).await,
+            Some((key, probe, result)) = probed.recv() => {
+                agent.probes.insert(key, (probe, Instant::now(), Some(result)));
+                dirty = true;
+            }
             Some((key, result)) = reconciled.recv() => {
                 agent.reconciling.remove(&key);
                 // Events held during the reconcile go through now, for this destination only.
@@ -196,6 +218,10 @@ struct Agent {
     destinations: BTreeMap<ObjectKey, Destination>,
     reconciling: BTreeSet<ObjectKey>,
     reconcile_results: BTreeMap<ObjectKey, Result<(), String>>,
+    /// Reachability of each GitRepoConfig's repository: what was probed (URL, credentials,
+    /// generation), when, and the answer (`None` while the probe runs).
+    probes: BTreeMap<ObjectKey, (ProbeKey, Instant, Option<Result<(), String>>)>,
+    probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), String>)>,
     /// Events that arrived for a destination while its reconcile was running.
     held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
     done_tx: mpsc::Sender<(ObjectKey, Result<(), String>)>,
@@ -210,6 +236,7 @@ impl Agent {
             .map(|(k, v)| (k.clone(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
             .collect();
         let plan = Arc::new(config::plan(&inputs));
+        self.probe_repositories(&plan, &credentials);
         self.write_statuses(&inputs, &plan).await;
 
         // Workers: release destinations that are gone or moved; acquire new ones.
@@ -345,6 +372,67 @@ impl Agent {
                 "initial reconcile running for {}",
                 pending.join(", ")
             ));
+        }
+    }
+
+    fn reachability(&self) -> BTreeMap<ObjectKey, Result<(), String>> {
+        self.probes
+            .iter()
+            .filter_map(|(key, (_, _, result))| Some((key.clone(), result.clone()?)))
+            .collect()
+    }
+
+    /// Starts a cheap remote check (`git ls-remote`) for each repository whose URL, credentials
+    /// or generation changed, or whose last check is older than [`PROBE_INTERVAL`].
+    fn probe_repositories(
+        &mut self,
+        plan: &Plan,
+        credentials: &BTreeMap<ObjectKey, Result<Credentials, String>>,
+    ) {
+        self.probes.retain(|key, _| plan.repos.contains_key(key));
+        for (key, repo) in &plan.repos {
+            if repo.url.is_none() {
+                continue;
+            }
+            let creds = repo
+                .secret
+                .as_ref()
+                .and_then(|s| credentials.get(s))
+                .and_then(|r| r.as_ref().ok())
+                .cloned();
+            if repo.secret.is_some() && creds.is_none() {
+                continue; // CredentialsValid already says why
+            }
+            let probe = ProbeKey {
+                url: repo.remote_url.clone(),
+                generation: repo.generation,
+                with_credentials: creds.is_some(),
+            };
+            let fresh = self
+                .probes
+                .get(key)
+                .is_some_and(|(p, at, _)| *p == probe && at.elapsed() < PROBE_INTERVAL);
+            if fresh {
+                continue;
+            }
+            let previous = self.probes.get(key).and_then(|(_, _, r)| r.clone());
+            self.probes
+                .insert(key.clone(), (probe.clone(), Instant::now(), previous));
+            let transport = self.options.transport.clone();
+            let remote = Remote::new(repo.remote_url.clone(), creds);
+            let tx = self.probe_tx.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let result = tokio::task::spawn_blocking(move || {
+                    transport
+                        .probe(&remote)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                let _ = tx.send((key, probe, result)).await;
+            });
         }
     }
 

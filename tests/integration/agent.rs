@@ -294,6 +294,41 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
         .starts_with("reconcile: ")
     );
 
+    // The repository reports itself reachable and ready.
+    let repos: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "shop",
+        &kube::api::ApiResource {
+            group: "configbutler.ai".into(),
+            version: "v1alpha1".into(),
+            api_version: "configbutler.ai/v1alpha1".into(),
+            kind: "GitRepoConfig".into(),
+            plural: "gitrepoconfigs".into(),
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let repo_status = repos.get("repo").await.expect("repo").data["status"].clone();
+        let condition = |t: &str| {
+            repo_status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == t)
+                .map(|c| c["status"].clone())
+        };
+        if condition("RepositoryReachable") == Some(json!("True"))
+            && condition("Ready") == Some(json!("True"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GitRepoConfig never became Ready: {repo_status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Create, update, delete.
     let path = format!("{FOLDER}/shop/core/configmaps/settings.yaml");
     configmaps
