@@ -61,6 +61,9 @@ struct ProbeKey {
     with_credentials: bool,
 }
 
+/// A reachability check: what, when, and the answer (`None` while it runs).
+type Probe = (ProbeKey, Instant, Option<Result<(), String>>);
+
 /// What the agent holds for one Ready destination.
 struct Destination {
     worker: WorkerHandle,
@@ -220,7 +223,7 @@ struct Agent {
     reconcile_results: BTreeMap<ObjectKey, Result<(), String>>,
     /// Reachability of each GitRepoConfig's repository: what was probed (URL, credentials,
     /// generation), when, and the answer (`None` while the probe runs).
-    probes: BTreeMap<ObjectKey, (ProbeKey, Instant, Option<Result<(), String>>)>,
+    probes: BTreeMap<ObjectKey, Probe>,
     probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), String>)>,
     /// Events that arrived for a destination while its reconcile was running.
     held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
