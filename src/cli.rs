@@ -34,6 +34,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent against a simulated cluster and a local repository through a scripted
+    /// scenario, checking each step's effect in Git; no cluster needed.
+    ///
+    /// Steps: create a ConfigMap, a Deployment and a Service in namespace `shop`; edit the
+    /// ConfigMap; scale the Deployment; delete the Service; re-apply the repository's files the way
+    /// Flux would (expecting no commit). Prints the history and one verdict per step. Exit 0 when
+    /// every step behaved, 1 naming the step that did not, 2 when the demo cannot start.
+    Demo(DemoArgs),
     /// Print every CustomResourceDefinition of gitops-reverser as multi-document YAML
     /// (the same bytes as the files in crds/, concatenated in name order).
     Crds,
@@ -60,6 +68,19 @@ pub enum Command {
     /// Run the Kubernetes API simulator (kubesim) until interrupted; writes a kubeconfig that
     /// kubectl and kube-rs can use. For tests and demos: it is not a Kubernetes.
     Sim(kubesim::cli::SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the bare repository (repo.git), the agent's state and, with --serve, the
+    /// kubeconfig; created if missing, must not hold a previous demo (default: a new temporary
+    /// directory, printed and kept).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the cluster, the agent and the repository running after the scenario and print a
+    /// kubeconfig and commands to try, until Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,6 +186,10 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 /// Runs a parsed command line; returns the process exit code. Errors are printed on `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let result = match cli.command {
+        Command::Demo(args) => crate::demo::run(&args, out).map_err(|e| CliError::Input {
+            input: "demo".into(),
+            problem: e.to_string(),
+        }),
         Command::Crds => crds(out),
         Command::Sanitize(args) => sanitize(&args, out, err),
         Command::Diff(args) => diff(&args, out),

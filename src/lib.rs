@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod crd;
+pub mod demo;
 pub mod git;
 pub mod identity;
 pub mod manifest;

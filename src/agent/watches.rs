@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -138,7 +138,7 @@ async fn run_watch(
     let mut stream = watcher(api, config).boxed();
     // The objects this watch knows (names only, never whole objects), and those seen in the
     // listing in progress.
-    let mut known: HashMap<ObjectName, Box<DynamicObject>> = HashMap::new();
+    let mut known: HashSet<ObjectName> = HashSet::new();
     let mut listing: Option<HashSet<ObjectName>> = None;
     let mut backoff = std::time::Duration::from_millis(200);
     while let Some(item) = stream.next().await {
@@ -154,7 +154,7 @@ async fn run_watch(
                     if let Some(seen) = listing.as_mut() {
                         seen.insert(name.clone());
                     }
-                    known.insert(name, skeleton(&object));
+                    known.insert(name);
                 }
                 tx.send(WatchEvent::Upsert {
                     key: key.clone(),
@@ -178,23 +178,23 @@ async fn run_watch(
             Ok(watcher::Event::InitDone) => {
                 let seen = listing.take().unwrap_or_default();
                 let gone: Vec<ObjectName> = known
-                    .keys()
+                    .iter()
                     .filter(|n| !seen.contains(*n))
                     .cloned()
                     .collect();
                 let mut ok = true;
                 for name in gone {
-                    if let Some(object) = known.remove(&name) {
-                        tracing::info!(watch = %key, namespace = ?name.0, name = %name.1,
-                            "object gone while the watch was down; deleting its file");
-                        ok &= tx
-                            .send(WatchEvent::Delete {
-                                key: key.clone(),
-                                object,
-                            })
-                            .await
-                            .is_ok();
-                    }
+                    known.remove(&name);
+                    tracing::info!(watch = %key, namespace = ?name.0, name = %name.1,
+                        "object gone while the watch was down; deleting its file");
+                    let object = skeleton(&key, name);
+                    ok &= tx
+                        .send(WatchEvent::Delete {
+                            key: key.clone(),
+                            object,
+                        })
+                        .await
+                        .is_ok();
                 }
                 ok && tx
                     .send(WatchEvent::Listed {
@@ -227,14 +227,22 @@ async fn run_watch(
 
 /// Just enough of an object to name it in a synthesized delete: apiVersion, kind, name,
 /// namespace. The agent keeps names, not contents.
-fn skeleton(object: &DynamicObject) -> Box<DynamicObject> {
+fn skeleton(key: &WatchKey, (namespace, name): ObjectName) -> Box<DynamicObject> {
+    let api_version = if key.group.is_empty() {
+        key.version.clone()
+    } else {
+        format!("{}/{}", key.group, key.version)
+    };
     let meta = kube::api::ObjectMeta {
-        name: object.metadata.name.clone(),
-        namespace: object.metadata.namespace.clone(),
+        name: Some(name),
+        namespace,
         ..Default::default()
     };
     Box::new(DynamicObject {
-        types: object.types.clone(),
+        types: Some(kube::api::TypeMeta {
+            api_version,
+            kind: key.kind.clone(),
+        }),
         metadata: meta,
         data: serde_json::Value::Null,
     })

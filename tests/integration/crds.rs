@@ -443,7 +443,7 @@ fn the_configuration_reference_names_every_field_and_every_flag() {
             );
         }
     }
-    for command in ["crds", "sanitize", "diff", "replay", "sim"] {
+    for command in ["demo", "crds", "sanitize", "diff", "replay", "run", "sim"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
             .args([command, "--help"])
             .output()

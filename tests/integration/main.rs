@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod crds;
+mod demo;
 mod git_engine;
 mod git_transport;
 mod ops;
