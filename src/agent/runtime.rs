@@ -198,6 +198,8 @@ pub async fn run(
                 }
                 agent.reconcile_results.insert(key, result);
                 agent.update_readiness();
+                // The destination's `Reconciled` condition says how it went.
+                dirty = true;
             }
         }
     }
@@ -495,10 +497,14 @@ impl Agent {
             let ns = dest.namespace().unwrap_or_default();
             let key = ObjectKey::new(&ns, dest.name_any());
             if let Some(p) = plan.destinations.get(&key) {
+                let mut conditions = p.conditions.clone();
+                if let Some(result) = self.reconcile_results.get(&key) {
+                    conditions.push(reconciled_condition(result, p.generation));
+                }
                 patch_status(
                     Api::namespaced(client.clone(), &ns),
                     dest,
-                    &p.conditions,
+                    &conditions,
                     &now,
                 )
                 .await;
@@ -680,6 +686,28 @@ impl Agent {
                 tracing::error!(destination = %dest_key, error = %e, "worker stopped; change not queued");
             }
         }
+    }
+}
+
+/// The condition type that reports a destination's initial reconcile.
+pub const RECONCILED: &str = "Reconciled";
+
+fn reconciled_condition(result: &Result<(), String>, generation: Option<i64>) -> Condition {
+    match result {
+        Ok(()) => config::conditions::condition(
+            RECONCILED,
+            config::Status::True,
+            "Complete",
+            "the folder was reconciled from complete listings",
+            generation,
+        ),
+        Err(reason) => config::conditions::condition(
+            RECONCILED,
+            config::Status::False,
+            "Incomplete",
+            reason.clone(),
+            generation,
+        ),
     }
 }
 

@@ -142,9 +142,13 @@ impl Env {
     }
 
     fn start(&self, state: &str) -> Running {
+        self.start_with(state, false)
+    }
+
+    fn start_with(&self, state: &str, allow_secrets: bool) -> Running {
         let options = AgentOptions {
             state_dir: self.scratch.path().join(state),
-            allow_secrets: false,
+            allow_secrets,
             cluster: "test".into(),
             streaming_lists: false,
             transport: Arc::new(GitCli::new()),
@@ -645,5 +649,123 @@ async fn two_spellings_of_one_repository_share_one_worker_and_a_later_crd_is_cap
     })
     .await;
     assert_eq!(agent.agent.registry.len(), 1);
+    agent.stop().await;
+}
+
+/// The condition `type_` of a configbutler.ai object, as `kubectl get -o yaml` would show it.
+async fn condition(
+    client: &kube::Client,
+    plural: &str,
+    ns: &str,
+    name: &str,
+    type_: &str,
+) -> Option<serde_json::Value> {
+    let resource = kube::api::ApiResource {
+        group: "configbutler.ai".into(),
+        version: "v1alpha1".into(),
+        api_version: "configbutler.ai/v1alpha1".into(),
+        kind: String::new(),
+        plural: plural.into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let object = api.get(name).await.ok()?;
+    object.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+async fn until_condition(
+    client: &kube::Client,
+    plural: &str,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(c) = condition(client, plural, ns, name, type_)
+            .await
+            .filter(|c| c["status"] == status)
+        {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{plural} {ns}/{name}: {type_} never became {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_folder_conflicts_and_secrets_are_written_only_when_allowed() {
+    let env = Env::new().await;
+    env.configure().await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "secrets", "namespace": "shop"},
+        "spec": {"destinationRef": {"name": "dev"}, "rules": [{"apiGroups": [""], "resources": ["secrets"]}]}})).await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "shop");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "db"}, "stringData": {"password": "opt-in"}}),
+            )
+            .expect("secret"),
+        )
+        .await
+        .expect("secret");
+    let agent = env.start_with("state", true);
+    agent.ready().await;
+    until("the allowed Secret", || {
+        show(&env.repo, &format!("{FOLDER}/shop/core/secrets/db.yaml")).is_some()
+    })
+    .await;
+    let reconciled = until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "Reconciled",
+        "True",
+    )
+    .await;
+    assert_eq!(reconciled["reason"], "Complete");
+
+    // A second destination inside the first one's folder is the later one: it conflicts.
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+        "metadata": {"name": "nested", "namespace": "shop"},
+        "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": format!("{FOLDER}/inner")}})).await;
+    let conflict = until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "nested",
+        "DestinationConflict",
+        "True",
+    )
+    .await;
+    assert!(
+        conflict["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("shop/dev"),
+        "{conflict}"
+    );
+    let earlier = condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "DestinationConflict",
+    )
+    .await;
+    assert!(
+        earlier.as_ref().is_none_or(|c| c["status"] == "False"),
+        "{earlier:?}"
+    );
     agent.stop().await;
 }
