@@ -19,6 +19,8 @@ struct Inner {
     fail_remaining: u32,
     fail_code: u16,
     latency: Duration,
+    /// Resources (plural) whose LIST requests fail with this code until cleared.
+    failing_lists: std::collections::HashMap<String, u16>,
 }
 
 impl Default for FaultState {
@@ -61,6 +63,21 @@ impl FaultState {
         let mut i = self.lock();
         i.fail_remaining = n;
         i.fail_code = code;
+    }
+
+    /// Make every LIST (not watch) of resource `plural` fail with `code` until cleared with
+    /// `None`.
+    pub fn fail_lists(&self, plural: &str, code: Option<u16>) {
+        let mut i = self.lock();
+        match code {
+            Some(code) => i.failing_lists.insert(plural.to_string(), code),
+            None => i.failing_lists.remove(plural),
+        };
+    }
+
+    /// The code a LIST of `plural` fails with now, if any.
+    pub fn list_failure(&self, plural: &str) -> Option<u16> {
+        self.lock().failing_lists.get(plural).copied()
     }
 
     /// Add this delay before answering each request.

@@ -294,6 +294,12 @@ impl Faults {
         self.0.faults.fail_next(n, code);
     }
 
+    /// Make every LIST (not watch) of resource `plural` fail with `code` (an InternalError-shaped
+    /// Status) until called again with `None`. Watches keep working.
+    pub fn fail_lists(&self, plural: &str, code: Option<u16>) {
+        self.0.faults.fail_lists(plural, code);
+    }
+
     /// Delay every request by `latency` (zero turns it off).
     pub fn set_latency(&self, latency: Duration) {
         self.0.faults.set_latency(latency);

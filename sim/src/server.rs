@@ -427,6 +427,15 @@ async fn resource_inner(
             ),
         });
     }
+    if verb == "list"
+        && let Some(code) = shared.faults.list_failure(&res.plural)
+    {
+        return Err(ApiError::new(
+            code,
+            "InternalError",
+            "Internal error occurred: list failure injected by kubesim fault knob",
+        ));
+    }
     let accept = header_str(req.headers(), header::ACCEPT).to_string();
     let content_type = header_str(req.headers(), header::CONTENT_TYPE).to_string();
     let manager = field_manager(&q, req.headers())?;

@@ -182,7 +182,11 @@ pub async fn run(
                 };
                 agent.apply(inputs, &mut watches).await;
             }
-            Some(event) = events.recv() => agent.capture(event).await,
+            Some(event) = events.recv() => {
+                if agent.capture(event).await {
+                    dirty = true;
+                }
+            }
             Some((key, probe, result)) = probed.recv() => {
                 agent.probes.insert(key, (probe, Instant::now(), Some(result)));
                 dirty = true;
@@ -531,17 +535,33 @@ impl Agent {
     }
 
     /// One live event: route it, decide per destination, hand changes to the workers.
-    async fn capture(&mut self, event: WatchEvent) {
+    /// Returns true when the plan must be applied again (a reconcile is due).
+    async fn capture(&mut self, event: WatchEvent) -> bool {
         let (key, object, deleted) = match event {
             WatchEvent::Upsert { key, object, .. } => (key, object, false),
             WatchEvent::Delete { key, object } => (key, object, true),
             WatchEvent::Listed { key, objects } => {
                 tracing::debug!(watch = %key, objects, "listing complete");
-                return;
+                // A destination whose reconcile could not list everything tries again once a
+                // watch it depends on lists successfully.
+                let retry: Vec<ObjectKey> = self
+                    .destinations
+                    .keys()
+                    .filter(|d| matches!(self.reconcile_results.get(*d), Some(Err(_))))
+                    .filter(|d| self.plan.watches_for(d).contains(&key))
+                    .cloned()
+                    .collect();
+                for d in &retry {
+                    if let Some(destination) = self.destinations.get_mut(d) {
+                        destination.covered = Default::default();
+                    }
+                }
+                return !retry.is_empty();
             }
-            WatchEvent::Failed { .. } => return,
+            WatchEvent::Failed { .. } => return false,
         };
         self.capture_object(key, object, deleted, None).await;
+        false
     }
 
     /// Captures one object for every destination it routes to (or only `only`). A

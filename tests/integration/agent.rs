@@ -769,3 +769,62 @@ async fn a_nested_folder_conflicts_and_secrets_are_written_only_when_allowed() {
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_fails_removes_nothing_until_a_complete_listing() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.put_configmap("shop", "keep", "1").await;
+    env.put_configmap("shop", "gone", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the first reconcile", || env.file("shop", "gone").is_some()).await;
+    agent.stop().await;
+
+    // While the agent is down an object is deleted, and listing ConfigMaps starts failing.
+    env.configmaps("shop")
+        .delete("gone", &Default::default())
+        .await
+        .expect("delete");
+    env.sim.faults().fail_lists("configmaps", Some(500));
+    let agent = env.start("state");
+    agent.ready().await;
+    let incomplete = until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "Reconciled",
+        "False",
+    )
+    .await;
+    assert!(
+        incomplete["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing was removed"),
+        "{incomplete}"
+    );
+    assert!(
+        env.file("shop", "gone").is_some(),
+        "a partial view must not delete"
+    );
+
+    // Listing works again: the watch lists, the reconcile runs again and removes the file.
+    env.sim.faults().fail_lists("configmaps", None);
+    until("the file of the deleted object to go", || {
+        env.file("shop", "gone").is_none()
+    })
+    .await;
+    until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "Reconciled",
+        "True",
+    )
+    .await;
+    assert!(env.file("shop", "keep").is_some());
+    agent.stop().await;
+}
