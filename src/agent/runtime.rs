@@ -665,7 +665,7 @@ impl Agent {
                     continue;
                 }
             };
-            tracing::debug!(destination = %dest_key, decision = decision.label(), "capture decision");
+            log_decision(&dest_key, &decision);
             self.handle.metrics.record_event(event_decision(&decision));
             let file = match decision {
                 Decision::Write {
@@ -728,6 +728,28 @@ fn reconciled_condition(result: &Result<(), String>, generation: Option<i64>) ->
             reason.clone(),
             generation,
         ),
+    }
+}
+
+/// What was decided and why: writes at info, everything else at debug.
+fn log_decision(destination: &ObjectKey, decision: &Decision) {
+    use crate::agent::capture::Unchanged;
+    let label = decision.label();
+    match decision {
+        Decision::Write { path, id, .. } | Decision::Delete { path, id } => {
+            tracing::info!(%destination, object = %id, %path, decision = label, "change captured");
+        }
+        Decision::Unchanged { path, id, why } => {
+            let reason = match why {
+                Unchanged::Equivalent(how) => how.to_string(),
+                Unchanged::NoFile => "no file to remove".to_string(),
+            };
+            tracing::debug!(%destination, object = %id, %path, decision = label, %reason, "nothing to write");
+        }
+        Decision::Excluded { id, exclusion } => {
+            tracing::debug!(%destination, object = %id, decision = label, rule = exclusion.rule,
+                reason = %exclusion.reason, "not written");
+        }
     }
 }
 
