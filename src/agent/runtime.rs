@@ -92,22 +92,34 @@ impl AgentHandle {
 
 /// Creates the agent's shared pieces (registry, metrics, readiness).
 pub fn handle(options: &AgentOptions) -> AgentHandle {
+    // Metrics read the registry's workers at scrape time, and workers report push durations to
+    // the metrics: the registry is set once both exist.
+    let workers: Arc<std::sync::OnceLock<Arc<Registry>>> = Arc::new(std::sync::OnceLock::new());
+    let sampled = workers.clone();
+    let metrics = Arc::new(Metrics::new(move || {
+        sampled
+            .get()
+            .map(|r| {
+                r.handles()
+                    .iter()
+                    .map(crate::ops::metrics::WorkerSample::of)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }));
+    let observed = metrics.clone();
     let registry = Arc::new(Registry::new(
         &options.state_dir,
         options.transport.clone(),
         WorkerConfig {
             cluster: options.cluster.clone(),
+            on_push: Some(Arc::new(move |key: &crate::git::url::RepoKey, took| {
+                observed.observe_push(key, took)
+            })),
             ..WorkerConfig::default()
         },
     ));
-    let sampled = registry.clone();
-    let metrics = Arc::new(Metrics::new(move || {
-        sampled
-            .handles()
-            .iter()
-            .map(crate::ops::metrics::WorkerSample::of)
-            .collect()
-    }));
+    let _ = workers.set(registry.clone());
     let readiness = Readiness::new();
     readiness.set_not_ready("the initial reconcile has not finished");
     AgentHandle {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// How a worker behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub windows: WindowConfig,
     /// The agent's identity on every commit it writes.
@@ -36,7 +36,12 @@ pub struct WorkerConfig {
     pub cluster: String,
     /// Age after which another owner's marker may be taken over.
     pub marker_stale_after: Duration,
+    /// Called with the duration of every push that reached the remote (for a histogram).
+    pub on_push: Option<PushObserver>,
 }
+
+/// Observes push durations per repository.
+pub type PushObserver = Arc<dyn Fn(&RepoKey, Duration) + Send + Sync>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
@@ -57,6 +62,7 @@ impl Default for WorkerConfig {
             clock: Clock::Wall,
             cluster: "default".into(),
             marker_stale_after: Duration::from_secs(24 * 3600),
+            on_push: None,
         }
     }
 }
@@ -476,10 +482,14 @@ impl PushJob {
             let Some(head) = head.filter(|h| Some(*h) != base) else {
                 return Ok(tip); // every file already has its content
             };
-            match self
-                .transport
-                .push(self.store.dir(), &self.remote, &self.key.branch, head, tip)
-            {
+            let started = std::time::Instant::now();
+            let pushed =
+                self.transport
+                    .push(self.store.dir(), &self.remote, &self.key.branch, head, tip);
+            if let (Ok(_), Some(observe)) = (&pushed, &self.config.on_push) {
+                observe(&self.key, started.elapsed());
+            }
+            match pushed {
                 Ok(PushOutcome::Pushed) => {
                     self.stats.pushes.fetch_add(1, Ordering::Relaxed);
                     self.stats.commits.fetch_add(commits, Ordering::Relaxed);
