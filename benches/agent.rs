@@ -177,6 +177,7 @@ async fn bench(namespaces: usize, per_namespace: usize, changes: usize) {
         streaming_lists: false,
         transport: Arc::new(GitCli::new()),
         settle: Duration::from_millis(50),
+        resolver: None,
     };
     let agent = handle(&options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -340,6 +340,7 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             streaming_lists: args.streaming_lists,
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),
+            resolver: None,
         };
         let handle = crate::agent::runtime::handle(&options);
         let server = crate::ops::server::OpsServer::bind(args.metrics_addr).await?;

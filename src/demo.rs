@@ -126,6 +126,7 @@ async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
         streaming_lists: false,
         transport: Arc::new(GitCli::new()),
         settle: Duration::from_millis(50),
+        resolver: None,
     };
     let agent = crate::agent::runtime::handle(&options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod attribution;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,7 @@
-//! Identity and authorization: bearer tokens map to users and groups; a user is an admin, may only
-//! read, or may do nothing. Requests without a known token are rejected with 401.
+//! Identity and authorization: bearer tokens map to users and groups (admin, read-only, or nothing;
+//! unknown tokens get 401); admins may impersonate (`Impersonate-User`/`-Group`/`-Uid`).
+
+use http::HeaderMap;
 
 use crate::errors::ApiError;
 
@@ -21,6 +23,8 @@ pub struct User {
     pub token: String,
     pub groups: Vec<String>,
     pub access: Access,
+    /// The user's uid, as admission `userInfo` and audit `user` report it.
+    pub uid: Option<String>,
 }
 
 impl User {
@@ -31,7 +35,13 @@ impl User {
             token: token.into(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
             access: Access::Admin,
+            uid: None,
         }
+    }
+
+    pub fn with_uid(mut self, uid: &str) -> Self {
+        self.uid = Some(uid.into());
+        self
     }
 
     pub fn with_access(mut self, access: Access) -> Self {
@@ -107,6 +117,71 @@ impl Users {
     }
 }
 
+/// The user a request acts as when it carries impersonation headers, `None` without them. Only
+/// admins may impersonate. As on a real server the impersonated user has the groups of
+/// `Impersonate-Group` (a service account `system:serviceaccount:NS:NAME` without them gets
+/// `system:serviceaccounts` and `system:serviceaccounts:NS`) plus `system:authenticated`; its
+/// access is that of the configured user of that name, or `Admin` for a name not configured.
+pub fn impersonate(
+    users: &Users,
+    real: &User,
+    headers: &HeaderMap,
+) -> Result<Option<User>, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let names = values("impersonate-user");
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid");
+    let Some(name) = names.first() else {
+        if groups.is_empty() && uid.is_empty() {
+            return Ok(None);
+        }
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            "Internal error occurred: requested impersonation without impersonating a user",
+        ));
+    };
+    if real.access != Access::Admin {
+        return Err(ApiError::forbidden(
+            &real.name,
+            "impersonate",
+            "",
+            "users",
+            "",
+            name,
+        ));
+    }
+    let mut effective_groups = groups;
+    if effective_groups.is_empty()
+        && let Some(rest) = name.strip_prefix("system:serviceaccount:")
+        && let Some((ns, _)) = rest.split_once(':')
+    {
+        effective_groups = vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+        ];
+    }
+    if !effective_groups.iter().any(|g| g == "system:authenticated") {
+        effective_groups.push("system:authenticated".into());
+    }
+    let access = users.by_name(name).map_or(Access::Admin, |u| u.access);
+    Ok(Some(User {
+        name: name.clone(),
+        token: String::new(),
+        groups: effective_groups,
+        access,
+        uid: uid.first().cloned(),
+    }))
+}
+
 /// Whether `user` may perform `verb` on a resource.
 pub fn authorize(
     user: &User,
@@ -160,6 +235,44 @@ mod tests {
         assert_eq!(
             open.authenticate(Some("Bearer wrong")).unwrap_err().code,
             401
+        );
+    }
+
+    #[test]
+    fn admins_impersonate() {
+        let users = Users::new(vec![
+            User::admin("admin", "t1"),
+            User::admin("bob", "t2").with_access(Access::ReadOnly),
+        ]);
+        let admin = users.by_name("admin").unwrap();
+        let mut h = HeaderMap::new();
+        assert!(impersonate(&users, admin, &h).unwrap().is_none());
+        h.insert("Impersonate-User", "carol".parse().unwrap());
+        h.append("Impersonate-Group", "devs".parse().unwrap());
+        let carol = impersonate(&users, admin, &h).unwrap().unwrap();
+        assert_eq!(carol.name, "carol");
+        assert_eq!(carol.groups, ["devs", "system:authenticated"]);
+        assert_eq!(carol.access, Access::Admin);
+        let bob = users.by_name("bob").unwrap();
+        let e = impersonate(&users, bob, &h).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "users \"carol\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        );
+        let mut sa = HeaderMap::new();
+        sa.insert(
+            "Impersonate-User",
+            "system:serviceaccount:ci:deployer".parse().unwrap(),
+        );
+        let u = impersonate(&users, admin, &sa).unwrap().unwrap();
+        assert_eq!(
+            u.groups,
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:ci",
+                "system:authenticated"
+            ]
         );
     }
 }

@@ -78,7 +78,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    /// `details` (name, group, kind, uid, causes, retryAfterSeconds); `{}` when empty.
+    /// `details` (name, group, kind, uid, causes, retryAfterSeconds); `{}` when empty, null when
+    /// the Status has none.
     pub details: Value,
 }
 
@@ -298,9 +299,10 @@ impl ApiError {
         )
     }
 
-    /// The `Status` object a client receives.
+    /// The `Status` object a client receives (no `reason` when it is empty and no `details`
+    /// when they are null, as in an admission webhook's denial).
     pub fn to_status(&self) -> Value {
-        json!({
+        let mut s = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -309,7 +311,16 @@ impl ApiError {
             "reason": self.reason,
             "details": self.details,
             "code": self.code,
-        })
+        });
+        if let Some(m) = s.as_object_mut() {
+            if self.reason.is_empty() {
+                m.remove("reason");
+            }
+            if self.details.is_null() {
+                m.remove("details");
+            }
+        }
+        s
     }
 }
 

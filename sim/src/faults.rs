@@ -1,7 +1,7 @@
-//! Fault knobs tests turn: drop every watch connection, fail the next N requests with a status
-//! code, add latency to every request, compact the watch history.
+//! Fault knobs tests turn: drop watches, fail the next N requests, add latency, compact the watch
+//! history, and delay, reorder or duplicate the batches sent to the audit sink.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -12,7 +12,23 @@ pub struct FaultState {
     inner: Mutex<Inner>,
     drops: watch::Sender<u64>,
     expiries: watch::Sender<u64>,
+    audit: Arc<Mutex<AuditFaults>>,
 }
+
+/// How the audit sink misbehaves.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AuditFaults {
+    /// Extra delay before each batch is sent (batches keep their order).
+    pub delay: Duration,
+    /// Hold each batch until the next one has been sent (a lone batch goes after
+    /// [`REORDER_HOLD`]).
+    pub reorder: bool,
+    /// Send every batch twice.
+    pub duplicate: bool,
+}
+
+/// How long a reordered batch waits for a successor.
+pub const REORDER_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -29,6 +45,7 @@ impl Default for FaultState {
             inner: Mutex::new(Inner::default()),
             drops: watch::channel(0).0,
             expiries: watch::channel(0).0,
+            audit: Arc::default(),
         }
     }
 }
@@ -87,6 +104,16 @@ impl FaultState {
 
     pub fn latency(&self) -> Duration {
         self.lock().latency
+    }
+
+    /// The audit sink's knobs, shared with its sender.
+    pub fn audit_knobs(&self) -> Arc<Mutex<AuditFaults>> {
+        self.audit.clone()
+    }
+
+    /// Change the audit sink's knobs.
+    pub fn update_audit(&self, f: impl FnOnce(&mut AuditFaults)) {
+        f(&mut self.audit.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Take one injected failure, if any are pending.

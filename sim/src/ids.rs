@@ -62,6 +62,15 @@ pub fn now_rfc3339() -> String {
     rfc3339(now_secs())
 }
 
+/// `2024-05-01T12:00:00.123456Z` for now (audit timestamps carry microseconds).
+pub fn now_rfc3339_micros() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = rfc3339(d.as_secs() as i64);
+    format!("{}.{:06}Z", secs.trim_end_matches('Z'), d.subsec_micros())
+}
+
 /// `2024-05-01T12:00:00Z` for a count of seconds since the epoch.
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);

@@ -3,7 +3,9 @@
 //! Start one with [`Simulator::start`]; talk to it with [`SimHandle::client_for`] or kubectl.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod apply;
+pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod fieldpath;
 pub mod ids;
 pub mod kubeconfig;
 pub mod openapi;
+pub mod outbound;
 pub mod patch;
 pub mod protobuf;
 pub mod routes;
@@ -34,6 +37,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch as tokio_watch;
 
+pub use audit::AuditSink;
 pub use auth::{Access, User};
 pub use errors::{ApiError, SimError};
 pub use server::AuditEntry;
@@ -60,6 +64,8 @@ pub struct SimConfig {
     /// The user a request without a token acts as; `None` answers such requests with 401.
     /// kubectl sends no credentials over plain HTTP, so `sim` without `--tls` sets this.
     pub anonymous: Option<String>,
+    /// Where audit events of mutating requests go (the audit webhook backend); `None`: nowhere.
+    pub audit_sink: Option<AuditSink>,
 }
 
 impl Default for SimConfig {
@@ -72,6 +78,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(5),
             namespace_objects: true,
             anonymous: None,
+            audit_sink: None,
         }
     }
 }
@@ -87,6 +94,12 @@ impl SimConfig {
     pub fn with_user(mut self, user: User) -> Self {
         self.users.retain(|u| u.name != user.name);
         self.users.push(user);
+        self
+    }
+
+    /// Send audit events to `sink`.
+    pub fn with_audit_sink(mut self, sink: AuditSink) -> Self {
+        self.audit_sink = Some(sink);
         self
     }
 
@@ -151,13 +164,22 @@ impl Simulator {
             None => None,
         };
         let (shutdown_tx, shutdown_rx) = tokio_watch::channel(false);
-        let shared = Arc::new(server::Shared::new(
+        let shared = server::Shared::new(
             store,
             auth::Users::new(config.users.clone()).with_anonymous(anonymous),
             server::dial_address(addr),
             shutdown_rx.clone(),
             config.bookmark_interval,
-        ));
+        );
+        let pipeline = match &config.audit_sink {
+            Some(sink) => Some(audit::Pipeline::start(
+                sink,
+                shared.faults.audit_knobs(),
+                shutdown_rx.clone(),
+            )?),
+            None => None,
+        };
+        let shared = Arc::new(shared.with_audit_sink(pipeline));
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
@@ -310,6 +332,23 @@ impl Faults {
     pub fn compact_history(&self) {
         let mut store = self.0.lock();
         store.compact();
+    }
+
+    /// Delay every audit batch by `delay` after it is closed (zero turns it off); batches keep
+    /// their order.
+    pub fn delay_audit(&self, delay: Duration) {
+        self.0.faults.update_audit(|a| a.delay = delay);
+    }
+
+    /// Send audit batches out of order: each batch is held until the next one has been sent
+    /// (a batch without successor goes after one second).
+    pub fn reorder_audit(&self, on: bool) {
+        self.0.faults.update_audit(|a| a.reorder = on);
+    }
+
+    /// Send every audit batch twice.
+    pub fn duplicate_audit(&self, on: bool) {
+        self.0.faults.update_audit(|a| a.duplicate = on);
     }
 
     /// Compact the history and send every open watch an `ERROR` event with `410 Gone`, as a real

@@ -1,5 +1,5 @@
-//! The HTTP(S) server: accepts connections, authenticates, applies fault knobs, routes each
-//! request to discovery, OpenAPI, or the store, and answers with JSON objects or Status errors.
+//! The HTTP(S) server: authenticates (and impersonates), applies fault knobs, routes to discovery,
+//! OpenAPI or the store (writes through admission webhooks), answers, and feeds the audit sink.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,15 +17,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as tokio_watch;
 use tokio::task::JoinSet;
 
+use crate::admission::{self, Attributes};
+use crate::audit::{self, Record};
 use crate::auth::{self, User, Users};
 use crate::catalogue::ResourceInfo;
 use crate::discovery;
 use crate::errors::{ApiError, success_status};
 use crate::faults::FaultState;
+use crate::ids;
 use crate::openapi;
 use crate::routes::{self, Query, Route, Target};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{DeleteOpts, Deleted, ListQuery, PatchKind, Store, WriteOpts};
+use crate::store::{DeleteOpts, Deleted, ListQuery, PatchKind, Pinned, Store, WriteOpts};
 use crate::table;
 use crate::watch::{self as watch_stream, Start, WatchSpec};
 
@@ -46,6 +49,8 @@ pub struct AuditEntry {
     pub namespace: String,
     pub name: String,
     pub code: u16,
+    /// The authenticated user when `user` is impersonated.
+    pub impersonator: Option<String>,
 }
 
 /// State shared by every connection.
@@ -58,6 +63,7 @@ pub struct Shared {
     pub(crate) shutdown_rx: tokio_watch::Receiver<bool>,
     pub(crate) bookmark_interval: Duration,
     audit: Mutex<Vec<AuditEntry>>,
+    pub(crate) audit_sink: Option<audit::Pipeline>,
 }
 
 impl Shared {
@@ -78,7 +84,14 @@ impl Shared {
             shutdown_rx,
             bookmark_interval,
             audit: Mutex::new(Vec::new()),
+            audit_sink: None,
         }
+    }
+
+    /// Send audit events of mutating requests to `sink`.
+    pub(crate) fn with_audit_sink(mut self, sink: Option<audit::Pipeline>) -> Self {
+        self.audit_sink = sink;
+        self
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
@@ -116,7 +129,7 @@ pub(crate) async fn serve(
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
-        let Ok((stream, _peer)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -125,7 +138,7 @@ pub(crate) async fn serve(
         conns.spawn(async move {
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
             });
             let builder = hyper::server::conn::http1::Builder::new();
             match tls {
@@ -193,7 +206,22 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
         .unwrap_or_default()
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody> {
+/// Who a request comes from and when it arrived.
+struct Caller {
+    /// The user the request acts as.
+    user: User,
+    /// The authenticated user, when it impersonates `user`.
+    impersonator: Option<User>,
+    peer: SocketAddr,
+    received: String,
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResBody> {
+    let received = ids::now_rfc3339_micros();
     let latency = shared.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -212,9 +240,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody
         Ok(u) => u.clone(),
         Err(e) => return error_response(&e),
     };
+    let caller = match auth::impersonate(&shared.users, &user, req.headers()) {
+        Ok(Some(as_user)) => Caller {
+            user: as_user,
+            impersonator: Some(user),
+            peer,
+            received,
+        },
+        Ok(None) => Caller {
+            user,
+            impersonator: None,
+            peer,
+            received,
+        },
+        Err(e) => return error_response(&e),
+    };
     match route {
         Route::Resource(target) => {
-            let (resp, audit) = resource_request(&shared, &user, target, req).await;
+            let (resp, audit) = resource_request(&shared, &caller, target, req).await;
             if let Some(mut a) = audit {
                 a.code = resp.status().as_u16();
                 shared
@@ -346,12 +389,29 @@ fn verb_of(method: &Method, t: &Target, q: &Query) -> Option<&'static str> {
     })
 }
 
+/// What the handlers of resource requests answer: a JSON body the audit sink may record, or a
+/// ready response (reads, watches).
+enum Reply {
+    Json(u16, Value),
+    Raw(Response<ResBody>),
+}
+
+/// What a request's handling learnt that its audit event records.
+#[derive(Default)]
+struct Exchange {
+    request_object: Option<Value>,
+    forbidden: bool,
+}
+
+const MUTATING: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
+
 async fn resource_request(
     shared: &Arc<Shared>,
-    user: &User,
+    caller: &Caller,
     t: Target,
     req: Request<Incoming>,
 ) -> (Response<ResBody>, Option<AuditEntry>) {
+    let user = &caller.user;
     let query = match routes::parse_query(req.uri().query().unwrap_or_default()) {
         Ok(q) => q,
         Err(m) => return (error_response(&ApiError::bad_request(m)), None),
@@ -369,12 +429,171 @@ async fn resource_request(
         namespace: t.namespace.clone().unwrap_or_default(),
         name: t.name.clone().unwrap_or_default(),
         code: 0,
+        impersonator: caller.impersonator.as_ref().map(|u| u.name.clone()),
     };
-    let resp = match resource_inner(shared, user, &t, verb, query, req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let audit_id = ids::uid();
+    let record = match &shared.audit_sink {
+        Some(_) if MUTATING.contains(&verb) => Some(Record {
+            audit_id: audit_id.clone(),
+            request_uri: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default(),
+            verb: verb.into(),
+            user: Some(caller.impersonator.clone().unwrap_or_else(|| user.clone())),
+            impersonated: caller.impersonator.as_ref().map(|_| user.clone()),
+            source_ip: caller.peer.ip().to_string(),
+            user_agent: header_str(req.headers(), header::USER_AGENT).to_string(),
+            group: t.group.clone(),
+            version: t.version.clone(),
+            resource: t.plural.clone(),
+            subresource: t.subresource.clone().unwrap_or_default(),
+            namespace: t.namespace.clone().unwrap_or_default(),
+            name: t.name.clone().unwrap_or_default(),
+            received: caller.received.clone(),
+            ..Default::default()
+        }),
+        _ => None,
     };
+    let mut ex = Exchange::default();
+    let (mut resp, response_object) =
+        match resource_inner(shared, user, &t, verb, query, req, &mut ex).await {
+            Ok(Reply::Raw(r)) => (r, None),
+            Ok(Reply::Json(code, v)) => (json_response(code, &v), Some(v)),
+            Err(e) => (error_response(&e), Some(e.to_status())),
+        };
+    if let Ok(v) = http::HeaderValue::from_str(&audit_id) {
+        resp.headers_mut().insert("audit-id", v);
+    }
+    if let (Some(mut rec), Some(sink)) = (record, &shared.audit_sink) {
+        rec.code = resp.status().as_u16();
+        rec.request_object = ex.request_object;
+        rec.response_object = response_object;
+        rec.allowed = !ex.forbidden;
+        rec.completed = ids::now_rfc3339_micros();
+        sink.send(rec.event(sink.omit_managed_fields));
+    }
     (resp, Some(audit))
+}
+
+/// The parts of a request admission needs besides the object.
+struct AdmissionBase<'a> {
+    res: &'a ResourceInfo,
+    version: &'a str,
+    sub: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    operation: &'static str,
+    dry_run: bool,
+    options: Value,
+}
+
+/// An object as admission sees it: typed, without the resourceVersion a create has not got yet.
+fn admission_object(res: &ResourceInfo, version: &str, obj: &Value, creating: bool) -> Value {
+    let mut o = present(res, version, obj, false);
+    if creating && let Some(m) = o["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    o
+}
+
+/// Run the validating admission webhooks that match. `preview` computes, under the store lock,
+/// the (object, oldObject) pairs to admit — one, or one per member of a deletecollection. The
+/// configurations themselves are never sent to webhooks (as on a real server). Returns the first
+/// admitted object when any webhook was called.
+async fn admit(
+    shared: &Arc<Shared>,
+    user: &User,
+    base: AdmissionBase<'_>,
+    preview: impl FnOnce(&mut Store) -> Result<Vec<(Option<Value>, Option<Value>)>, ApiError>,
+) -> Result<Option<Value>, ApiError> {
+    let res = base.res;
+    let requests = {
+        let mut store = shared.lock();
+        let Some(vwc) = store
+            .catalogue()
+            .by_plural(
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+            )
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        if res.group == "admissionregistration.k8s.io" {
+            return Ok(None);
+        }
+        let configs = store.snapshot(&vwc, None);
+        if configs.is_empty() {
+            return Ok(None);
+        }
+        let kind = if base.sub == "scale" {
+            ("autoscaling".into(), "v1".into(), "Scale".into())
+        } else {
+            (
+                res.group.clone(),
+                base.version.to_string(),
+                res.kind.clone(),
+            )
+        };
+        let template = Attributes {
+            group: res.group.clone(),
+            version: base.version.to_string(),
+            resource: res.plural.clone(),
+            subresource: base.sub.to_string(),
+            kind,
+            namespaced: res.namespaced,
+            namespace: base.namespace.to_string(),
+            name: base.name.to_string(),
+            operation: base.operation,
+            object: None,
+            old_object: None,
+            dry_run: base.dry_run,
+            options: base.options,
+            user: user.clone(),
+        };
+        let hooks: Vec<admission::Webhook> = admission::webhooks(configs.iter().map(|c| &**c))
+            .into_iter()
+            .filter(|h| h.rules_match(&template))
+            .collect();
+        if hooks.is_empty() {
+            return Ok(None);
+        }
+        let pairs = preview(&mut store)?;
+        let ns_object = store
+            .catalogue()
+            .by_plural("", "namespaces")
+            .cloned()
+            .and_then(|r| store.get(&r, "", base.namespace).ok());
+        let mut requests = Vec::new();
+        for (object, old_object) in pairs {
+            let mut a = template.clone();
+            if a.name.is_empty() && base.operation == "CREATE" {
+                a.name = object
+                    .as_ref()
+                    .and_then(|o| o["metadata"]["name"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            a.object = object;
+            a.old_object = old_object;
+            let selected: Vec<admission::Webhook> = hooks
+                .iter()
+                .filter(|h| h.selectors_match(&a, ns_object.as_deref()))
+                .cloned()
+                .collect();
+            requests.push((selected, a));
+        }
+        requests
+    };
+    let first = requests.first().and_then(|(_, a)| a.object.clone());
+    for (selected, a) in &requests {
+        if !selected.is_empty() {
+            admission::call_all(selected, a).await?;
+        }
+    }
+    Ok(first)
 }
 
 async fn resource_inner(
@@ -384,7 +603,8 @@ async fn resource_inner(
     verb: &str,
     q: Query,
     req: Request<Incoming>,
-) -> Result<Response<ResBody>, ApiError> {
+    ex: &mut Exchange,
+) -> Result<Reply, ApiError> {
     let res = shared
         .lock()
         .catalogue()
@@ -416,7 +636,10 @@ async fn resource_inner(
     }
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
-    auth::authorize(user, verb, &res.group, &res.plural, &ns, &name)?;
+    if let Err(e) = auth::authorize(user, verb, &res.group, &res.plural, &ns, &name) {
+        ex.forbidden = true;
+        return Err(e);
+    }
     if let Some(code) = shared.faults.take_failure() {
         return Err(match code {
             429 => ApiError::too_many_requests(1),
@@ -444,6 +667,7 @@ async fn resource_inner(
         dry_run: q.dry_run,
         subresource: sub.clone(),
         force: q.force,
+        pinned: Some(Pinned::fresh()),
     };
     let version = t.version.clone();
     let ns_scope = t.namespace.as_deref();
@@ -453,10 +677,10 @@ async fn resource_inner(
             let store = shared.lock();
             let obj = store.get(&res, &ns, &name)?;
             if sub == "scale" {
-                return Ok(json_response(200, &store.scale_of(&res, &obj)));
+                return Ok(Reply::Raw(json_response(200, &store.scale_of(&res, &obj))));
             }
             if table::wants_table(&accept) {
-                return Ok(json_response(
+                return Ok(Reply::Raw(json_response(
                     200,
                     &table::table(
                         &res,
@@ -464,12 +688,15 @@ async fn resource_inner(
                         store.resource_version(),
                         None,
                     ),
-                ));
+                )));
             }
             if table::wants_metadata(&accept) {
-                return Ok(json_response(200, &table::partial(&obj)));
+                return Ok(Reply::Raw(json_response(200, &table::partial(&obj))));
             }
-            Ok(json_response(200, &present(&res, &version, &obj, false)))
+            Ok(Reply::Raw(json_response(
+                200,
+                &present(&res, &version, &obj, false),
+            )))
         }
         "list" => {
             let lq = ListQuery {
@@ -485,7 +712,7 @@ async fn resource_inner(
             check_list_rv(&q, store.resource_version())?;
             let page = store.list(&res, ns_scope, &lq)?;
             if table::wants_table(&accept) {
-                return Ok(json_response(
+                return Ok(Reply::Raw(json_response(
                     200,
                     &table::table(
                         &res,
@@ -493,7 +720,7 @@ async fn resource_inner(
                         page.resource_version,
                         page.continue_token.as_deref(),
                     ),
-                ));
+                )));
             }
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
             if let Some(c) = &page.continue_token {
@@ -503,7 +730,10 @@ async fn resource_inner(
                 meta["remainingItemCount"] = json!(r);
             }
             if table::wants_metadata(&accept) {
-                return Ok(json_response(200, &table::partial_list(&page.items, meta)));
+                return Ok(Reply::Raw(json_response(
+                    200,
+                    &table::partial_list(&page.items, meta),
+                )));
             }
             let items: Vec<Value> = page
                 .items
@@ -511,10 +741,10 @@ async fn resource_inner(
                 .map(|o| present(&res, &version, o, true))
                 .collect();
             drop(store);
-            Ok(json_response(
+            Ok(Reply::Raw(json_response(
                 200,
                 &json!({"kind": res.list_kind(), "apiVersion": res.api_version(&version), "metadata": meta, "items": items}),
-            ))
+            )))
         }
         "watch" => {
             let labels = LabelSelector::parse(&q.label_selector)
@@ -567,27 +797,124 @@ async fn resource_inner(
                 metadata_only: table::wants_metadata(&accept),
             };
             let body = watch_stream::start(shared.clone(), spec);
-            Ok(Response::builder()
-                .status(200)
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::CACHE_CONTROL, "no-cache, private")
-                .body(body.boxed())
-                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())))
+            Ok(Reply::Raw(
+                Response::builder()
+                    .status(200)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "no-cache, private")
+                    .body(body.boxed())
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())),
+            ))
         }
         "create" => {
             let bytes = read_body(req).await?;
-            let body = parse_body(&bytes, &content_type, &res, &version)?;
+            let mut body = parse_body(&bytes, &content_type, &res, &version)?;
+            ex.request_object = Some(body.clone());
+            let preview_opts = WriteOpts {
+                dry_run: true,
+                ..opts.clone()
+            };
+            let admitted = admit(
+                shared,
+                user,
+                AdmissionBase {
+                    res: &res,
+                    version: &version,
+                    sub: "",
+                    namespace: &ns,
+                    name: body["metadata"]["name"].as_str().unwrap_or_default(),
+                    operation: "CREATE",
+                    dry_run: opts.dry_run,
+                    options: admission::options(
+                        "CREATE",
+                        opts.dry_run,
+                        q.field_manager.as_deref(),
+                        q.field_validation.as_deref(),
+                        None,
+                    ),
+                },
+                |store| {
+                    let o = store.create(&res, &version, &ns, body.clone(), &preview_opts)?;
+                    Ok(vec![(
+                        Some(admission_object(&res, &version, &o, true)),
+                        None,
+                    )])
+                },
+            )
+            .await?;
+            // The real write stores the name admission saw for a generateName create.
+            if let Some(a) = admitted
+                && body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty()
+                && let Some(n) = a["metadata"]["name"].as_str()
+                && body["metadata"].is_object()
+            {
+                body["metadata"]["name"] = json!(n);
+            }
             let mut store = shared.lock();
             let created = store.create(&res, &version, &ns, body, &opts)?;
             shared.notify(&store);
-            Ok(json_response(
-                201,
-                &present(&res, &version, &created, false),
-            ))
+            Ok(Reply::Json(201, present(&res, &version, &created, false)))
         }
         "update" => {
             let bytes = read_body(req).await?;
             let body = parse_body(&bytes, &content_type, &res, &version)?;
+            ex.request_object = Some(body.clone());
+            let preview_opts = WriteOpts {
+                dry_run: true,
+                ..opts.clone()
+            };
+            admit(
+                shared,
+                user,
+                AdmissionBase {
+                    res: &res,
+                    version: &version,
+                    sub: &sub,
+                    namespace: &ns,
+                    name: &name,
+                    operation: "UPDATE",
+                    dry_run: opts.dry_run,
+                    options: admission::options(
+                        "UPDATE",
+                        opts.dry_run,
+                        q.field_manager.as_deref(),
+                        q.field_validation.as_deref(),
+                        None,
+                    ),
+                },
+                |store| {
+                    let old = store.get(&res, &ns, &name)?;
+                    Ok(vec![if sub == "scale" {
+                        let o = store.scale_write(
+                            &res,
+                            &version,
+                            &ns,
+                            &name,
+                            None,
+                            Some(&body),
+                            &preview_opts,
+                        )?;
+                        (Some(o), Some(store.scale_of(&res, &old)))
+                    } else {
+                        let o = store.update(
+                            &res,
+                            &version,
+                            &ns,
+                            &name,
+                            body.clone(),
+                            &preview_opts,
+                        )?;
+                        (
+                            Some(admission_object(&res, &version, &o, false)),
+                            Some(present(&res, &version, &old, false)),
+                        )
+                    }])
+                },
+            )
+            .await?;
             let mut store = shared.lock();
             let out = if sub == "scale" {
                 store.scale_write(&res, &version, &ns, &name, None, Some(&body), &opts)?
@@ -600,7 +927,7 @@ async fn resource_inner(
                 )
             };
             shared.notify(&store);
-            Ok(json_response(200, &out))
+            Ok(Reply::Json(200, out))
         }
         "patch" => {
             let kind = match content_type.split(';').next().unwrap_or_default().trim() {
@@ -635,6 +962,56 @@ async fn resource_inner(
                 serde_json::from_slice::<Value>(&bytes)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
             };
+            ex.request_object = Some(body.clone());
+            let existed = shared.lock().get(&res, &ns, &name).is_ok();
+            let operation = if existed { "UPDATE" } else { "CREATE" };
+            let preview_opts = WriteOpts {
+                dry_run: true,
+                ..opts.clone()
+            };
+            admit(
+                shared,
+                user,
+                AdmissionBase {
+                    res: &res,
+                    version: &version,
+                    sub: &sub,
+                    namespace: &ns,
+                    name: &name,
+                    operation,
+                    dry_run: opts.dry_run,
+                    options: admission::options(
+                        operation,
+                        opts.dry_run,
+                        q.field_manager.as_deref(),
+                        q.field_validation.as_deref(),
+                        None,
+                    ),
+                },
+                |store| {
+                    let old = store.get(&res, &ns, &name).ok();
+                    Ok(vec![if sub == "scale" {
+                        let o = store.scale_write(
+                            &res,
+                            &version,
+                            &ns,
+                            &name,
+                            Some((kind, &body)),
+                            None,
+                            &preview_opts,
+                        )?;
+                        (Some(o), old.map(|old| store.scale_of(&res, &old)))
+                    } else {
+                        let o =
+                            store.patch(&res, &version, &ns, &name, kind, &body, &preview_opts)?;
+                        (
+                            Some(admission_object(&res, &version, &o, old.is_none())),
+                            old.map(|old| present(&res, &version, &old, false)),
+                        )
+                    }])
+                },
+            )
+            .await?;
             let mut store = shared.lock();
             let existed = store.get(&res, &ns, &name).is_ok();
             let out = if sub == "scale" {
@@ -648,12 +1025,13 @@ async fn resource_inner(
                 )
             };
             shared.notify(&store);
-            Ok(json_response(if existed { 200 } else { 201 }, &out))
+            Ok(Reply::Json(if existed { 200 } else { 201 }, out))
         }
         "delete" => {
             let bytes = read_body(req).await?;
             let mut pre = DeleteOpts::default();
             let mut opts = opts;
+            let mut delete_options = None;
             if !bytes.is_empty() {
                 let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
                     ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
@@ -668,15 +1046,47 @@ async fn resource_inner(
                 {
                     opts.dry_run = true;
                 }
+                delete_options = Some(body);
             }
+            ex.request_object = Some(audited_delete_options(delete_options.as_ref()));
+            let preview_opts = WriteOpts {
+                dry_run: true,
+                ..opts.clone()
+            };
+            admit(
+                shared,
+                user,
+                AdmissionBase {
+                    res: &res,
+                    version: &version,
+                    sub: "",
+                    namespace: &ns,
+                    name: &name,
+                    operation: "DELETE",
+                    dry_run: opts.dry_run,
+                    options: admission::options(
+                        "DELETE",
+                        opts.dry_run,
+                        None,
+                        None,
+                        delete_options.as_ref(),
+                    ),
+                },
+                |store| {
+                    let old = store.get(&res, &ns, &name)?;
+                    store.delete(&res, &ns, &name, &pre, &preview_opts)?;
+                    Ok(vec![(None, Some(present(&res, &version, &old, false)))])
+                },
+            )
+            .await?;
             let mut store = shared.lock();
             let outcome = store.delete(&res, &ns, &name, &pre, &opts)?;
             shared.notify(&store);
             Ok(match outcome {
-                Deleted::Marked(obj) => json_response(200, &present(&res, &version, &obj, false)),
-                Deleted::Gone(obj) => json_response(
+                Deleted::Marked(obj) => Reply::Json(200, present(&res, &version, &obj, false)),
+                Deleted::Gone(obj) => Reply::Json(
                     200,
-                    &success_status(
+                    success_status(
                         &res.group,
                         &res.plural,
                         &name,
@@ -694,6 +1104,44 @@ async fn resource_inner(
                     .map_err(ApiError::bad_request)?,
                 ..Default::default()
             };
+            let bytes = read_body(req).await?;
+            let delete_options: Option<Value> = if bytes.is_empty() {
+                None
+            } else {
+                Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
+                })?)
+            };
+            ex.request_object = Some(audited_delete_options(delete_options.as_ref()));
+            admit(
+                shared,
+                user,
+                AdmissionBase {
+                    res: &res,
+                    version: &version,
+                    sub: "",
+                    namespace: &ns,
+                    name: "",
+                    operation: "DELETE",
+                    dry_run: opts.dry_run,
+                    options: admission::options(
+                        "DELETE",
+                        opts.dry_run,
+                        None,
+                        None,
+                        delete_options.as_ref(),
+                    ),
+                },
+                |store| {
+                    let page = store.list(&res, ns_scope, &lq)?;
+                    Ok(page
+                        .items
+                        .iter()
+                        .map(|o| (None, Some(present(&res, &version, o, false))))
+                        .collect())
+                },
+            )
+            .await?;
             let mut store = shared.lock();
             let deleted = store.delete_collection(&res, ns_scope, &lq, &opts)?;
             shared.notify(&store);
@@ -701,12 +1149,28 @@ async fn resource_inner(
                 .iter()
                 .map(|o| present(&res, &version, o, true))
                 .collect();
-            Ok(json_response(
+            Ok(Reply::Json(
                 200,
-                &json!({"kind": res.list_kind(), "apiVersion": res.api_version(&version), "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
+                json!({"kind": res.list_kind(), "apiVersion": res.api_version(&version), "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// The request object of a DELETE as audit records it: the body, typed as `meta.k8s.io/v1`
+/// DeleteOptions when it says nothing, or the real server's internal DeleteOptions without one.
+fn audited_delete_options(body: Option<&Value>) -> Value {
+    match body {
+        Some(Value::Object(m)) => {
+            let mut m = m.clone();
+            m.entry("kind").or_insert_with(|| json!("DeleteOptions"));
+            m.entry("apiVersion")
+                .or_insert_with(|| json!("meta.k8s.io/v1"));
+            Value::Object(m)
+        }
+        Some(other) => other.clone(),
+        None => json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/__internal"}),
     }
 }
 

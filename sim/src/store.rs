@@ -64,6 +64,41 @@ pub struct WriteOpts {
     /// "", "status" or "scale".
     pub subresource: String,
     pub force: bool,
+    /// Values the write must take instead of inventing them: the admission pass computes the
+    /// object on a dry run first, and the real write must store that same object.
+    pub pinned: Option<Pinned>,
+}
+
+/// A uid and a time a write reuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// The uid of a created object.
+    pub uid: String,
+    /// `creationTimestamp`, managedFields times, `deletionTimestamp`.
+    pub now: String,
+}
+
+impl Pinned {
+    pub fn fresh() -> Self {
+        Pinned {
+            uid: ids::uid(),
+            now: ids::now_rfc3339(),
+        }
+    }
+}
+
+impl WriteOpts {
+    fn now(&self) -> String {
+        self.pinned
+            .as_ref()
+            .map_or_else(ids::now_rfc3339, |p| p.now.clone())
+    }
+
+    fn new_uid(&self) -> String {
+        self.pinned
+            .as_ref()
+            .map_or_else(ids::uid, |p| p.uid.clone())
+    }
 }
 
 /// Preconditions of a DELETE.
@@ -691,7 +726,16 @@ impl Store {
         let deleting =
             !obj["metadata"]["deletionTimestamp"].is_null() && finalizers(&obj).is_empty();
         if dry_run {
-            set_meta(&mut obj, "resourceVersion", json!(self.rv.to_string()));
+            // As on a real server: a dry-run create has no resourceVersion yet, a dry-run
+            // update keeps the stored one.
+            match &old {
+                Some(o) => set_meta(
+                    &mut obj,
+                    "resourceVersion",
+                    o["metadata"]["resourceVersion"].clone(),
+                ),
+                None => remove_meta(&mut obj, "resourceVersion"),
+            }
             return Ok(obj);
         }
         let rv = self.next_rv();
@@ -880,7 +924,7 @@ impl Store {
         {
             m.remove("status");
         }
-        let now = ids::now_rfc3339();
+        let now = opts.now();
         if applied.is_none() {
             let actor = Actor {
                 manager: &opts.manager,
@@ -899,7 +943,7 @@ impl Store {
             m.remove("generateName")
                 .map(|g| m.insert("generateName".into(), g));
         }
-        set_meta(&mut obj, "uid", json!(ids::uid()));
+        set_meta(&mut obj, "uid", json!(opts.new_uid()));
         set_meta(&mut obj, "creationTimestamp", json!(now));
         if res.generation {
             set_meta(&mut obj, "generation", json!(1));
@@ -1050,7 +1094,7 @@ impl Store {
         if applied {
             managers = Managers::from_object(&obj).unwrap_or_default();
         } else {
-            let now = ids::now_rfc3339();
+            let now = opts.now();
             let actor = Actor {
                 manager: &opts.manager,
                 api_version: &res.api_version(version),
@@ -1172,7 +1216,7 @@ impl Store {
         if res.namespaced {
             set_meta(&mut config, "namespace", json!(ns));
         }
-        let now = ids::now_rfc3339();
+        let now = opts.now();
         let api_version = res.api_version(version);
         let actor = Actor {
             manager: &opts.manager,
@@ -1261,7 +1305,7 @@ impl Store {
                 return Ok(Deleted::Marked((*old).clone()));
             }
             let mut marked = (*old).clone();
-            set_meta(&mut marked, "deletionTimestamp", json!(ids::now_rfc3339()));
+            set_meta(&mut marked, "deletionTimestamp", json!(opts.now()));
             set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
             if res.generation {
                 let g = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;

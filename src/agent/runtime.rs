@@ -42,6 +42,9 @@ pub struct AgentOptions {
     pub transport: Arc<dyn Transport>,
     /// How long after the last configuration change the plan is recomputed (debounce).
     pub settle: Duration,
+    /// Who made each change (audit and admission facts); without it every change is
+    /// authored "unknown (unattributed)".
+    pub resolver: Option<Arc<crate::attribution::resolver::Resolver>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,7 @@ pub async fn run(
         reconciling: BTreeSet::new(),
         reconcile_results: BTreeMap::new(),
         held: BTreeMap::new(),
+        attributing: Attributing::default(),
         done_tx,
         probes: BTreeMap::new(),
         probe_tx,
@@ -243,6 +247,8 @@ struct Agent {
     /// generation), when, and the answer (`None` while the probe runs).
     probes: BTreeMap<ObjectKey, Probe>,
     probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), String>)>,
+    /// Changes waiting for their author, in order per file.
+    attributing: Attributing,
     /// Events that arrived for a destination while its reconcile was running.
     held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
     done_tx: mpsc::Sender<(ObjectKey, Result<(), String>)>,
@@ -701,23 +707,92 @@ impl Agent {
                 },
                 _ => continue,
             };
+            let observed_at = jiff::Timestamp::now();
             let change = Change {
                 folder: destination.folder.clone(),
                 destination: dest_key.to_string(),
-                // Attribution (audit and admission webhooks) fills in the person; until then the
-                // author is explicitly unknown.
                 author: Author::unknown(),
                 user: None,
                 impersonator: None,
                 audit_id: None,
-                received: jiff::Timestamp::now(),
+                received: observed_at,
                 file,
             };
-            self.handle.metrics.record_unattributed();
-            if let Err(e) = destination.worker.send(change).await {
-                tracing::error!(destination = %dest_key, error = %e, "worker stopped; change not queued");
-            }
+            let Some(resolver) = self.options.resolver.clone() else {
+                self.handle.metrics.record_unattributed();
+                if let Err(e) = destination.worker.send(change).await {
+                    tracing::error!(destination = %dest_key, error = %e, "worker stopped; change not queued");
+                }
+                continue;
+            };
+            let lookup = crate::attribution::resolver::Lookup {
+                uid: object.metadata.uid.clone(),
+                resource_version: object.metadata.resource_version.clone(),
+                content_hash: change.file.hash,
+                deleted,
+                group: key.group.clone(),
+                resource: key.resource.clone(),
+                namespace: object.metadata.namespace.clone(),
+                name: object.metadata.name.clone().unwrap_or_default(),
+                observed_at,
+            };
+            self.attributing.submit(
+                &dest_key,
+                change,
+                lookup,
+                resolver,
+                destination.worker.clone(),
+                self.handle.metrics.clone(),
+            );
         }
+    }
+}
+
+/// Resolves who made each change (waiting at most the resolver's grace period) without
+/// holding up other files: every change waits for its author on its own task, and changes of one
+/// file reach the worker in the order they were seen.
+#[derive(Default)]
+struct Attributing {
+    /// The last change submitted per (destination, path): done when it reached the worker.
+    last: std::collections::HashMap<(ObjectKey, String), tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Attributing {
+    fn submit(
+        &mut self,
+        destination: &ObjectKey,
+        mut change: Change,
+        lookup: crate::attribution::resolver::Lookup,
+        resolver: Arc<crate::attribution::resolver::Resolver>,
+        worker: WorkerHandle,
+        metrics: Arc<Metrics>,
+    ) {
+        if self.last.len() > 4096 {
+            self.last.retain(|_, done| !*done.borrow());
+        }
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let previous = self
+            .last
+            .insert((destination.clone(), change.file.path.clone()), done_rx);
+        let destination = destination.clone();
+        tokio::spawn(async move {
+            let who = resolver.resolve(lookup).await;
+            if let Some(mut previous) = previous {
+                let _ = previous.wait_for(|done| *done).await;
+            }
+            if who.source == crate::attribution::facts::Source::Unknown {
+                metrics.record_unattributed();
+            }
+            change.author = who.author;
+            change.user = who.user;
+            change.impersonator = who.impersonator;
+            change.audit_id = who.audit_id;
+            change.received = who.time;
+            if let Err(e) = worker.send(change).await {
+                tracing::error!(%destination, error = %e, "worker stopped; change not queued");
+            }
+            let _ = done_tx.send(true);
+        });
     }
 }
 

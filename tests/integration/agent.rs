@@ -153,6 +153,7 @@ impl Env {
             streaming_lists: false,
             transport: Arc::new(GitCli::new()),
             settle: Duration::from_millis(50),
+            resolver: None,
         };
         let agent = handle(&options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -271,6 +272,7 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
         streaming_lists: false,
         transport: Arc::new(GitCli::new()),
         settle: Duration::from_millis(50),
+        resolver: None,
     };
     let agent = handle(&options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -2,6 +2,7 @@
 //! Each module drives the built `gitops-reverser` binary or the library as a user would.
 
 mod agent;
+mod attribution;
 mod cli;
 mod crds;
 mod demo;

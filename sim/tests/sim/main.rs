@@ -1,7 +1,9 @@
 //! Integration tests of kubesim, judged by real clients: kube-rs and kubectl.
 //! One test binary; each module covers one area the issue lists.
 
+mod admission;
 mod apply;
+mod audit;
 mod cli;
 mod crd;
 mod crud;

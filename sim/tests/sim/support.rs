@@ -24,6 +24,19 @@ pub async fn raw(
     content_type: &str,
     body: &str,
 ) -> (u16, Value) {
+    raw_with(sim, method, path, token, content_type, body, &[]).await
+}
+
+/// [`raw`] with extra request headers (impersonation).
+pub async fn raw_with(
+    sim: &SimHandle,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(sim.addr())
         .await
@@ -31,8 +44,12 @@ pub async fn raw(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(req.as_bytes()).await.expect("write");
@@ -186,5 +203,171 @@ pub async fn raw_text(sim: &SimHandle, path: &str) -> String {
     match body {
         Value::String(s) => s,
         other => other.to_string(),
+    }
+}
+
+/// A webhook receiver for tests: an HTTP(S) server that hands every JSON body it is POSTed to the
+/// test and answers with what `answer` makes of it (with status `__status` when it has one).
+pub struct Receiver {
+    pub url: String,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub type Answer = std::sync::Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+impl Receiver {
+    pub async fn start(
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        answer: Answer,
+    ) -> Receiver {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stop_rx => break,
+                };
+                let (tx, answer, acceptor) = (tx.clone(), answer.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (tx, answer) = (tx.clone(), answer.clone());
+                            async move {
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|c| c.to_bytes())
+                                    .unwrap_or_default();
+                                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                                let out = answer(&v);
+                                let _ = tx.send(v);
+                                let status =
+                                    out.get("__status").and_then(Value::as_u64).unwrap_or(200)
+                                        as u16;
+                                Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/json")
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(
+                                            out.to_string(),
+                                        )))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let b = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(s) = a.accept(stream).await {
+                                let _ = b
+                                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = b
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver {
+            url: format!("{scheme}://{addr}"),
+            rx,
+            _stop: stop_tx,
+        }
+    }
+
+    /// The next body received, within 10 seconds.
+    pub async fn next(&mut self) -> Value {
+        within(self.rx.recv()).await.expect("receiver open")
+    }
+}
+
+/// A test PKI: a CA, a server certificate for 127.0.0.1 and a client certificate.
+pub struct Pki {
+    pub ca_pem: String,
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+fn server_config(
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    key_der: &[u8],
+    client_ca: Option<&rustls::pki_types::CertificateDer<'static>>,
+) -> std::sync::Arc<rustls::ServerConfig> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.to_vec().into());
+    std::sync::Arc::new(builder.with_single_cert(chain.to_vec(), key).unwrap())
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
+        let client = client_params.signed_by(&client_key, &issuer).unwrap();
+        let chain = vec![server.der().clone()];
+        let key_der = server_key.serialize_der();
+        let config = server_config(&chain, &key_der, None);
+        Pki {
+            ca_pem: ca.pem(),
+            server: config,
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+            ca_der: ca.der().clone(),
+            chain,
+            key_der,
+        }
+    }
+
+    /// The server configuration, demanding a client certificate from this CA.
+    pub fn server_requiring_client_certs(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        server_config(&self.chain, &self.key_der, Some(&self.ca_der))
     }
 }

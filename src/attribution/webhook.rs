@@ -1,0 +1,826 @@
+//! The attribution webhooks over HTTPS: `POST /audit` (audit.k8s.io/v1 EventList batches from
+//! the kube-apiserver, client certificate required) and `POST /admission` (AdmissionReview).
+
+use super::facts::{Fact, FactIndex, FactKey, NameKey, Source, audit_facts};
+use super::tls::{ReloadingCert, TlsError, server_config};
+use crate::audit::{AuditEvent, Classified, classify};
+use crate::identity::UserInfo;
+use crate::manifest::{content_hash, sanitize};
+use axum::body::{Body, Bytes};
+use axum::http::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Default bound on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default number of audit batches waiting to be processed before batches are shed.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
+/// How often the serving certificate files are checked for changes.
+pub const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how the webhook server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    /// Serving certificate chain, PEM (leaf first).
+    pub cert_file: PathBuf,
+    /// Serving private key, PEM.
+    pub key_file: PathBuf,
+    /// CA that signs the kube-apiserver's client certificate for `/audit`. Without it `/audit`
+    /// refuses every request (403).
+    pub client_ca_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    /// Audit batches queued for processing; a batch past this is shed (counted).
+    pub queue_capacity: usize,
+    pub cert_reload_interval: Duration,
+}
+
+impl WebhookConfig {
+    /// A configuration with the default limits.
+    pub fn new(listen: SocketAddr, cert_file: PathBuf, key_file: PathBuf) -> Self {
+        Self {
+            listen,
+            cert_file,
+            key_file,
+            client_ca_file: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            cert_reload_interval: DEFAULT_CERT_RELOAD_INTERVAL,
+        }
+    }
+}
+
+/// The webhook server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhook TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen for webhooks on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A request refused with a 4xx: the status and a message naming what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct BadRequest {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl BadRequest {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+}
+
+/// Counters of the webhook server.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    audit_batches: AtomicU64,
+    audit_events_accepted: AtomicU64,
+    audit_events_used: AtomicU64,
+    audit_events_skipped: AtomicU64,
+    audit_batches_shed: AtomicU64,
+    audit_events_shed: AtomicU64,
+    admission_requests: AtomicU64,
+    admission_facts: AtomicU64,
+    admission_ignored: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A snapshot of [`WebhookStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WebhookCounters {
+    /// EventList batches queued.
+    pub audit_batches: u64,
+    /// Events in the queued batches.
+    pub audit_events_accepted: u64,
+    /// Events that became facts (persisted changes).
+    pub audit_events_used: u64,
+    /// Events processed that were not changes (reads, failures, dry runs, ...).
+    pub audit_events_skipped: u64,
+    pub audit_batches_shed: u64,
+    /// Events dropped because the queue was full.
+    pub audit_events_shed: u64,
+    /// AdmissionReviews answered (always allowed).
+    pub admission_requests: u64,
+    pub admission_facts: u64,
+    /// Admission requests that gave no fact (dry runs, subresources, CONNECT, no object).
+    pub admission_ignored: u64,
+    /// Requests refused with a 4xx (bad input, no client certificate).
+    pub rejected: u64,
+}
+
+impl WebhookStats {
+    pub fn snapshot(&self) -> WebhookCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WebhookCounters {
+            audit_batches: get(&self.audit_batches),
+            audit_events_accepted: get(&self.audit_events_accepted),
+            audit_events_used: get(&self.audit_events_used),
+            audit_events_skipped: get(&self.audit_events_skipped),
+            audit_batches_shed: get(&self.audit_batches_shed),
+            audit_events_shed: get(&self.audit_events_shed),
+            admission_requests: get(&self.admission_requests),
+            admission_facts: get(&self.admission_facts),
+            admission_ignored: get(&self.admission_ignored),
+            rejected: get(&self.rejected),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit: parsing and ingesting
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventList {
+    kind: Option<String>,
+    api_version: Option<String>,
+    items: Option<Vec<AuditEvent>>,
+}
+
+/// Parses an `audit.k8s.io/v1` `EventList` body. Refused (422): a kind other than `EventList`,
+/// an apiVersion outside `audit.k8s.io`, no `items`, an item without `auditID`, `stage` or
+/// `verb`; malformed JSON is a 400 naming the line and column.
+pub fn parse_event_list(body: &[u8]) -> Result<Vec<AuditEvent>, BadRequest> {
+    let list: EventList = serde_json::from_slice(body).map_err(|e| {
+        BadRequest::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not an audit EventList (JSON): {e}"),
+        )
+    })?;
+    match list.kind.as_deref() {
+        Some("EventList") => {}
+        Some(other) => {
+            return Err(BadRequest::invalid(format!(
+                "kind is {other:?}, expected \"EventList\""
+            )));
+        }
+        None => return Err(BadRequest::invalid("the EventList has no kind")),
+    }
+    match list.api_version.as_deref() {
+        Some(v) if v.starts_with("audit.k8s.io/") => {}
+        Some(other) => {
+            return Err(BadRequest::invalid(format!(
+                "apiVersion is {other:?}, expected audit.k8s.io/v1"
+            )));
+        }
+        None => return Err(BadRequest::invalid("the EventList has no apiVersion")),
+    }
+    let items = list
+        .items
+        .ok_or_else(|| BadRequest::invalid("the EventList has no items"))?;
+    for (i, event) in items.iter().enumerate() {
+        let missing = if event.audit_id().is_none() {
+            Some("auditID")
+        } else if event.stage().is_none() {
+            Some("stage")
+        } else if event.verb().is_none() {
+            Some("verb")
+        } else {
+            None
+        };
+        if let Some(field) = missing {
+            return Err(BadRequest::invalid(format!(
+                "items[{i}] has no {field} (an audit.k8s.io Event always has it)"
+            )));
+        }
+    }
+    Ok(items)
+}
+
+/// What [`ingest_events`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Events that were persisted changes (each gives one or more facts).
+    pub used: u64,
+    pub skipped: u64,
+    /// Facts stored (a deletecollection gives one per member).
+    pub facts: u64,
+}
+
+/// Classifies events and stores the facts of those that are persisted changes, in one insert.
+pub fn ingest_events(index: &FactIndex, events: &[AuditEvent]) -> Ingested {
+    let mut out = Ingested::default();
+    let mut facts = Vec::new();
+    for event in events {
+        let classified = classify(event);
+        if matches!(classified, Classified::Skipped(_)) {
+            out.skipped += 1;
+            continue;
+        }
+        let these = audit_facts(&classified);
+        out.used += 1;
+        out.facts += these.len() as u64;
+        facts.extend(these);
+    }
+    index.insert_many(facts);
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission
+
+/// `admission.k8s.io/v1` `AdmissionReview`, the fields attribution reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AdmissionReview {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub request: Option<AdmissionRequest>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AdmissionRequest {
+    pub uid: Option<String>,
+    pub operation: Option<String>,
+    #[serde(deserialize_with = "crate::identity::null_default")]
+    pub user_info: UserInfo,
+    pub object: Option<Value>,
+    pub old_object: Option<Value>,
+    pub dry_run: Option<bool>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub resource: Option<GroupVersionResource>,
+    pub sub_resource: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GroupVersionResource {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+}
+
+/// Parses an AdmissionReview and returns it with its request uid. Refused: malformed JSON
+/// (400), a kind other than `AdmissionReview`, no `request`, no `request.uid` (422).
+pub fn parse_admission_review(body: &[u8]) -> Result<(AdmissionReview, String), BadRequest> {
+    let review: AdmissionReview = serde_json::from_slice(body).map_err(|e| {
+        BadRequest::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not an AdmissionReview (JSON): {e}"),
+        )
+    })?;
+    if let Some(kind) = review.kind.as_deref().filter(|k| *k != "AdmissionReview") {
+        return Err(BadRequest::invalid(format!(
+            "kind is {kind:?}, expected \"AdmissionReview\""
+        )));
+    }
+    let uid = review
+        .request
+        .as_ref()
+        .ok_or_else(|| BadRequest::invalid("the AdmissionReview has no request"))?
+        .uid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| BadRequest::invalid("the AdmissionReview request has no uid"))?;
+    Ok((review, uid))
+}
+
+/// Why an admission request gave no fact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionIgnored {
+    DryRun,
+    /// A subresource (status, scale, ...): the stored parent's content is not in the request.
+    Subresource,
+    /// CONNECT, or an operation the request does not name.
+    Operation,
+    /// A create or update without `object`, or a delete without any name or uid.
+    NoObject,
+}
+
+/// The fact of an admission request (not stored): the user and `received` under the content
+/// hash of the object as it will be stored (CREATE, UPDATE) or the uid and name (DELETE).
+pub fn admission_fact(
+    request: &AdmissionRequest,
+    received: Timestamp,
+) -> Result<(Fact, Vec<FactKey>), AdmissionIgnored> {
+    if request.dry_run == Some(true) {
+        return Err(AdmissionIgnored::DryRun);
+    }
+    if request
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(AdmissionIgnored::Subresource);
+    }
+    let fact = Fact {
+        // The API server gives admission the impersonated user; who impersonated is not there.
+        user: request.user_info.clone(),
+        impersonator: None,
+        time: received,
+        source: Source::Admission,
+        audit_id: None,
+    };
+    let mut keys = Vec::new();
+    match request.operation.as_deref() {
+        Some("CREATE" | "UPDATE") => {
+            let Some(object) = request.object.as_ref().filter(|o| o.is_object()) else {
+                return Err(AdmissionIgnored::NoObject);
+            };
+            let mut object = object.clone();
+            sanitize(&mut object);
+            keys.push(FactKey::Hash(content_hash(&object)));
+        }
+        Some("DELETE") => {
+            let old = request.old_object.as_ref();
+            let uid = old
+                .and_then(|o| o.pointer("/metadata/uid"))
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty());
+            if let Some(uid) = uid {
+                keys.push(FactKey::DeleteUid(uid.to_string()));
+            }
+            let name = request.name.clone().filter(|n| !n.is_empty()).or_else(|| {
+                old.and_then(|o| o.pointer("/metadata/name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            if let (Some(name), Some(gvr)) = (name, request.resource.as_ref()) {
+                keys.push(FactKey::DeleteName(NameKey {
+                    group: gvr.group.clone(),
+                    resource: gvr.resource.clone(),
+                    namespace: request.namespace.clone().filter(|n| !n.is_empty()),
+                    name,
+                }));
+            }
+            if keys.is_empty() {
+                return Err(AdmissionIgnored::NoObject);
+            }
+        }
+        _ => return Err(AdmissionIgnored::Operation),
+    }
+    Ok((fact, keys))
+}
+
+/// The answer to every AdmissionReview: allowed, with the request's uid.
+pub fn admission_response(uid: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": uid, "allowed": true}
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+struct Shared {
+    index: Arc<FactIndex>,
+    stats: Arc<WebhookStats>,
+    queue: mpsc::Sender<Vec<AuditEvent>>,
+    max_body_bytes: usize,
+    audit_enabled: bool,
+}
+
+/// A running webhook server. Dropping it does not stop it; call [`WebhookServer::shutdown`].
+pub struct WebhookServer {
+    addr: SocketAddr,
+    stats: Arc<WebhookStats>,
+    cert: Arc<ReloadingCert>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for WebhookServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookServer {
+    /// Loads the certificates, binds and starts serving (plus the audit queue's worker and the
+    /// certificate reloader). Facts go into `index`.
+    pub async fn start(config: WebhookConfig, index: Arc<FactIndex>) -> Result<Self, WebhookError> {
+        let cert = Arc::new(ReloadingCert::load(&config.cert_file, &config.key_file)?);
+        let tls = server_config(cert.clone(), config.client_ca_file.as_deref())?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| WebhookError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| WebhookError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let stats = Arc::new(WebhookStats::default());
+        let (queue, batches) = mpsc::channel(config.queue_capacity.max(1));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            index: index.clone(),
+            stats: stats.clone(),
+            queue,
+            max_body_bytes: config.max_body_bytes,
+            audit_enabled: config.client_ca_file.is_some(),
+        });
+        let tasks = vec![
+            tokio::spawn(process_batches(batches, index, stats.clone())),
+            tokio::spawn(accept_loop(
+                listener,
+                tokio_rustls::TlsAcceptor::from(tls),
+                shared,
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(reload_loop(
+                cert.clone(),
+                config.cert_reload_interval,
+                shutdown_rx,
+            )),
+        ];
+        Ok(Self {
+            addr,
+            stats,
+            cert,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stats(&self) -> WebhookCounters {
+        self.stats.snapshot()
+    }
+
+    /// Re-reads the serving certificate now if its files changed (the server also does it
+    /// every `cert_reload_interval`).
+    pub fn reload_certificate(&self) -> Result<bool, TlsError> {
+        self.cert.reload_if_changed()
+    }
+
+    /// Stops accepting, drops open connections and the queued batches.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+async fn process_batches(
+    mut batches: mpsc::Receiver<Vec<AuditEvent>>,
+    index: Arc<FactIndex>,
+    stats: Arc<WebhookStats>,
+) {
+    while let Some(events) = batches.recv().await {
+        let done = ingest_events(&index, &events);
+        bump(&stats.audit_events_used, done.used);
+        bump(&stats.audit_events_skipped, done.skipped);
+    }
+}
+
+async fn reload_loop(
+    cert: Arc<ReloadingCert>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match cert.reload_if_changed() {
+            Ok(true) => tracing::info!("webhook serving certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "webhook serving certificate not reloaded"),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "webhook accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            // Verified against the client CA during the handshake when presented.
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req, client_cert).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    conns.abort_all();
+}
+
+fn status_body(status: StatusCode, message: &str) -> Response<Body> {
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": status.canonical_reason().unwrap_or_default().replace(' ', ""),
+        "code": status.as_u16(),
+    });
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn handle(
+    shared: &Shared,
+    req: Request<hyper::body::Incoming>,
+    client_cert: bool,
+) -> Response<Body> {
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/audit") => audit(shared, req, client_cert).await,
+        (&Method::POST, "/admission") => admission(shared, req).await,
+        (_, "/audit" | "/admission") => Err(BadRequest::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed here: use POST", req.method()),
+        )),
+        (_, path) => Err(BadRequest::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {path:?}: the webhooks are POST /audit and POST /admission"),
+        )),
+    };
+    result.unwrap_or_else(|bad| {
+        bump(&shared.stats.rejected, 1);
+        tracing::debug!(status = %bad.status, message = %bad.message, "webhook request refused");
+        status_body(bad.status, &bad.message)
+    })
+}
+
+/// Checks the content type and reads the body within the size bound.
+async fn read_json_body(
+    shared: &Shared,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Bytes, BadRequest> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" {
+        let shown = if content_type.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{content_type:?}")
+        };
+        return Err(BadRequest::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type {shown}: expected application/json"),
+        ));
+    }
+    let too_large = || {
+        BadRequest::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", shared.max_body_bytes),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > shared.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), shared.max_body_bytes);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(BadRequest::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )),
+    }
+}
+
+async fn audit(
+    shared: &Shared,
+    req: Request<hyper::body::Incoming>,
+    client_cert: bool,
+) -> Result<Response<Body>, BadRequest> {
+    if !shared.audit_enabled {
+        return Err(BadRequest::new(
+            StatusCode::FORBIDDEN,
+            "the audit endpoint is disabled: no client CA is configured",
+        ));
+    }
+    if !client_cert {
+        return Err(BadRequest::new(
+            StatusCode::UNAUTHORIZED,
+            "the audit endpoint requires a client certificate signed by the configured CA",
+        ));
+    }
+    let body = read_json_body(shared, req).await?;
+    let events = parse_event_list(&body)?;
+    let n = events.len() as u64;
+    match shared.queue.try_send(events) {
+        Ok(()) => {
+            bump(&shared.stats.audit_batches, 1);
+            bump(&shared.stats.audit_events_accepted, n);
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"accepted": n, "shed": 0}),
+            ))
+        }
+        Err(_) => {
+            // Never make the API server wait: the batch is dropped and counted.
+            bump(&shared.stats.audit_batches_shed, 1);
+            bump(&shared.stats.audit_events_shed, n);
+            tracing::warn!(events = n, "audit queue full; batch shed");
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"accepted": 0, "shed": n}),
+            ))
+        }
+    }
+}
+
+async fn admission(
+    shared: &Shared,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, BadRequest> {
+    let received = Timestamp::now();
+    let body = read_json_body(shared, req).await?;
+    let (review, uid) = parse_admission_review(&body)?;
+    bump(&shared.stats.admission_requests, 1);
+    let fact = review.request.as_ref().map(|r| admission_fact(r, received));
+    match fact {
+        Some(Ok((fact, keys))) => {
+            shared.index.insert(fact, keys);
+            bump(&shared.stats.admission_facts, 1);
+        }
+        _ => bump(&shared.stats.admission_ignored, 1),
+    }
+    Ok(json_response(StatusCode::OK, &admission_response(&uid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_list_errors_name_the_problem() {
+        let bad = parse_event_list(b"{not json").unwrap_err();
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(bad.message.contains("line 1"), "{}", bad.message);
+        let bad = parse_event_list(br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1"}"#)
+            .unwrap_err();
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(bad.message.contains("no items"));
+        let bad = parse_event_list(
+            br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"a","verb":"get"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad.message,
+            "items[0] has no stage (an audit.k8s.io Event always has it)"
+        );
+        let bad = parse_event_list(br#"{"kind":"Pod","apiVersion":"v1","items":[]}"#).unwrap_err();
+        assert!(bad.message.contains("\"Pod\""));
+        let ok =
+            parse_event_list(br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}"#)
+                .unwrap();
+        assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn admission_create_is_keyed_by_the_stored_content_hash() {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "r1", "operation": "CREATE",
+                "userInfo": {"username": "alice", "groups": null},
+                "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+                "namespace": "shop",
+                "object": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"generateName": "web-", "namespace": "shop", "uid": "u1",
+                        "creationTimestamp": "2026-01-01T00:00:00Z",
+                        "managedFields": [{"manager": "kubectl"}]},
+                    "data": {"a": "1"}},
+                "dryRun": false}
+        });
+        let (review, uid) = parse_admission_review(review.to_string().as_bytes()).unwrap();
+        assert_eq!(uid, "r1");
+        let now = Timestamp::now();
+        let (fact, keys) = admission_fact(review.request.as_ref().unwrap(), now).unwrap();
+        assert_eq!(fact.user.username, "alice");
+        assert_eq!(fact.time, now);
+        // What the watch will see: the stored object with its name, rv, uid, ...
+        let stored = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"generateName": "web-", "namespace": "shop", "uid": "u1",
+                "resourceVersion": "5", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "data": {"a": "1"}});
+        let mut stored = stored;
+        sanitize(&mut stored);
+        assert_eq!(keys, vec![FactKey::Hash(content_hash(&stored))]);
+    }
+
+    #[test]
+    fn admission_dry_runs_and_subresources_give_no_fact() {
+        let mut request = AdmissionRequest {
+            uid: Some("r".into()),
+            operation: Some("CREATE".into()),
+            object: Some(serde_json::json!({"kind": "ConfigMap"})),
+            dry_run: Some(true),
+            ..AdmissionRequest::default()
+        };
+        let now = Timestamp::now();
+        assert_eq!(
+            admission_fact(&request, now).unwrap_err(),
+            AdmissionIgnored::DryRun
+        );
+        request.dry_run = Some(false);
+        request.sub_resource = Some("status".into());
+        assert_eq!(
+            admission_fact(&request, now).unwrap_err(),
+            AdmissionIgnored::Subresource
+        );
+        request.sub_resource = None;
+        request.operation = Some("CONNECT".into());
+        assert_eq!(
+            admission_fact(&request, now).unwrap_err(),
+            AdmissionIgnored::Operation
+        );
+    }
+}
