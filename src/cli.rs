@@ -132,6 +132,30 @@ pub struct RunArgs {
     /// Use streaming lists (`sendInitialEvents`) for watches instead of list-then-watch.
     #[arg(long)]
     pub streaming_lists: bool,
+    /// Serve the attribution webhooks (HTTPS: `/audit` for the kube-apiserver's audit webhook
+    /// backend, `/admission` for a ValidatingWebhookConfiguration) on this address. Without it,
+    /// every commit is authored "unknown (unattributed)".
+    #[arg(long, value_name = "ADDR", requires_all = ["webhook_cert", "webhook_key"])]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate (chain) of the webhook server; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_cert: Option<PathBuf>,
+    /// PEM private key of the webhook server.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_key: Option<PathBuf>,
+    /// PEM CA that signs the kube-apiserver's client certificate; `/audit` requires one.
+    #[arg(long, value_name = "FILE")]
+    pub audit_client_ca: Option<PathBuf>,
+    /// How long a change waits for its audit or admission fact before it is committed as
+    /// "unknown (unattributed)".
+    #[arg(long, default_value = "3s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub attribution_grace: std::time::Duration,
+    /// Domain of the e-mail addresses made up for Kubernetes users.
+    #[arg(long, value_name = "DOMAIN")]
+    pub author_email_domain: Option<String>,
+    /// A YAML file with the author mapping (emailDomain, table, nameClaim, emailClaim).
+    #[arg(long, value_name = "FILE")]
+    pub authors: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -333,6 +357,26 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
         };
         let client =
             kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))?;
+        let authors = read_authors(args.authors.as_deref(), args.author_email_domain.clone())?;
+        let (resolver, webhook) = match (&args.webhook_addr, &args.webhook_cert, &args.webhook_key)
+        {
+            (Some(addr), Some(cert), Some(key)) => {
+                let index = std::sync::Arc::new(crate::attribution::FactIndex::default());
+                let mut config =
+                    crate::attribution::WebhookConfig::new(*addr, cert.clone(), key.clone());
+                config.client_ca_file = args.audit_client_ca.clone();
+                let server = crate::attribution::WebhookServer::start(config, index.clone())
+                    .await
+                    .map_err(|e| CliError::Input {
+                        input: addr.to_string(),
+                        problem: e.to_string(),
+                    })?;
+                let resolver =
+                    crate::attribution::Resolver::new(index, args.attribution_grace, authors);
+                (Some(std::sync::Arc::new(resolver)), Some(server))
+            }
+            _ => (None, None),
+        };
         let options = crate::agent::runtime::AgentOptions {
             state_dir: args.state_dir,
             allow_secrets: args.allow_secrets,
@@ -340,7 +384,7 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             streaming_lists: args.streaming_lists,
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),
-            resolver: None,
+            resolver,
         };
         let handle = crate::agent::runtime::handle(&options);
         let server = crate::ops::server::OpsServer::bind(args.metrics_addr).await?;
@@ -373,6 +417,9 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
         let result = crate::agent::runtime::run(client, options, handle, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = ops.await;
+        if let Some(webhook) = webhook {
+            webhook.shutdown().await;
+        }
         result?;
         Ok(EXIT_OK)
     })
@@ -384,20 +431,7 @@ fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {
         Some(path) => Some(read_credentials(path)?),
         None => None,
     };
-    let mut authors = match &args.authors {
-        Some(path) => {
-            let (input, mut docs) = read_documents(Some(path))?;
-            let doc = docs.pop().unwrap_or(Value::Null);
-            serde_json::from_value(doc).map_err(|e| CliError::Input {
-                input,
-                problem: e.to_string(),
-            })?
-        }
-        None => crate::identity::AuthorMapping::default(),
-    };
-    if let Some(domain) = args.author_email_domain {
-        authors.email_domain = domain;
-    }
+    let authors = read_authors(args.authors.as_deref(), args.author_email_domain)?;
     let options = crate::replay::ReplayOptions {
         repo: crate::git::transport::Remote::new(args.repo, credentials),
         branch: args.branch,
@@ -427,6 +461,28 @@ fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let summary = runtime.block_on(crate::replay::replay(&args.logs, options))?;
     writeln!(out, "{summary}")?;
     Ok(EXIT_OK)
+}
+
+/// The author mapping from a YAML file (or the default), with the e-mail domain overridden.
+fn read_authors(
+    path: Option<&Path>,
+    domain: Option<String>,
+) -> Result<crate::identity::AuthorMapping, CliError> {
+    let mut authors = match path {
+        Some(path) => {
+            let (input, mut docs) = read_documents(Some(path))?;
+            let doc = docs.pop().unwrap_or(Value::Null);
+            serde_json::from_value(doc).map_err(|e| CliError::Input {
+                input,
+                problem: e.to_string(),
+            })?
+        }
+        None => crate::identity::AuthorMapping::default(),
+    };
+    if let Some(domain) = domain {
+        authors.email_domain = domain;
+    }
+    Ok(authors)
 }
 
 /// Reads repository credentials from a Secret manifest (`data` base64, `stringData` plain).

@@ -262,10 +262,7 @@ impl FactIndex {
     }
 
     fn evict(&self, inner: &mut Inner, now: Instant) {
-        loop {
-            let Some((_, _, at)) = inner.order.front() else {
-                break;
-            };
+        while let Some((_, _, at)) = inner.order.front() {
             let too_old = now.saturating_duration_since(*at) > self.limits.max_age;
             let too_many = inner.order.len() > self.limits.max_entries;
             if !too_old && !too_many {

@@ -90,9 +90,11 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
-        let sim = kubesim::Simulator::start(kubesim::SimConfig::default())
-            .await
-            .expect("simulator");
+        Self::with(kubesim::SimConfig::default()).await
+    }
+
+    async fn with(config: kubesim::SimConfig) -> Self {
+        let sim = kubesim::Simulator::start(config).await.expect("simulator");
         let client = sim.client().await.expect("client");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in gitops_reverser::crd::all_crds() {
@@ -146,6 +148,15 @@ impl Env {
     }
 
     fn start_with(&self, state: &str, allow_secrets: bool) -> Running {
+        self.start_full(state, allow_secrets, None)
+    }
+
+    fn start_full(
+        &self,
+        state: &str,
+        allow_secrets: bool,
+        resolver: Option<Arc<gitops_reverser::attribution::Resolver>>,
+    ) -> Running {
         let options = AgentOptions {
             state_dir: self.scratch.path().join(state),
             allow_secrets,
@@ -153,7 +164,7 @@ impl Env {
             streaming_lists: false,
             transport: Arc::new(GitCli::new()),
             settle: Duration::from_millis(50),
-            resolver: None,
+            resolver,
         };
         let agent = handle(&options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -829,4 +840,145 @@ async fn a_listing_that_fails_removes_nothing_until_a_complete_listing() {
     .await;
     assert!(env.file("shop", "keep").is_some());
     agent.stop().await;
+}
+
+/// A client acting as `user` (a simulator token user), or as the admin impersonating `user`.
+async fn client_as(env: &Env, user: &str, impersonating: bool) -> kube::Client {
+    if !impersonating {
+        return env.sim.client_for(user).await.expect("client");
+    }
+    let text = env.sim.kubeconfig("admin").expect("kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    config.auth_info.impersonate = Some(user.to_string());
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_person_gets_their_own_commit_dated_when_they_made_the_change() {
+    // The agent's audit webhook (HTTPS, client certificate required) and the simulator's audit
+    // backend posting to it, as a kube-apiserver configured with --audit-webhook-config-file.
+    let pki = crate::attribution::pki();
+    let (server, index) = crate::attribution::start(&pki, 10 << 20).await;
+    let sink = kubesim::AuditSink::new(&format!(
+        "https://127.0.0.1:{}/audit",
+        server.local_addr().port()
+    ))
+    .with_tls(
+        &pki.ca_pem,
+        Some((&pki.client_cert_pem, &pki.client_key_pem)),
+    )
+    .with_batch(50, Duration::from_millis(20));
+    let config = kubesim::SimConfig::default()
+        .with_user(kubesim::User::admin("alice", "alice-token"))
+        .with_user(kubesim::User::admin("bob", "bob-token"))
+        .with_audit_sink(sink);
+    let env = Env::with(config).await;
+    env.configure().await;
+    let resolver = Arc::new(gitops_reverser::attribution::Resolver::new(
+        index,
+        Duration::from_secs(3),
+        gitops_reverser::identity::AuthorMapping::default(),
+    ));
+    let agent = env.start_full("state", false, Some(resolver));
+    agent.ready().await;
+
+    let as_alice = Api::<ConfigMap>::namespaced(client_as(&env, "alice", false).await, "shop");
+    let as_bob = Api::<ConfigMap>::namespaced(client_as(&env, "bob", false).await, "shop");
+    let as_carol = Api::<ConfigMap>::namespaced(client_as(&env, "carol", true).await, "shop");
+    let started = jiff::Timestamp::now();
+    as_alice
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "shared"}, "data": {"v": "alice"}}),
+            )
+            .expect("cm"),
+        )
+        .await
+        .expect("alice creates");
+    until("alice's file", || {
+        env.file("shop", "shared")
+            .is_some_and(|f| f.contains("alice"))
+    })
+    .await;
+    as_bob
+        .patch(
+            "shared",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "bob"}})),
+        )
+        .await
+        .expect("bob edits");
+    until("bob's edit", || {
+        env.file("shop", "shared")
+            .is_some_and(|f| f.contains("bob"))
+    })
+    .await;
+    as_carol
+        .patch(
+            "shared",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "carol"}})),
+        )
+        .await
+        .expect("carol (impersonated) edits");
+    until("carol's edit", || {
+        env.file("shop", "shared")
+            .is_some_and(|f| f.contains("carol"))
+    })
+    .await;
+    as_alice
+        .delete("shared", &Default::default())
+        .await
+        .expect("alice deletes");
+    until("the delete", || env.file("shop", "shared").is_none()).await;
+    let finished = jiff::Timestamp::now();
+
+    let dir = env.repo.to_str().expect("utf-8");
+    let log = git(
+        &env.repo,
+        &[
+            "--git-dir",
+            dir,
+            "log",
+            "--reverse",
+            "--format=%an|%at|%s",
+            "main",
+        ],
+        None,
+    );
+    let people: Vec<(String, i64, String)> = log
+        .lines()
+        .filter(|l| !l.contains("|reconcile: "))
+        .map(|l| {
+            let mut parts = l.splitn(3, '|');
+            let who = parts.next().unwrap_or_default().to_string();
+            let at = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+            (who, at, parts.next().unwrap_or_default().to_string())
+        })
+        .collect();
+    let authors: Vec<&str> = people.iter().map(|(who, _, _)| who.as_str()).collect();
+    assert_eq!(authors, ["alice", "bob", "carol", "alice"], "{log}");
+    // Author dates are the request times: within the test's run, in order.
+    for (_, at, _) in &people {
+        assert!(
+            *at >= started.as_second() && *at <= finished.as_second(),
+            "{log}"
+        );
+    }
+    assert!(people.windows(2).all(|w| w[0].1 <= w[1].1), "{log}");
+    let carol = git(
+        &env.repo,
+        &["--git-dir", dir, "log", "-1", "--format=%B", "main~1"],
+        None,
+    );
+    assert!(
+        carol.contains("Kubernetes-User: carol") && carol.contains("Impersonated-by: admin"),
+        "{carol}"
+    );
+    agent.stop().await;
+    server.shutdown().await;
 }

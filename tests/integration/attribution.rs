@@ -59,8 +59,12 @@ fn event_list(events: &[AuditEvent]) -> Vec<u8> {
     .into_bytes()
 }
 
-struct Pki {
+pub(crate) struct Pki {
     _dir: tempfile::TempDir,
+    /// PEM of the CA, and of the client certificate and key (what the apiserver presents).
+    pub(crate) ca_pem: String,
+    pub(crate) client_cert_pem: String,
+    pub(crate) client_key_pem: String,
     ca: CertificateDer<'static>,
     client_chain: Vec<CertificateDer<'static>>,
     client_key: PrivateKeyDer<'static>,
@@ -70,7 +74,7 @@ struct Pki {
 }
 
 /// A test CA, a server certificate for 127.0.0.1 and a client certificate (the apiserver's).
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -111,6 +115,9 @@ fn pki() -> Pki {
     std::fs::write(&key_file, server_key.serialize_pem()).expect("write");
     std::fs::write(&ca_file, ca_cert.pem()).expect("write");
     Pki {
+        ca_pem: ca_cert.pem(),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
         ca: ca_cert.der().clone(),
         client_chain: vec![client.der().clone()],
         client_key: PrivateKeyDer::from_pem_slice(client_key.serialize_pem().as_bytes())
@@ -195,7 +202,7 @@ async fn post(
         .expect("the webhook answered in time")
 }
 
-async fn start(pki: &Pki, max_body_bytes: usize) -> (WebhookServer, Arc<FactIndex>) {
+pub(crate) async fn start(pki: &Pki, max_body_bytes: usize) -> (WebhookServer, Arc<FactIndex>) {
     let index = Arc::new(FactIndex::default());
     let mut config = WebhookConfig::new(
         "127.0.0.1:0".parse().expect("addr"),
@@ -303,6 +310,16 @@ async fn audit_batches_with_a_client_certificate_become_facts() {
     server.shutdown().await;
 }
 
+/// What, content type, body, with a client certificate, expected status, text in the message.
+type BadCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    bool,
+    u16,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_the_server_keeps_answering() {
     let pki = pki();
@@ -313,7 +330,7 @@ async fn bad_input_is_refused_and_the_server_keeps_answering() {
     ));
     let json = Some("application/json");
 
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, bool, u16, &str)> = vec![
+    let cases: Vec<BadCase> = vec![
         ("no client certificate", json, good.clone(), false, 401, "client certificate"),
         ("malformed JSON", json, b"{\"kind\":\"EventList\",".to_vec(), true, 400, "JSON"),
         ("wrong content type", Some("text/plain"), good.clone(), true, 415, "application/json"),
