@@ -371,9 +371,12 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
                         input: addr.to_string(),
                         problem: e.to_string(),
                     })?;
-                let resolver =
-                    crate::attribution::Resolver::new(index, args.attribution_grace, authors);
-                (Some(std::sync::Arc::new(resolver)), Some(server))
+                let resolver = std::sync::Arc::new(crate::attribution::Resolver::new(
+                    index.clone(),
+                    args.attribution_grace,
+                    authors,
+                ));
+                (Some(resolver), Some(server))
             }
             _ => (None, None),
         };
@@ -384,9 +387,20 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             streaming_lists: args.streaming_lists,
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),
-            resolver,
+            resolver: resolver.clone(),
         };
+        let resolver_for_metrics = resolver;
         let handle = crate::agent::runtime::handle(&options);
+        if let (Some(resolver), Some(server)) = (&resolver_for_metrics, &webhook) {
+            let (resolver, counters) = (resolver.clone(), server.counters());
+            handle
+                .metrics
+                .set_attribution(move || crate::ops::metrics::AttributionSample {
+                    webhook: counters.snapshot(),
+                    facts: resolver.index().stats(),
+                    resolver: resolver.stats(),
+                });
+        }
         let server = crate::ops::server::OpsServer::bind(args.metrics_addr).await?;
         let state = crate::ops::server::OpsState {
             metrics: handle.metrics.clone(),

@@ -479,6 +479,11 @@ impl WebhookServer {
         self.stats.snapshot()
     }
 
+    /// The live counters, shareable (for metrics read at scrape time).
+    pub fn counters(&self) -> Arc<WebhookStats> {
+        self.stats.clone()
+    }
+
     /// Re-reads the serving certificate now if its files changed (the server also does it
     /// every `cert_reload_interval`).
     pub fn reload_certificate(&self) -> Result<bool, TlsError> {

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -259,6 +260,133 @@ impl Collector for WorkerCollector {
     }
 }
 
+/// The attribution pipeline's numbers, read at scrape time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttributionSample {
+    pub webhook: crate::attribution::WebhookCounters,
+    pub facts: crate::attribution::FactStats,
+    pub resolver: crate::attribution::ResolverStats,
+}
+
+type AttributionSource = Box<dyn Fn() -> AttributionSample + Send + Sync>;
+
+/// Exports the attribution families once a source is set (nothing before: no webhooks).
+struct AttributionCollector {
+    source: Arc<std::sync::OnceLock<AttributionSource>>,
+}
+
+impl fmt::Debug for AttributionCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttributionCollector")
+            .finish_non_exhaustive()
+    }
+}
+
+/// One family with a single label and a value per label value.
+fn labelled<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, metric_type): (&str, &str, MetricType),
+    label: &'static str,
+    values: &[(&'static str, M)],
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (value, metric) in values {
+        metric.encode(family.encode_family(&[(label, *value)])?)?;
+    }
+    Ok(())
+}
+
+impl Collector for AttributionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(source) = self.source.get() else {
+            return Ok(());
+        };
+        let AttributionSample {
+            webhook: w,
+            facts: f,
+            resolver: r,
+        } = source();
+        let e = &mut encoder;
+        let c = |v: u64| ConstCounter::new(v);
+        labelled(
+            e,
+            (
+                "audit_events",
+                "Audit events received by the audit webhook, by what became of them.",
+                MetricType::Counter,
+            ),
+            "outcome",
+            &[
+                ("accepted", c(w.audit_events_accepted)),
+                ("used", c(w.audit_events_used)),
+                ("skipped", c(w.audit_events_skipped)),
+                ("shed", c(w.audit_events_shed)),
+            ],
+        )?;
+        labelled(
+            e,
+            (
+                "admission_requests",
+                "AdmissionReviews received, by what became of them.",
+                MetricType::Counter,
+            ),
+            "outcome",
+            &[
+                ("fact", c(w.admission_facts)),
+                ("ignored", c(w.admission_ignored)),
+            ],
+        )?;
+        labelled(
+            e,
+            (
+                "webhook_rejected_requests",
+                "Webhook requests refused as malformed or unauthenticated.",
+                MetricType::Counter,
+            ),
+            "endpoint",
+            &[("any", c(w.rejected))],
+        )?;
+        labelled(
+            e,
+            (
+                "facts",
+                "Attribution facts recorded, by source.",
+                MetricType::Counter,
+            ),
+            "source",
+            &[
+                ("audit", c(f.audit_facts)),
+                ("admission", c(f.admission_facts)),
+            ],
+        )?;
+        labelled(
+            e,
+            (
+                "fact_evictions",
+                "Facts evicted from the bounded index, by bound.",
+                MetricType::Counter,
+            ),
+            "bound",
+            &[("size", c(f.evicted_size)), ("age", c(f.evicted_age))],
+        )?;
+        labelled(
+            e,
+            (
+                "attributions",
+                "Changes resolved to an author, by how.",
+                MetricType::Counter,
+            ),
+            "result",
+            &[
+                ("immediate", c(r.immediate)),
+                ("waited", c(r.waited)),
+                ("unknown", c(r.unknown)),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
 fn push_histogram() -> Histogram {
     // 50 ms … 51.2 s
     Histogram::new(exponential_buckets(0.05, 2.0, 11))
@@ -307,6 +435,7 @@ pub struct Metrics {
     push_duration: Family<RepositoryLabels, Histogram, fn() -> Histogram>,
     reconcile_duration: Histogram,
     watches: Gauge,
+    attribution: Arc<std::sync::OnceLock<AttributionSource>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -365,6 +494,10 @@ impl Metrics {
         registry.register_collector(Box::new(WorkerCollector {
             source: Box::new(workers),
         }));
+        let attribution = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(AttributionCollector {
+            source: attribution.clone(),
+        }));
         Self {
             registry,
             events,
@@ -372,7 +505,14 @@ impl Metrics {
             push_duration,
             reconcile_duration,
             watches,
+            attribution,
         }
+    }
+
+    /// Exports the attribution numbers from now on (`source` is called on each scrape). Only the
+    /// first call counts.
+    pub fn set_attribution(&self, source: impl Fn() -> AttributionSample + Send + Sync + 'static) {
+        let _ = self.attribution.set(Box::new(source));
     }
 
     /// Counts one event's decision.
@@ -567,6 +707,42 @@ mod tests {
         metrics.forget_repository(&repo);
         let text = metrics.encode(Format::OpenMetrics).unwrap();
         assert!(!text.contains("push_duration_seconds_count{"), "{text}");
+    }
+
+    #[test]
+    fn attribution_numbers_appear_once_a_source_is_set() {
+        let metrics = Metrics::new(Vec::new);
+        let before = metrics.encode(Format::OpenMetrics).unwrap();
+        assert!(!before.contains("attributions"), "{before}");
+        metrics.set_attribution(|| AttributionSample {
+            webhook: crate::attribution::WebhookCounters {
+                audit_events_accepted: 400,
+                audit_events_shed: 2,
+                ..Default::default()
+            },
+            facts: crate::attribution::FactStats {
+                audit_facts: 263,
+                evicted_age: 5,
+                ..Default::default()
+            },
+            resolver: crate::attribution::ResolverStats {
+                immediate: 10,
+                unknown: 3,
+                ..Default::default()
+            },
+        });
+        let text = metrics.encode(Format::OpenMetrics).unwrap();
+        let l = lines(&text);
+        for expected in [
+            "gitops_reverser_audit_events_total{outcome=\"accepted\"} 400",
+            "gitops_reverser_audit_events_total{outcome=\"shed\"} 2",
+            "gitops_reverser_facts_total{source=\"audit\"} 263",
+            "gitops_reverser_fact_evictions_total{bound=\"age\"} 5",
+            "gitops_reverser_attributions_total{result=\"immediate\"} 10",
+            "gitops_reverser_attributions_total{result=\"unknown\"} 3",
+        ] {
+            assert!(l.contains(&expected), "{expected} in\n{text}");
+        }
     }
 
     #[test]
