@@ -1251,3 +1251,148 @@ async fn admission_alone_attributes_creates_updates_deletes_and_generated_names(
     agent.stop().await;
     server.shutdown().await;
 }
+
+/// A Flux-like reconciler: server-side applies every file of the folder at the branch tip as
+/// `kustomize-controller` with Flux's labels and `force`, as kustomize-controller does.
+async fn flux_apply(env: &Env, folder: &str) -> usize {
+    let dir = env.repo.to_str().expect("utf-8");
+    let files = git(
+        &env.repo,
+        &[
+            "--git-dir",
+            dir,
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "main",
+            folder,
+        ],
+        None,
+    );
+    let mut applied = 0;
+    for path in files.lines().filter(|p| p.ends_with(".yaml")) {
+        let text = git(
+            &env.repo,
+            &["--git-dir", dir, "show", &format!("main:{path}")],
+            None,
+        );
+        let mut object = gitops_reverser::manifest::yaml::parse_documents(&text, path)
+            .expect("yaml")
+            .remove(0);
+        let labels = object["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .entry("labels")
+            .or_insert_with(|| json!({}));
+        labels["kustomize.toolkit.fluxcd.io/name"] = json!("apps");
+        labels["kustomize.toolkit.fluxcd.io/namespace"] = json!("flux-system");
+        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+            api_version: object["apiVersion"]
+                .as_str()
+                .expect("apiVersion")
+                .to_string(),
+            kind: object["kind"].as_str().expect("kind").to_string(),
+        })
+        .expect("gvk");
+        let (resource, _) = kube::discovery::pinned_kind(&env.client, &gvk)
+            .await
+            .expect("discovered");
+        let ns = object["metadata"]["namespace"].as_str().map(str::to_string);
+        let api: Api<DynamicObject> = match &ns {
+            Some(ns) => Api::namespaced_with(env.client.clone(), ns, &resource),
+            None => Api::all_with(env.client.clone(), &resource),
+        };
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("kustomize-controller").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("flux apply");
+        applied += 1;
+    }
+    applied
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flux_like_reconciler_applying_the_folder_never_causes_a_commit() {
+    let env = Env::new().await;
+    env.configure().await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "workloads", "namespace": "shop"},
+        "spec": {"destinationRef": {"name": "dev"}, "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments"]}, {"apiGroups": [""], "resources": ["services"]}]}})).await;
+    // A person creates objects through the API (kubectl): quantities, empty maps and lists.
+    env.put_configmap("shop", "settings", "1").await;
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), "shop");
+    deployments
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "containers": [{"name": "web", "image": "nginx:1.27", "args": [],
+                    "resources": {"requests": {"cpu": "500m", "memory": "64Mi"}, "limits": {}}}]}}}})).expect("deploy"))
+        .await
+        .expect("deployment");
+    apply(&env.client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})).await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the files", || {
+        show(
+            &env.repo,
+            &format!("{FOLDER}/shop/apps/deployments/web.yaml"),
+        )
+        .is_some()
+            && show(&env.repo, &format!("{FOLDER}/shop/core/services/web.yaml")).is_some()
+    })
+    .await;
+    let settled = env.subjects().len();
+    let quiet = |m: &gitops_reverser::ops::metrics::Metrics| {
+        use gitops_reverser::ops::metrics::EventDecision;
+        m.events(EventDecision::HashAnnotation)
+            + m.events(EventDecision::Exact)
+            + m.events(EventDecision::Near)
+    };
+    let written = |m: &gitops_reverser::ops::metrics::Metrics| {
+        m.events(gitops_reverser::ops::metrics::EventDecision::Written)
+    };
+    let (quiet_before, written_before) =
+        (quiet(&agent.agent.metrics), written(&agent.agent.metrics));
+
+    // 20 rounds of the reconciler applying the folder: not one commit.
+    for _ in 0..20 {
+        assert_eq!(flux_apply(&env, FOLDER).await, 3);
+    }
+    // The first round changed every object (Flux's labels): the agent saw all three and wrote
+    // nothing; later rounds apply the same content, which the API server does not even change.
+    until("the agent's decisions on the re-applied objects", || {
+        quiet(&agent.agent.metrics) >= quiet_before + 3
+    })
+    .await;
+    assert_eq!(written(&agent.agent.metrics), written_before);
+    assert_eq!(env.subjects().len(), settled, "{:?}", env.subjects());
+
+    // A human edit between rounds: exactly one commit, then quiet again.
+    env.configmaps("shop")
+        .patch("settings", &PatchParams::apply("kubectl-edit").force(), &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"value": "2"}})))
+        .await
+        .expect("human edit");
+    until("the human edit", || {
+        env.file("shop", "settings")
+            .is_some_and(|f| f.contains("value: \"2\""))
+    })
+    .await;
+    assert_eq!(env.subjects().len(), settled + 1);
+    for _ in 0..5 {
+        flux_apply(&env, FOLDER).await;
+    }
+    assert_eq!(env.subjects().len(), settled + 1, "{:?}", env.subjects());
+    assert_eq!(written(&agent.agent.metrics), written_before + 1);
+    agent.stop().await;
+}
