@@ -1396,3 +1396,139 @@ async fn a_flux_like_reconciler_applying_the_folder_never_causes_a_commit() {
     assert_eq!(written(&agent.agent.metrics), written_before + 1);
     agent.stop().await;
 }
+
+/// An Argo CD-like reconciler with its defaults: client-side apply — the object with Argo's
+/// tracking annotation and the `kubectl.kubernetes.io/last-applied-configuration` annotation,
+/// merged into the live object by an Update manager — for every file of the folder.
+async fn argo_apply(env: &Env, folder: &str) -> usize {
+    let dir = env.repo.to_str().expect("utf-8");
+    let files = git(
+        &env.repo,
+        &[
+            "--git-dir",
+            dir,
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "main",
+            folder,
+        ],
+        None,
+    );
+    let mut applied = 0;
+    for path in files.lines().filter(|p| p.ends_with(".yaml")) {
+        let text = git(
+            &env.repo,
+            &["--git-dir", dir, "show", &format!("main:{path}")],
+            None,
+        );
+        let mut object = gitops_reverser::manifest::yaml::parse_documents(&text, path)
+            .expect("yaml")
+            .remove(0);
+        let kind = object["kind"].as_str().expect("kind").to_string();
+        let ns = object["metadata"]["namespace"].as_str().map(str::to_string);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let annotations = object["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
+        annotations["argocd.argoproj.io/tracking-id"] = json!(format!(
+            "apps:{kind}:{}/{name}",
+            ns.clone().unwrap_or_default()
+        ));
+        let last_applied = serde_json::to_string(&object).expect("json");
+        object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+            json!(last_applied);
+        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+            api_version: object["apiVersion"]
+                .as_str()
+                .expect("apiVersion")
+                .to_string(),
+            kind: kind.clone(),
+        })
+        .expect("gvk");
+        let (resource, _) = kube::discovery::pinned_kind(&env.client, &gvk)
+            .await
+            .expect("discovered");
+        let api: Api<DynamicObject> = match &ns {
+            Some(ns) => Api::namespaced_with(env.client.clone(), ns, &resource),
+            None => Api::all_with(env.client.clone(), &resource),
+        };
+        let params = PatchParams {
+            field_manager: Some("argocd-controller".into()),
+            ..Default::default()
+        };
+        api.patch(&name, &params, &Patch::Merge(&object))
+            .await
+            .expect("argo apply");
+        applied += 1;
+    }
+    applied
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argo_cd_like_reconciler_applying_the_folder_never_causes_a_commit() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.put_configmap("shop", "settings", "1").await;
+    env.put_configmap("shop", "limits", "0123").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the files", || env.file("shop", "limits").is_some()).await;
+    let settled = env.subjects().len();
+    for _ in 0..20 {
+        assert_eq!(argo_apply(&env, FOLDER).await, 2);
+    }
+    // The first round changed both objects (Argo's annotations); wait for the agent to decide.
+    until("the agent's decisions", || {
+        use gitops_reverser::ops::metrics::EventDecision;
+        let m = &agent.agent.metrics;
+        m.events(EventDecision::HashAnnotation)
+            + m.events(EventDecision::Exact)
+            + m.events(EventDecision::Near)
+            >= 2
+    })
+    .await;
+    assert_eq!(env.subjects().len(), settled, "{:?}", env.subjects());
+    // A person's edit: one commit, and the next Argo sync (which reverts nothing: the file now
+    // holds the edit) makes none.
+    env.configmaps("shop")
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "2"}})),
+        )
+        .await
+        .expect("edit");
+    until("the edit", || {
+        env.file("shop", "settings")
+            .is_some_and(|f| f.contains("value: \"2\""))
+    })
+    .await;
+    let decided = {
+        use gitops_reverser::ops::metrics::EventDecision;
+        let m = &agent.agent.metrics;
+        m.events(EventDecision::HashAnnotation)
+            + m.events(EventDecision::Exact)
+            + m.events(EventDecision::Near)
+    };
+    for _ in 0..3 {
+        argo_apply(&env, FOLDER).await;
+    }
+    // The next sync changes the edited object's last-applied annotation: wait for that decision.
+    until("the decision on the synced object", || {
+        use gitops_reverser::ops::metrics::EventDecision;
+        let m = &agent.agent.metrics;
+        m.events(EventDecision::HashAnnotation)
+            + m.events(EventDecision::Exact)
+            + m.events(EventDecision::Near)
+            > decided
+    })
+    .await;
+    assert_eq!(env.subjects().len(), settled + 1, "{:?}", env.subjects());
+    agent.stop().await;
+}
