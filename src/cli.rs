@@ -105,10 +105,31 @@ pub struct SanitizeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// The document as stored in Git.
-    pub git_file: PathBuf,
+    /// The document as stored in Git (with LIVE_FILE; or use --kubeconfig to compare a folder
+    /// with a cluster).
+    #[arg(required_unless_present = "kubeconfig", requires = "live_file")]
+    pub git_file: Option<PathBuf>,
     /// The live object, as `kubectl get -o yaml` or `-o json` prints it.
-    pub live_file: PathBuf,
+    pub live_file: Option<PathBuf>,
+    /// Compare a folder of Git with this cluster instead: each document is fetched live and
+    /// judged; objects of the same kinds that Git lacks are listed.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["git_file", "live_file"])]
+    pub kubeconfig: Option<PathBuf>,
+    /// The repository to read the folder from (with --kubeconfig).
+    #[arg(long, value_name = "URL", requires_all = ["kubeconfig", "folder"], conflicts_with = "dir")]
+    pub repo: Option<String>,
+    /// The branch of --repo.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The folder of --repo to compare.
+    #[arg(long, value_name = "PATH")]
+    pub folder: Option<String>,
+    /// A local checkout's folder to compare instead of --repo.
+    #[arg(long, value_name = "DIR", requires = "kubeconfig")]
+    pub dir: Option<PathBuf>,
+    /// A Kubernetes Secret manifest with the credentials of --repo.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,14 +333,24 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
 }
 
 fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
-    let git = read_single(&args.git_file)?;
-    let live = read_single(&args.live_file)?;
+    if let Some(kubeconfig) = &args.kubeconfig {
+        return diff_cluster(args, kubeconfig, out);
+    }
+    let (Some(git_file), Some(live_file)) = (&args.git_file, &args.live_file) else {
+        return Err(CliError::Input {
+            input: "diff".into(),
+            problem: "give GIT_FILE and LIVE_FILE, or --kubeconfig with --repo/--folder or --dir"
+                .into(),
+        });
+    };
+    let git = read_single(git_file)?;
+    let live = read_single(live_file)?;
     let verdict = compare(&git, &live);
     if let Verdict::Different { paths } = &verdict {
         let (git_yaml, live_yaml) = (to_yaml(&sanitized(&git))?, to_yaml(&sanitized(&live))?);
         let diff = similar::TextDiff::from_lines(&git_yaml, &live_yaml);
-        let header_git = format!("git: {}", args.git_file.display());
-        let header_live = format!("live: {}", args.live_file.display());
+        let header_git = format!("git: {}", git_file.display());
+        let header_live = format!("live: {}", live_file.display());
         write!(
             out,
             "{}",
@@ -332,6 +363,53 @@ fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     }
     writeln!(out, "{verdict}")?;
     Ok(EXIT_OK)
+}
+
+fn diff_cluster(args: &DiffArgs, kubeconfig: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
+    let source = match (&args.dir, &args.repo, &args.folder) {
+        (Some(dir), _, _) => crate::cluster_diff::GitSource::Dir(dir.clone()),
+        (None, Some(repo), Some(folder)) => {
+            let credentials = match &args.credentials {
+                Some(path) => Some(read_credentials(path)?),
+                None => None,
+            };
+            crate::cluster_diff::GitSource::Repo {
+                remote: crate::git::transport::Remote::new(repo.clone(), credentials),
+                branch: args.branch.clone(),
+                folder: folder.clone(),
+                state_dir: std::env::temp_dir().join("gitops-reverser"),
+            }
+        }
+        _ => {
+            return Err(CliError::Input {
+                input: "diff --kubeconfig".into(),
+                problem: "give --repo URL --folder PATH, or --dir DIR".into(),
+            });
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Write)?;
+    let equivalent = runtime.block_on(async {
+        let config = kube::config::Kubeconfig::read_from(kubeconfig)
+            .map_err(|e| CliError::KubeConfig(format!("{}: {e}", kubeconfig.display())))?;
+        let config = kube::Config::from_custom_kubeconfig(
+            config,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| CliError::KubeConfig(format!("{}: {e}", kubeconfig.display())))?;
+        let client =
+            kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))?;
+        crate::cluster_diff::diff_cluster(client, &source, out)
+            .await
+            .map_err(|e| CliError::Input {
+                input: "diff".into(),
+                problem: e.to_string(),
+            })
+    })?;
+    Ok(if equivalent { EXIT_OK } else { EXIT_DIFFERENT })
 }
 
 fn run_agent(args: RunArgs) -> Result<u8, CliError> {

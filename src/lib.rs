@@ -7,6 +7,7 @@ pub mod agent;
 pub mod attribution;
 pub mod audit;
 pub mod cli;
+pub mod cluster_diff;
 pub mod config;
 pub mod crd;
 pub mod demo;

@@ -1532,3 +1532,64 @@ async fn an_argo_cd_like_reconciler_applying_the_folder_never_causes_a_commit() 
     assert_eq!(env.subjects().len(), settled + 1, "{:?}", env.subjects());
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_against_the_cluster_is_quiet_in_sync_and_names_a_live_edit() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.put_configmap("shop", "settings", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the file", || env.file("shop", "settings").is_some()).await;
+    agent.stop().await;
+
+    let kubeconfig = env.scratch.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        env.sim.kubeconfig("admin").expect("kubeconfig"),
+    )
+    .expect("write");
+    let url = env.url();
+    let diff = move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+            .arg("diff")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--repo", &url, "--folder", FOLDER])
+            .output()
+            .expect("diff runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = tokio::task::spawn_blocking(diff.clone())
+        .await
+        .expect("diff");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("v1/ConfigMap shop/settings: equivalent: "),
+        "{text}"
+    );
+
+    // A live edit while no agent runs: exit 1, naming the field; a live object Git lacks.
+    env.configmaps("shop")
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "2"}})),
+        )
+        .await
+        .expect("edit");
+    env.put_configmap("shop", "extra", "1").await;
+    let (code, text) = tokio::task::spawn_blocking(diff).await.expect("diff");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("v1/ConfigMap shop/settings: different: data.value"),
+        "{text}"
+    );
+    assert!(
+        text.contains("v1/ConfigMap shop/extra: missing in Git"),
+        "{text}"
+    );
+}
