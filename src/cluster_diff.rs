@@ -65,7 +65,7 @@ fn git_documents(source: &GitSource) -> Result<Vec<(String, Value)>, ClusterDiff
                 for entry in entries.flatten() {
                     let path = entry.path();
                     if path.is_dir() {
-                        if !path.file_name().is_some_and(|n| n == ".git") {
+                        if path.file_name().is_none_or(|n| n != ".git") {
                             stack.push(path);
                         }
                     } else if is_manifest(&path) {
