@@ -75,7 +75,12 @@ struct Destination {
     folder: String,
     /// The rules and watches its last reconcile covered (a change triggers a new one).
     covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
+    /// Nudges its reconcilers after each push; stopped when the destination is released.
+    triggers: tokio::task::JoinHandle<()>,
 }
+
+/// Each destination's reconciler triggers, as its spec says now (namespace filled in).
+type Triggers = Arc<std::sync::Mutex<BTreeMap<ObjectKey, Vec<crate::crd::ReconcilerTrigger>>>>;
 
 /// The running agent's shared pieces, for the `run` command and tests.
 #[derive(Clone)]
@@ -162,6 +167,7 @@ pub async fn run(
         reconcile_results: BTreeMap::new(),
         held: BTreeMap::new(),
         attributing: Attributing::default(),
+        triggers: Triggers::default(),
         done_tx,
         probes: BTreeMap::new(),
         probe_tx,
@@ -249,6 +255,7 @@ struct Agent {
     probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), String>)>,
     /// Changes waiting for their author, in order per file.
     attributing: Attributing,
+    triggers: Triggers,
     /// Events that arrived for a destination while its reconcile was running.
     held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
     done_tx: mpsc::Sender<(ObjectKey, Result<(), String>)>,
@@ -258,6 +265,26 @@ impl Agent {
     /// Recomputes the plan and makes the world match it.
     async fn apply(&mut self, mut inputs: Inputs, watches: &mut WatchManager) {
         let credentials = self.check_credentials(&inputs).await;
+        if let Ok(mut triggers) = self.triggers.lock() {
+            *triggers = inputs
+                .destinations
+                .iter()
+                .map(|d| {
+                    let ns = d.namespace().unwrap_or_default();
+                    let list = d
+                        .spec
+                        .triggers
+                        .iter()
+                        .cloned()
+                        .map(|mut t| {
+                            t.namespace.get_or_insert_with(|| ns.clone());
+                            t
+                        })
+                        .collect();
+                    (ObjectKey::new(&ns, d.name_any()), list)
+                })
+                .collect();
+        }
         inputs.credentials = credentials
             .iter()
             .map(|(k, v)| (k.clone(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
@@ -275,7 +302,9 @@ impl Agent {
             .map(|(key, _)| key.clone())
             .collect();
         for key in stale {
-            self.destinations.remove(&key);
+            if let Some(gone) = self.destinations.remove(&key) {
+                gone.triggers.abort();
+            }
             self.handle.registry.release(&key.to_string());
             self.reconcile_results.remove(&key);
             self.held.remove(&key);
@@ -305,6 +334,7 @@ impl Agent {
                     Some(windows),
                 ) {
                     Ok(worker) => {
+                        let pushed = worker.pushed();
                         self.destinations.insert(
                             key.clone(),
                             Destination {
@@ -316,6 +346,12 @@ impl Agent {
                                 prune: resolved.prune == PrunePolicy::Sweep,
                                 folder: resolved.folder.clone(),
                                 covered: Default::default(),
+                                triggers: tokio::spawn(nudge_reconcilers(
+                                    self.client.clone(),
+                                    key.clone(),
+                                    pushed,
+                                    self.triggers.clone(),
+                                )),
                             },
                         );
                     }
@@ -793,6 +829,61 @@ impl Attributing {
             }
             let _ = done_tx.send(true);
         });
+    }
+}
+
+/// After each push of the destination's worker, asks its reconcilers to reconcile now: Flux's
+/// `reconcile.fluxcd.io/requestedAt` (a timestamp) or Argo CD's `argocd.argoproj.io/refresh`.
+async fn nudge_reconcilers(
+    client: kube::Client,
+    destination: ObjectKey,
+    mut pushed: tokio::sync::watch::Receiver<u64>,
+    triggers: Triggers,
+) {
+    while pushed.changed().await.is_ok() {
+        let list = triggers
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&destination).cloned())
+            .unwrap_or_default();
+        for trigger in list {
+            let (group, version, plural, kind, annotation) = trigger.kind.target();
+            let resource = kube::api::ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: format!("{group}/{version}"),
+                kind: kind.into(),
+                plural: plural.into(),
+            };
+            let ns = trigger
+                .namespace
+                .clone()
+                .unwrap_or_else(|| destination.namespace.clone());
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(client.clone(), &ns, &resource);
+            let value = if annotation == "argocd.argoproj.io/refresh" {
+                "normal".to_string()
+            } else {
+                jiff::Timestamp::now().to_string()
+            };
+            let patch = json!({"metadata": {"annotations": {annotation: value}}});
+            match api
+                .patch(
+                    &trigger.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%destination, reconciler = %format!("{kind} {ns}/{}", trigger.name), "asked to reconcile the pushed commit")
+                }
+                Err(e) => {
+                    tracing::warn!(%destination, reconciler = %format!("{kind} {ns}/{}", trigger.name), error = %e,
+                    "cannot nudge the reconciler (does the agent have patch on it?)")
+                }
+            }
+        }
     }
 }
 

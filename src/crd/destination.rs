@@ -95,6 +95,77 @@ pub struct GitDestinationSpec {
     /// selected: `Sweep` removes them (only after every list succeeded), `Never` keeps them.
     #[serde(default)]
     pub prune: PrunePolicy,
+
+    /// Reconcilers to nudge after each successful push, so the fresh commit is applied at once
+    /// instead of a stale one on an interval: a Flux `GitRepository` or `Kustomization` gets
+    /// `reconcile.fluxcd.io/requestedAt`, an Argo CD `Application` gets
+    /// `argocd.argoproj.io/refresh`. The agent needs `patch` on them (opt-in RBAC).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub triggers: Vec<ReconcilerTrigger>,
+}
+
+/// One reconciler object to nudge after a push.
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcilerTrigger {
+    /// Which kind of reconciler object.
+    pub kind: TriggerKind,
+    /// Its name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Its namespace; defaults to the GitDestination's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// The reconciler objects a destination can nudge.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, JsonSchema, PartialEq, Eq)]
+pub enum TriggerKind {
+    /// Flux `source.toolkit.fluxcd.io/v1` GitRepository.
+    GitRepository,
+    /// Flux `kustomize.toolkit.fluxcd.io/v1` Kustomization.
+    Kustomization,
+    /// Argo CD `argoproj.io/v1alpha1` Application.
+    Application,
+}
+
+impl TriggerKind {
+    /// The object's (group, version, plural, kind) and the annotation that asks for a reconcile.
+    pub fn target(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        match self {
+            TriggerKind::GitRepository => (
+                "source.toolkit.fluxcd.io",
+                "v1",
+                "gitrepositories",
+                "GitRepository",
+                "reconcile.fluxcd.io/requestedAt",
+            ),
+            TriggerKind::Kustomization => (
+                "kustomize.toolkit.fluxcd.io",
+                "v1",
+                "kustomizations",
+                "Kustomization",
+                "reconcile.fluxcd.io/requestedAt",
+            ),
+            TriggerKind::Application => (
+                "argoproj.io",
+                "v1alpha1",
+                "applications",
+                "Application",
+                "argocd.argoproj.io/refresh",
+            ),
+        }
+    }
 }
 
 /// A GitRepoConfig, by name and optionally namespace.

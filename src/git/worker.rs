@@ -149,6 +149,7 @@ impl Pending {
 pub struct WorkerHandle {
     key: RepoKey,
     store: Arc<Store>,
+    pushed: tokio::sync::watch::Receiver<u64>,
     tx: mpsc::Sender<Command>,
     stats: Arc<WorkerStats>,
 }
@@ -169,6 +170,11 @@ impl WorkerHandle {
             .store
             .resolve(&format!("refs/heads/{}", self.key.branch))?;
         self.store.read_file(tip, path)
+    }
+
+    /// Changes each time the worker pushed to the remote (a count), for reconciler triggers.
+    pub fn pushed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pushed.clone()
     }
 
     /// Commands waiting in the queue.
@@ -222,6 +228,7 @@ pub fn spawn(
 ) -> WorkerHandle {
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let stats = Arc::new(WorkerStats::default());
+    let (pushed_tx, pushed) = tokio::sync::watch::channel(0u64);
     let worker = Worker {
         key: key.clone(),
         remote,
@@ -234,12 +241,14 @@ pub fn spawn(
         retry_delay: config.retry_initial,
         retry_at: None,
         stats: stats.clone(),
+        pushed: Arc::new(pushed_tx),
         config,
     };
     tokio::spawn(worker.run(rx));
     WorkerHandle {
         key,
         store,
+        pushed,
         tx,
         stats,
     }
@@ -261,6 +270,8 @@ struct Worker {
     retry_delay: Duration,
     retry_at: Option<tokio::time::Instant>,
     stats: Arc<WorkerStats>,
+    /// Bumped after every successful push.
+    pushed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Worker {
@@ -386,6 +397,7 @@ impl Worker {
             remote_tip: self.remote_tip,
             fetched: self.fetched,
             stats: self.stats.clone(),
+            pushed: self.pushed.clone(),
         };
         let outcome = tokio::task::spawn_blocking(move || job.run())
             .await
@@ -436,6 +448,7 @@ fn instant_at(at: Timestamp) -> tokio::time::Instant {
 /// One push round, run on a blocking thread: fetch if needed, replay the pending windows on the
 /// remote tip as commits, push with a lease; on a lost race fetch and replay again.
 struct PushJob {
+    pushed: Arc<tokio::sync::watch::Sender<u64>>,
     key: RepoKey,
     remote: Remote,
     store: Arc<Store>,
@@ -492,6 +505,7 @@ impl PushJob {
             match pushed {
                 Ok(PushOutcome::Pushed) => {
                     self.stats.pushes.fetch_add(1, Ordering::Relaxed);
+                    self.pushed.send_modify(|n| *n += 1);
                     self.stats.commits.fetch_add(commits, Ordering::Relaxed);
                     let local = format!("refs/heads/{}", self.key.branch);
                     let _ = self.store.force_ref(&local, head);

@@ -1593,3 +1593,91 @@ async fn diff_against_the_cluster_is_quiet_in_sync_and_names_a_live_edit() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_push_the_named_flux_and_argo_objects_are_asked_to_reconcile() {
+    let env = Env::new().await;
+    for (group, version, kind, plural) in [
+        (
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "GitRepository",
+            "gitrepositories",
+        ),
+        ("argoproj.io", "v1alpha1", "Application", "applications"),
+    ] {
+        apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.{group}")},
+            "spec": {"group": group, "scope": "Namespaced",
+                "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
+                "versions": [{"name": version, "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+        apply(
+            &env.client,
+            json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
+            "metadata": {"name": "platform", "namespace": "shop"}, "spec": {}}),
+        )
+        .await;
+    }
+    env.configure().await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+        "metadata": {"name": "dev", "namespace": "shop"},
+        "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER, "triggers": [
+            {"kind": "GitRepository", "name": "platform"}, {"kind": "Application", "name": "platform"}]}})).await;
+    let agent = env.start("state");
+    agent.ready().await;
+    env.put_configmap("shop", "settings", "1").await;
+    until("the file", || env.file("shop", "settings").is_some()).await;
+
+    let annotation = |group: &str, version: &str, kind: &str, plural: &str, key: &str| {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            env.client.clone(),
+            "shop",
+            &kube::api::ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: format!("{group}/{version}"),
+                kind: kind.into(),
+                plural: plural.into(),
+            },
+        );
+        let key = key.to_string();
+        async move {
+            api.get("platform")
+                .await
+                .ok()?
+                .metadata
+                .annotations?
+                .get(&key)
+                .cloned()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let flux = annotation(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "GitRepository",
+            "gitrepositories",
+            "reconcile.fluxcd.io/requestedAt",
+        )
+        .await;
+        let argo = annotation(
+            "argoproj.io",
+            "v1alpha1",
+            "Application",
+            "applications",
+            "argocd.argoproj.io/refresh",
+        )
+        .await;
+        if flux.is_some() && argo.as_deref() == Some("normal") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reconcilers not nudged: flux {flux:?}, argo {argo:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.stop().await;
+}
