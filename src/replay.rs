@@ -228,6 +228,7 @@ fn plan(
                                 content: Some(content.into_bytes().into()),
                                 hash: Some(manifest.hash),
                                 namespace: manifest.id.namespace.clone(),
+                                live: None,
                             }
                         }
                         Ok(Outcome::Skipped { exclusion, .. }) => {
@@ -259,6 +260,7 @@ fn plan(
                             content: None,
                             hash: None,
                             namespace: change.target.namespace.clone(),
+                            live: None,
                         }
                     }
                 };
@@ -296,6 +298,7 @@ fn plan(
                     content: Some(content.into_bytes().into()),
                     hash: Some(hash),
                     namespace: scale.parent.namespace.clone(),
+                    live: None,
                 };
                 out.push(planned(
                     options,

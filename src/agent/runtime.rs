@@ -730,6 +730,7 @@ impl Agent {
                 } => FileChange {
                     summary: format!("update {}", id.summary()),
                     namespace: id.namespace.clone(),
+                    live: Some(Arc::new(live.clone())),
                     path,
                     content: Some(content.into()),
                     hash: Some(hash),
@@ -737,6 +738,7 @@ impl Agent {
                 Decision::Delete { path, id } => FileChange {
                     summary: format!("delete {}", id.summary()),
                     namespace: id.namespace.clone(),
+                    live: None,
                     path,
                     content: None,
                     hash: None,

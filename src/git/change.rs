@@ -19,6 +19,11 @@ pub struct FileChange {
     pub summary: String,
     /// The object's namespace, for the subject of a grouped commit.
     pub namespace: Option<String>,
+    /// The live object the content was rendered from, when known: if another writer put a
+    /// different file at `path` meanwhile (a person's hand-written file, Flux's source), the
+    /// change is dropped when that file is equivalent to this object (server defaults,
+    /// quantity spellings), so a human-written file is never rewritten.
+    pub live: Option<Arc<serde_json::Value>>,
 }
 
 /// The trailer naming the audit event of each change in a commit.

@@ -257,6 +257,7 @@ mod tests {
                 hash: None,
                 summary: format!("update v1 ConfigMap shop/{path}"),
                 namespace: Some("shop".into()),
+                live: None,
             },
         }
     }

@@ -630,10 +630,13 @@ impl PushJob {
         let Some(first) = window.changes.first() else {
             return Ok(None);
         };
-        let mut files: Vec<(&str, Option<&[u8]>)> = window
-            .files()
-            .map(|f| (f.path.as_str(), f.content.as_deref()))
-            .collect();
+        let mut files: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(window.changes.len() + 1);
+        for file in window.files() {
+            if self.already_equivalent(head, file)? {
+                continue; // counted with the unchanged files below
+            }
+            files.push((file.path.as_str(), file.content.as_deref()));
+        }
         files.push((marker_path, Some(marker_text.as_bytes())));
         let author = Signature {
             name: first.author.name.clone(),
@@ -652,6 +655,40 @@ impl PushJob {
             .fetch_add((window.changes.len() - changed) as u64, Ordering::Relaxed);
         // A refreshed marker alone is not a change.
         Ok(written.filter(|_| changed > 0).map(|(commit, _)| commit))
+    }
+
+    /// True when the branch already holds, at the change's path, a different file that is
+    /// equivalent to the live object the change was rendered from (another writer's file:
+    /// a person's, without server defaults). Such a file is not rewritten.
+    fn already_equivalent(
+        &self,
+        head: Option<ObjectId>,
+        file: &super::change::FileChange,
+    ) -> Result<bool, StoreError> {
+        let (Some(live), Some(content)) = (&file.live, &file.content) else {
+            return Ok(false);
+        };
+        let Some(current) = self.store.read_file(head, &file.path)? else {
+            return Ok(false);
+        };
+        if current.as_slice() == &content[..] {
+            return Ok(false); // identical: commit_files drops it anyway
+        }
+        let Ok(text) = std::str::from_utf8(&current) else {
+            return Ok(false);
+        };
+        let Ok(mut docs) = crate::manifest::yaml::parse_documents(text, &file.path) else {
+            return Ok(false);
+        };
+        if docs.len() != 1 {
+            return Ok(false);
+        }
+        let verdict = crate::manifest::equivalence::compare(&docs.remove(0), live);
+        if verdict.is_equivalent() {
+            tracing::info!(repository = %self.key, path = %file.path, %verdict,
+                "the branch's file already says this; not rewriting it");
+        }
+        Ok(verdict.is_equivalent())
     }
 
     fn commit_snapshot(

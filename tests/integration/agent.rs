@@ -1681,3 +1681,81 @@ async fn after_a_push_the_named_flux_and_argo_objects_are_asked_to_reconcile() {
     }
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_file_without_server_defaults_is_applied_but_never_rewritten() {
+    let env = Env::new().await;
+    env.configure().await;
+    apply(&env.client, json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "workloads", "namespace": "shop"},
+        "spec": {"destinationRef": {"name": "dev"}, "rules": [{"apiGroups": ["apps"], "resources": ["deployments"]}]}})).await;
+    let agent = env.start("state");
+    agent.ready().await;
+    // A person commits a Deployment by hand: no defaults, `cpu: "1"`, integer replicas.
+    let path = format!("{FOLDER}/shop/apps/deployments/api.yaml");
+    let hand_written = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: api\n  template:\n    metadata:\n      labels:\n        app: api\n    spec:\n      containers:\n      - name: api\n        image: ghcr.io/example/api:2.0\n        resources:\n          requests:\n            cpu: \"1\"\n            memory: 128Mi\n";
+    let scratch = env.scratch.path().join("work");
+    let dir = env.repo.to_str().expect("utf-8");
+    git(
+        env.scratch.path(),
+        &["clone", "-q", dir, scratch.to_str().expect("utf-8")],
+        None,
+    );
+    let file = scratch.join(&path);
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("dirs");
+    std::fs::write(&file, hand_written).expect("write");
+    let work = scratch.to_str().expect("utf-8");
+    git(&scratch, &["-C", work, "add", "-A"], None);
+    git(
+        &scratch,
+        &["-C", work, "commit", "-q", "-m", "a person adds api"],
+        None,
+    );
+    git(
+        &scratch,
+        &["-C", work, "push", "-q", "origin", "HEAD:main"],
+        None,
+    );
+    let before = env.subjects().len();
+
+    // The Flux-like reconciler applies the folder (the server adds its defaults) ten times.
+    for _ in 0..10 {
+        flux_apply(&env, FOLDER).await;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), "shop");
+    let live = deployments.get("api").await.expect("applied");
+    assert!(
+        live.spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .is_some(),
+        "the server defaulted it"
+    );
+    // The agent's cache may not have the person's commit yet, so it may decide to write; the
+    // worker then finds the person's file on the branch, equivalent to the live object, and
+    // drops the change. Wait until the agent has handled the Deployment and its worker is idle.
+    until("the agent to handle the applied Deployment", || {
+        use gitops_reverser::ops::metrics::EventDecision;
+        let m = &agent.agent.metrics;
+        let decided = m.events(EventDecision::Written)
+            + m.events(EventDecision::Near)
+            + m.events(EventDecision::Exact)
+            + m.events(EventDecision::HashAnnotation);
+        let idle = agent.agent.registry.handles().iter().all(|h| {
+            h.queued() == 0
+                && h.stats()
+                    .waiting_changes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+        });
+        decided >= 1 && idle
+    })
+    .await;
+    assert_eq!(env.subjects().len(), before, "{:?}", env.subjects());
+    assert_eq!(
+        show(&env.repo, &path).as_deref(),
+        Some(hand_written),
+        "the file is the person's, unchanged"
+    );
+    agent.stop().await;
+}

@@ -81,6 +81,7 @@ fn change(who: &str, folder: &str, name: &str, body: &str, second: i64) -> Chang
             hash: None,
             summary: format!("update v1 ConfigMap shop/{name}"),
             namespace: Some("shop".to_string()),
+            live: None,
         },
     }
 }

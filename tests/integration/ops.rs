@@ -87,6 +87,7 @@ fn change(folder: &str, name: &str) -> Change {
             hash: None,
             summary: format!("create v1 ConfigMap shop/{name}"),
             namespace: Some("shop".into()),
+            live: None,
         },
     }
 }
