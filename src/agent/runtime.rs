@@ -699,6 +699,24 @@ impl Agent {
                     }
                 };
                 let path = destination.layout.path(&id, &key.resource);
+                // The fast path (DESIGN §3, step 1): an object whose hash annotation equals the
+                // hash of its own content came from Git unchanged; nothing to read or write.
+                if on_update
+                    && crate::manifest::equivalence::verified_hash_annotation(&live).is_some()
+                    && crate::manifest::exclude::exclusion(&live, &policy).is_none()
+                {
+                    let decision = Decision::Unchanged {
+                        path,
+                        id,
+                        why: crate::agent::capture::Unchanged::Equivalent(
+                            crate::manifest::equivalence::Equivalence::HashAnnotation,
+                        ),
+                    };
+                    log_decision(&dest_key, &decision);
+                    self.handle.metrics.record_event(event_decision(&decision));
+                    continue;
+                }
+                self.handle.metrics.record_git_read();
                 let current = destination.worker.read_pushed(&path).ok().flatten();
                 // CREATE or UPDATE as far as Git is concerned; the rule must cover it.
                 if (current.is_none() && !on_create) || (current.is_some() && !on_update) {

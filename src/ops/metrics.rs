@@ -432,6 +432,7 @@ pub struct Metrics {
     registry: Registry,
     events: Family<DecisionLabels, Counter>,
     unattributed: Counter,
+    git_reads: Counter,
     push_duration: Family<RepositoryLabels, Histogram, fn() -> Histogram>,
     reconcile_duration: Histogram,
     watches: Gauge,
@@ -464,6 +465,13 @@ impl Metrics {
             "unattributed_changes",
             "Changes committed without knowing who made them (authored by the agent)",
             unattributed.clone(),
+        );
+        let git_reads = Counter::default();
+        registry.register(
+            "git_file_reads",
+            "Files read from the Git cache to decide on a live object (objects whose hash \
+             annotation matches their content need none)",
+            git_reads.clone(),
         );
         let push_duration =
             Family::<RepositoryLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -502,6 +510,7 @@ impl Metrics {
             registry,
             events,
             unattributed,
+            git_reads,
             push_duration,
             reconcile_duration,
             watches,
@@ -525,6 +534,16 @@ impl Metrics {
     /// Counts one change committed without a known author.
     pub fn record_unattributed(&self) {
         self.unattributed.inc();
+    }
+
+    /// Counts one read of a file from the Git cache to decide on a live object.
+    pub fn record_git_read(&self) {
+        self.git_reads.inc();
+    }
+
+    /// Files read from the Git cache so far.
+    pub fn git_reads(&self) -> u64 {
+        self.git_reads.get()
     }
 
     /// Observes one push round of `repository`'s worker.

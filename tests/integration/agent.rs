@@ -1361,6 +1361,7 @@ async fn a_flux_like_reconciler_applying_the_folder_never_causes_a_commit() {
     let written = |m: &gitops_reverser::ops::metrics::Metrics| {
         m.events(gitops_reverser::ops::metrics::EventDecision::Written)
     };
+    let reads_before = agent.agent.metrics.git_reads();
     let (quiet_before, written_before) =
         (quiet(&agent.agent.metrics), written(&agent.agent.metrics));
 
@@ -1375,6 +1376,20 @@ async fn a_flux_like_reconciler_applying_the_folder_never_causes_a_commit() {
     })
     .await;
     assert_eq!(written(&agent.agent.metrics), written_before);
+    // The hash fast path: objects applied from Git carry a hash matching their content, so the
+    // agent decided without reading a single file from Git.
+    assert_eq!(
+        agent.agent.metrics.git_reads(),
+        reads_before,
+        "no Git read for applied objects"
+    );
+    assert!(
+        agent
+            .agent
+            .metrics
+            .events(gitops_reverser::ops::metrics::EventDecision::HashAnnotation)
+            >= 3
+    );
     assert_eq!(env.subjects().len(), settled, "{:?}", env.subjects());
 
     // A human edit between rounds: exactly one commit, then quiet again.
