@@ -2,10 +2,12 @@
 //! driven through a scripted scenario in which every step must have its expected effect in Git.
 
 use crate::agent::runtime::{AgentError, AgentHandle, AgentOptions};
+use crate::attribution::{FactIndex, Resolver, WebhookConfig, WebhookError, WebhookServer};
 use crate::cli::DemoArgs;
 use crate::crd::{GitDestination, GitRepoConfig, WatchRule};
 use crate::git::marker::MARKER_FILE;
 use crate::git::transport::GitCli;
+use crate::identity::AuthorMapping;
 use crate::manifest::yaml::parse_documents;
 use crate::ops::metrics::EventDecision;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -41,6 +43,13 @@ const FLUX_MANAGER: &str = "kustomize-controller";
 const FLUX_NAME_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
 const FLUX_NAMESPACE_LABEL: &str = "kustomize.toolkit.fluxcd.io/namespace";
 const DEMO_MANAGER: &str = "gitops-reverser-demo";
+/// The two people of the scenario: simulator users (admins) with these bearer tokens.
+const ALICE: &str = "alice";
+const BOB: &str = "bob";
+/// How long a change waits for its audit fact before it is committed as `unknown`.
+const GRACE: Duration = Duration::from_secs(3);
+/// The folder of `DIR` the demo's certificates go to.
+const PKI_DIR: &str = "pki";
 
 /// What went wrong, naming what the demo was doing.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +66,10 @@ pub enum DemoError {
     Git { args: String, problem: String },
     #[error("cannot start the Kubernetes API simulator: {0}")]
     Sim(#[from] kubesim::SimError),
+    #[error("cannot make the demo's certificates: {0}")]
+    Pki(#[from] rcgen::Error),
+    #[error("cannot start the attribution webhook server: {0}")]
+    Webhook(#[from] WebhookError),
     #[error("{what}: {source}")]
     Kube { what: String, source: kube::Error },
     #[error("{what}: {problem}")]
@@ -87,10 +100,28 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
         .enable_all()
         .build()
         .map_err(DemoError::Runtime)?;
-    runtime.block_on(demo(args, out))
+    let mut servers = Servers::default();
+    let result = runtime.block_on(demo(args, out, &mut servers));
+    // Every task ends before the simulator and the webhook go away: otherwise the agent's watches
+    // could still see the simulator's TLS connections end and log about it while this thread
+    // may be holding stderr.
+    drop(runtime);
+    drop(servers);
+    result
 }
 
-async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
+/// The demo's simulator and attribution webhook server, dropped only after the runtime.
+#[derive(Default)]
+struct Servers {
+    sim: Option<kubesim::SimHandle>,
+    webhook: Option<WebhookServer>,
+}
+
+async fn demo(
+    args: &DemoArgs,
+    out: &mut dyn Write,
+    servers: &mut Servers,
+) -> Result<u8, DemoError> {
     let dir = prepare_dir(args.dir.as_deref())?;
     let repo = dir.join("repo.git");
     let dir_text = dir.display().to_string();
@@ -105,19 +136,51 @@ async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
             &repo.display().to_string(),
         ],
     )?;
-    let sim = kubesim::Simulator::start(kubesim::SimConfig {
-        // kubectl sends no token over plain HTTP; requests without one act as admin.
-        anonymous: Some("admin".into()),
-        ..kubesim::SimConfig::default()
-    })
+    let pki = Pki::generate(&dir.join(PKI_DIR))?;
+    let index = Arc::new(FactIndex::default());
+    let mut webhook = WebhookConfig::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        pki.server_cert_file.clone(),
+        pki.server_key_file.clone(),
+    );
+    webhook.client_ca_file = Some(pki.ca_file.clone());
+    let webhook = &*servers
+        .webhook
+        .insert(WebhookServer::start(webhook, index.clone()).await?);
+    let audit_url = format!("https://{}/audit", webhook.local_addr());
+    // HTTPS, so that kubectl sends the users' bearer tokens (it never does over plain HTTP).
+    let sim = kubesim::Simulator::start(
+        kubesim::SimConfig::default()
+            .with_tls()
+            .with_user(kubesim::User::admin(ALICE, "alice-token"))
+            .with_user(kubesim::User::admin(BOB, "bob-token"))
+            .with_audit_sink(kubesim::AuditSink::new(&audit_url).with_tls(
+                &pki.ca_pem,
+                Some((&pki.client_cert_pem, &pki.client_key_pem)),
+            )),
+    )
     .await?;
+    let sim = &*servers.sim.insert(sim);
     writeln!(out, "gitops-reverser demo")?;
     writeln!(out, "  directory:  {dir_text}")?;
     writeln!(out, "  repository: {} (folder {FOLDER})", repo.display())?;
-    writeln!(out, "  cluster:    kubesim at {} (simulated)", sim.url())?;
+    writeln!(
+        out,
+        "  cluster:    kubesim at {} (simulated; users admin, {ALICE}, {BOB})",
+        sim.url()
+    )?;
+    writeln!(
+        out,
+        "  audit:      the simulator posts its audit events to the agent's webhook {audit_url} (client certificate; certificates in {})",
+        dir.join(PKI_DIR).display()
+    )?;
     out.flush()?;
 
     let client = sim.client().await?;
+    let people = People {
+        alice: sim.client_for(ALICE).await?,
+        bob: sim.client_for(BOB).await?,
+    };
     install(&client, &repo).await?;
     let options = AgentOptions {
         state_dir: dir.join("state"),
@@ -126,7 +189,11 @@ async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
         streaming_lists: false,
         transport: Arc::new(GitCli::new()),
         settle: Duration::from_millis(50),
-        resolver: None,
+        resolver: Some(Arc::new(Resolver::new(
+            index,
+            GRACE,
+            AuthorMapping::default(),
+        ))),
     };
     let agent = crate::agent::runtime::handle(&options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -140,13 +207,15 @@ async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
     ));
     let demo = Demo {
         client,
+        people,
         repo: repo.clone(),
         agent,
         running,
     };
     writeln!(
         out,
-        "  agent:      started; GitRepoConfig, GitDestination and WatchRule `demo` in namespace {NAMESPACE} (configmaps, deployments, services; commit window quiet {QUIET})"
+        "  agent:      started; GitRepoConfig, GitDestination and WatchRule `demo` in namespace {NAMESPACE} (configmaps, deployments, services; commit window quiet {QUIET}); each change waits up to {}s for its author",
+        GRACE.as_secs()
     )?;
     writeln!(out)?;
     out.flush()?;
@@ -188,14 +257,13 @@ async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
     out.flush()?;
 
     if args.serve {
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, sim.kubeconfig("admin")?).map_err(|source| {
-            DemoError::Write {
-                path: kubeconfig.display().to_string(),
-                source,
-            }
-        })?;
-        serve_banner(out, &kubeconfig, &repo)?;
+        let mut kubeconfigs = Vec::new();
+        for user in [ALICE, BOB] {
+            let path = dir.join(format!("kubeconfig-{user}"));
+            write_file(&path, sim.kubeconfig(user)?.as_bytes(), false)?;
+            kubeconfigs.push(path);
+        }
+        serve_banner(out, &kubeconfigs, &repo)?;
         out.flush()?;
         interrupted().await?;
         writeln!(
@@ -210,7 +278,6 @@ async fn demo(args: &DemoArgs, out: &mut dyn Write) -> Result<u8, DemoError> {
         Ok(Err(e)) => writeln!(out, "the agent stopped with an error: {e}")?,
         Err(e) => writeln!(out, "the agent task failed: {e}")?,
     }
-    drop(sim);
     Ok(code)
 }
 
@@ -244,6 +311,105 @@ fn prepare_dir(dir: Option<&Path>) -> Result<PathBuf, DemoError> {
         });
     }
     Ok(dir)
+}
+
+/// Writes `bytes` to `path`; `private` files (keys) are readable by the owner only.
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), DemoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |source| DemoError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(error)?;
+    file.write_all(bytes).map_err(error)
+}
+
+/// The demo's certificates, as a cluster would have them: a CA, the agent's serving certificate
+/// for 127.0.0.1, and the client certificate the API server presents to the audit webhook.
+struct Pki {
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+    ca_file: PathBuf,
+    server_cert_file: PathBuf,
+    server_key_file: PathBuf,
+}
+
+impl Pki {
+    /// Makes the certificates and writes them (PEM) into `dir`.
+    fn generate(dir: &Path) -> Result<Self, DemoError> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        std::fs::create_dir_all(dir).map_err(|source| DemoError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "gitops-reverser-demo-ca");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate()?;
+        let mut server_params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "gitops-reverser-webhook");
+        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = server_params.signed_by(&server_key, &issuer)?;
+
+        let client_key = KeyPair::generate()?;
+        let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-audit");
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = client_params.signed_by(&client_key, &issuer)?;
+
+        let pki = Pki {
+            ca_pem: ca.pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+            ca_file: dir.join("ca.crt"),
+            server_cert_file: dir.join("webhook.crt"),
+            server_key_file: dir.join("webhook.key"),
+        };
+        write_file(&pki.ca_file, pki.ca_pem.as_bytes(), false)?;
+        write_file(&pki.server_cert_file, server.pem().as_bytes(), false)?;
+        write_file(
+            &pki.server_key_file,
+            server_key.serialize_pem().as_bytes(),
+            true,
+        )?;
+        write_file(
+            &dir.join("apiserver-client.crt"),
+            pki.client_cert_pem.as_bytes(),
+            false,
+        )?;
+        write_file(
+            &dir.join("apiserver-client.key"),
+            pki.client_key_pem.as_bytes(),
+            true,
+        )?;
+        Ok(pki)
+    }
 }
 
 /// Installs the CRDs, the namespace and the example GitRepoConfig, GitDestination and WatchRule.
@@ -310,13 +476,29 @@ struct Outcome {
     failed: Option<(usize, String)>,
 }
 
-/// What one step did, as its verdict says it.
+/// What one step did, as its verdict says it, and the commits it made.
 struct StepResult {
     effect: String,
+    commits: Vec<Commit>,
+}
+
+/// A commit on `main`: its author's name and its subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Commit {
+    author: String,
+    subject: String,
+}
+
+/// The scenario's people: clients authenticated as alice and as bob.
+struct People {
+    alice: kube::Client,
+    bob: kube::Client,
 }
 
 struct Demo {
+    /// The admin's client: installs the demo's objects and plays Flux.
     client: kube::Client,
+    people: People,
     repo: PathBuf,
     agent: AgentHandle,
     running: JoinHandle<Result<(), AgentError>>,
@@ -393,30 +575,44 @@ impl Demo {
             verdicts: Vec::new(),
             failed: None,
         };
-        let steps: [(&str, Step); 5] = [
+        // Who acts in each step; their step's commits must all be authored by them.
+        let steps: [(&str, Step, Option<&str>); 5] = [
             (
-                "create ConfigMap shop/settings, Deployment shop/web, Service shop/web",
+                "alice creates ConfigMap shop/settings, Deployment shop/web, Service shop/web",
                 Step::Create,
+                Some(ALICE),
             ),
             (
-                "edit ConfigMap shop/settings (data.mode: standard → sale)",
+                "bob edits ConfigMap shop/settings (data.mode: standard → sale)",
                 Step::Edit,
+                Some(BOB),
             ),
             (
-                "scale Deployment shop/web to 3 replicas (scale subresource)",
+                "alice scales Deployment shop/web to 3 replicas (scale subresource)",
                 Step::Scale,
+                Some(ALICE),
             ),
-            ("delete Service shop/web", Step::Delete),
+            ("bob deletes Service shop/web", Step::Delete, Some(BOB)),
             (
                 "Flux re-apply (server-side apply as kustomize-controller, Flux labels)",
                 Step::FluxReapply,
+                None,
             ),
         ];
-        for (index, (title, step)) in steps.into_iter().enumerate() {
+        for (index, (title, step, author)) in steps.into_iter().enumerate() {
             let number = index + 1;
             writeln!(out, "step {number}: {title} …")?;
             out.flush()?;
-            match self.step(step).await {
+            let result = self.step(step).await.and_then(|result| match author {
+                Some(who) if result.commits.iter().any(|c| c.author != who) => {
+                    Err(DemoError::Unexpected(format!(
+                        "{}, expected every commit authored by {who}",
+                        describe_commits(&result.commits)
+                    )))
+                }
+                _ => Ok(result),
+            });
+            match result {
                 Ok(result) => {
                     outcome
                         .verdicts
@@ -434,16 +630,16 @@ impl Demo {
 
     async fn step(&self, step: Step) -> Result<StepResult, DemoError> {
         match step {
-            Step::Create => self.create().await,
-            Step::Edit => self.edit().await,
-            Step::Scale => self.scale().await,
-            Step::Delete => self.delete().await,
+            Step::Create => self.create(&self.people.alice).await,
+            Step::Edit => self.edit(&self.people.bob).await,
+            Step::Scale => self.scale(&self.people.alice).await,
+            Step::Delete => self.delete(&self.people.bob).await,
             Step::FluxReapply => self.flux_reapply().await,
         }
     }
 
     /// Step 1: three new objects → their three files.
-    async fn create(&self) -> Result<StepResult, DemoError> {
+    async fn create(&self, client: &kube::Client) -> Result<StepResult, DemoError> {
         let before = tip(&self.repo)?;
         let configmap: ConfigMap = from_json(
             "ConfigMap shop/settings",
@@ -467,15 +663,15 @@ impl Demo {
             field_manager: Some(DEMO_MANAGER.into()),
             ..PostParams::default()
         };
-        Api::<ConfigMap>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
             .create(&post, &configmap)
             .await
             .map_err(kube_error("creating ConfigMap shop/settings"))?;
-        Api::<Deployment>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
             .create(&post, &deployment)
             .await
             .map_err(kube_error("creating Deployment shop/web"))?;
-        Api::<Service>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<Service>::namespaced(client.clone(), NAMESPACE)
             .create(&post, &service)
             .await
             .map_err(kube_error("creating Service shop/web"))?;
@@ -504,13 +700,14 @@ impl Demo {
         }
         Ok(StepResult {
             effect: format!("{}, {added} files added", describe_commits(&new)),
+            commits: new,
         })
     }
 
     /// Step 2: one field of the ConfigMap → one commit that changes its file.
-    async fn edit(&self) -> Result<StepResult, DemoError> {
+    async fn edit(&self, client: &kube::Client) -> Result<StepResult, DemoError> {
         let before = tip(&self.repo)?;
-        Api::<ConfigMap>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
             .patch(
                 "settings",
                 &PatchParams {
@@ -531,9 +728,9 @@ impl Demo {
     }
 
     /// Step 3: `spec.replicas` through the scale subresource → one commit.
-    async fn scale(&self) -> Result<StepResult, DemoError> {
+    async fn scale(&self, client: &kube::Client) -> Result<StepResult, DemoError> {
         let before = tip(&self.repo)?;
-        Api::<Deployment>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
             .patch_scale(
                 "web",
                 &PatchParams {
@@ -554,9 +751,9 @@ impl Demo {
     }
 
     /// Step 4: a deleted object → one commit removing its file.
-    async fn delete(&self) -> Result<StepResult, DemoError> {
+    async fn delete(&self, client: &kube::Client) -> Result<StepResult, DemoError> {
         let before = tip(&self.repo)?;
-        Api::<Service>::namespaced(self.client.clone(), NAMESPACE)
+        Api::<Service>::namespaced(client.clone(), NAMESPACE)
             .delete("web", &DeleteParams::default())
             .await
             .map_err(kube_error("deleting Service shop/web"))?;
@@ -591,6 +788,7 @@ impl Demo {
         }
         Ok(StepResult {
             effect: describe_commits(&new),
+            commits: new,
         })
     }
 
@@ -679,6 +877,7 @@ impl Demo {
                 "{applied} files applied, no commit ({})",
                 decided.join(", ")
             ),
+            commits: Vec::new(),
         })
     }
 
@@ -739,41 +938,65 @@ enum Step {
     FluxReapply,
 }
 
-/// `1 commit (subject)` or `N commits (subject; subject)`.
-fn describe_commits(subjects: &[String]) -> String {
-    match subjects {
-        [] => "no commit".into(),
-        [one] => format!("1 commit ({one})"),
-        many => format!("{} commits ({})", many.len(), many.join("; ")),
+/// `1 commit by alice (subject)`, `N commits by alice (subject; subject)`, or with several
+/// authors `N commits (subject by alice; subject by bob)`.
+fn describe_commits(commits: &[Commit]) -> String {
+    let Some(first) = commits.first() else {
+        return "no commit".into();
+    };
+    let count = match commits.len() {
+        1 => "1 commit".to_string(),
+        n => format!("{n} commits"),
+    };
+    if commits.iter().all(|c| c.author == first.author) {
+        let subjects: Vec<&str> = commits.iter().map(|c| c.subject.as_str()).collect();
+        format!("{count} by {} ({})", first.author, subjects.join("; "))
+    } else {
+        let each: Vec<String> = commits
+            .iter()
+            .map(|c| format!("{} by {}", c.subject, c.author))
+            .collect();
+        format!("{count} ({})", each.join("; "))
     }
 }
 
-fn serve_banner(out: &mut dyn Write, kubeconfig: &Path, repo: &Path) -> io::Result<()> {
-    let kc = kubeconfig.display();
+/// What to try with `--serve`: `kubeconfigs` are alice's and bob's, in that order.
+fn serve_banner(out: &mut dyn Write, kubeconfigs: &[PathBuf], repo: &Path) -> io::Result<()> {
     let git_dir = repo.display();
     writeln!(out)?;
     writeln!(
         out,
         "Everything keeps running: the simulated cluster, the agent and the repository."
     )?;
-    writeln!(out, "  kubeconfig: {kc}")?;
+    for (user, kubeconfig) in [ALICE, BOB].iter().zip(kubeconfigs) {
+        writeln!(
+            out,
+            "  kubeconfig: {} (acts as {user})",
+            kubeconfig.display()
+        )?;
+    }
     writeln!(out, "  repository: {git_dir} (folder {FOLDER})")?;
     writeln!(out)?;
-    writeln!(out, "Try, in another terminal:")?;
-    writeln!(out, "  export KUBECONFIG={kc}")?;
-    writeln!(
-        out,
-        "  kubectl get configmaps,deployments,services -n {NAMESPACE}"
-    )?;
-    writeln!(out, "  kubectl edit configmap settings -n {NAMESPACE}")?;
-    writeln!(
-        out,
-        "  kubectl scale deployment web -n {NAMESPACE} --replicas 5"
-    )?;
-    writeln!(
-        out,
-        "  kubectl create configmap feature-flags -n {NAMESPACE} --from-literal=beta=true"
-    )?;
+    if let [alice, bob, ..] = kubeconfigs {
+        writeln!(out, "Try, in another terminal, as {ALICE}:")?;
+        writeln!(out, "  export KUBECONFIG={}", alice.display())?;
+        writeln!(
+            out,
+            "  kubectl get configmaps,deployments,services -n {NAMESPACE}"
+        )?;
+        writeln!(out, "  kubectl edit configmap settings -n {NAMESPACE}")?;
+        writeln!(
+            out,
+            "  kubectl create configmap feature-flags -n {NAMESPACE} --from-literal=beta=true"
+        )?;
+        writeln!(out, "and as {BOB}:")?;
+        writeln!(
+            out,
+            "  kubectl --kubeconfig {} scale deployment web -n {NAMESPACE} --replicas 5",
+            bob.display()
+        )?;
+        writeln!(out, "then look at who did what:")?;
+    }
     writeln!(out, "  git --git-dir {git_dir} log --stat")?;
     writeln!(
         out,
@@ -782,7 +1005,7 @@ fn serve_banner(out: &mut dyn Write, kubeconfig: &Path, repo: &Path) -> io::Resu
     writeln!(out)?;
     writeln!(
         out,
-        "Each change becomes a commit about {QUIET} after the last one. Press Ctrl-C to stop."
+        "Each change becomes a commit authored by whoever made it, about {QUIET} after their last one. Press Ctrl-C to stop."
     )?;
     Ok(())
 }
@@ -858,8 +1081,8 @@ fn file(repo: &Path, path: &str) -> Result<Option<String>, DemoError> {
     Ok(git_status(repo, &git_dir_args(&dir, &["show", &spec]))?.ok())
 }
 
-/// The subjects of the commits on `main` after `before` (all of them without it), oldest first.
-fn commits_since(repo: &Path, before: Option<&str>) -> Result<Vec<String>, DemoError> {
+/// The commits on `main` after `before` (all of them without it), oldest first.
+fn commits_since(repo: &Path, before: Option<&str>) -> Result<Vec<Commit>, DemoError> {
     if tip(repo)?.is_none() {
         return Ok(Vec::new());
     }
@@ -868,11 +1091,21 @@ fn commits_since(repo: &Path, before: Option<&str>) -> Result<Vec<String>, DemoE
         Some(commit) => format!("{commit}..refs/heads/main"),
         None => "refs/heads/main".to_string(),
     };
+    // A tab cannot occur in an author name (Git identities have no control characters).
     let text = git(
         repo,
-        &git_dir_args(&dir, &["log", "--reverse", "--format=%s", &range]),
+        &git_dir_args(&dir, &["log", "--reverse", "--format=%an%x09%s", &range]),
     )?;
-    Ok(text.lines().map(str::to_string).collect())
+    Ok(text
+        .lines()
+        .map(|line| {
+            let (author, subject) = line.split_once('\t').unwrap_or(("", line));
+            Commit {
+                author: author.to_string(),
+                subject: subject.to_string(),
+            }
+        })
+        .collect())
 }
 
 /// `(status, path)` of every object file that differs between `before` and `main` (the

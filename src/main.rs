@@ -17,8 +17,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = run(
         cli,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        // Unlocked handles: a stderr locked for the whole run would block every thread that
+        // logs (tracing writes to stderr) while a long command such as `run` or `demo` runs.
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
     );
     ExitCode::from(code)
 }

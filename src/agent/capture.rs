@@ -270,6 +270,8 @@ mod tests {
 pub struct FolderContent {
     /// Path relative to the folder → file bytes.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Path from the repository root → the content hash written into the file.
+    pub hashes: Vec<(String, ContentHash)>,
     pub excluded: std::collections::BTreeMap<&'static str, usize>,
     /// Objects that could not be rendered, with the reason (they are reported, not written).
     pub invalid: Vec<String>,
@@ -293,6 +295,7 @@ pub fn render_folder(
                     Ok(text) => {
                         let relative = path.strip_prefix(&prefix).unwrap_or(&path).to_string();
                         out.files.push((relative, text.into_bytes()));
+                        out.hashes.push((path, manifest.hash));
                     }
                     Err(e) => out.invalid.push(format!("{label}: {e}")),
                 }

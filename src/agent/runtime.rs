@@ -77,7 +77,19 @@ struct Destination {
     covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
     /// Nudges its reconcilers after each push; stopped when the destination is released.
     triggers: tokio::task::JoinHandle<()>,
+    /// The content hash of each file as the agent last wrote or read it (path → hash): lets an
+    /// object applied from Git be recognised without reading Git, and an object applied from an
+    /// older revision be seen as the change it is.
+    known: std::collections::HashMap<String, crate::manifest::ContentHash>,
 }
+
+/// A finished initial reconcile: the destination, how it went, and the hashes of the files it
+/// wrote or found (path from the repository root → content hash).
+type Reconciled = (
+    ObjectKey,
+    Result<(), String>,
+    Vec<(String, crate::manifest::ContentHash)>,
+);
 
 /// Each destination's reconciler triggers, as its spec says now (namespace filled in).
 type Triggers = Arc<std::sync::Mutex<BTreeMap<ObjectKey, Vec<crate::crd::ReconcilerTrigger>>>>;
@@ -155,7 +167,7 @@ pub async fn run(
 
     let (tx, mut events) = mpsc::channel(1024);
     let mut watches = WatchManager::new(client.clone(), tx, options.streaming_lists);
-    let (done_tx, mut reconciled) = mpsc::channel::<(ObjectKey, Result<(), String>)>(64);
+    let (done_tx, mut reconciled) = mpsc::channel::<Reconciled>(64);
     let (probe_tx, mut probed) = mpsc::channel::<(ObjectKey, ProbeKey, Result<(), String>)>(64);
     let mut agent = Agent {
         client: client.clone(),
@@ -213,7 +225,10 @@ pub async fn run(
                 agent.probes.insert(key, (probe, Instant::now(), Some(result)));
                 dirty = true;
             }
-            Some((key, result)) = reconciled.recv() => {
+            Some((key, result, hashes)) = reconciled.recv() => {
+                if let Some(destination) = agent.destinations.get_mut(&key) {
+                    destination.known.extend(hashes);
+                }
                 agent.reconciling.remove(&key);
                 // Events held during the reconcile go through now, for this destination only.
                 for (watch, object, deleted) in agent.held.remove(&key).unwrap_or_default() {
@@ -258,7 +273,7 @@ struct Agent {
     triggers: Triggers,
     /// Events that arrived for a destination while its reconcile was running.
     held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
-    done_tx: mpsc::Sender<(ObjectKey, Result<(), String>)>,
+    done_tx: mpsc::Sender<Reconciled>,
 }
 
 impl Agent {
@@ -346,6 +361,7 @@ impl Agent {
                                 prune: resolved.prune == PrunePolicy::Sweep,
                                 folder: resolved.folder.clone(),
                                 covered: Default::default(),
+                                known: Default::default(),
                                 triggers: tokio::spawn(nudge_reconcilers(
                                     self.client.clone(),
                                     key.clone(),
@@ -675,7 +691,7 @@ impl Agent {
                     .push((key.clone(), object.clone(), deleted));
                 continue;
             }
-            let Some(destination) = self.destinations.get(&dest_key) else {
+            let Some(destination) = self.destinations.get_mut(&dest_key) else {
                 continue;
             };
             let decision = if deleted {
@@ -701,8 +717,10 @@ impl Agent {
                 let path = destination.layout.path(&id, &key.resource);
                 // The fast path (DESIGN §3, step 1): an object whose hash annotation equals the
                 // hash of its own content came from Git unchanged; nothing to read or write.
+                let verified = crate::manifest::equivalence::verified_hash_annotation(&live);
                 if on_update
-                    && crate::manifest::equivalence::verified_hash_annotation(&live).is_some()
+                    && verified.is_some()
+                    && verified == destination.known.get(&path).copied()
                     && crate::manifest::exclude::exclusion(&live, &policy).is_none()
                 {
                     let decision = Decision::Unchanged {
@@ -718,6 +736,10 @@ impl Agent {
                 }
                 self.handle.metrics.record_git_read();
                 let current = destination.worker.read_pushed(&path).ok().flatten();
+                match current.as_deref().and_then(file_hash) {
+                    Some(hash) => destination.known.insert(path.clone(), hash),
+                    None => destination.known.remove(&path),
+                };
                 // CREATE or UPDATE as far as Git is concerned; the rule must cover it.
                 if (current.is_none() && !on_create) || (current.is_some() && !on_update) {
                     continue;
@@ -739,6 +761,15 @@ impl Agent {
             };
             log_decision(&dest_key, &decision);
             self.handle.metrics.record_event(event_decision(&decision));
+            match &decision {
+                Decision::Write { path, hash, .. } => {
+                    destination.known.insert(path.clone(), *hash);
+                }
+                Decision::Delete { path, .. } => {
+                    destination.known.remove(path);
+                }
+                _ => {}
+            }
             let file = match decision {
                 Decision::Write {
                     path,
@@ -907,6 +938,20 @@ async fn nudge_reconcilers(
     }
 }
 
+/// The content hash a file in Git carries (its annotation), or the hash of its content.
+fn file_hash(bytes: &[u8]) -> Option<crate::manifest::ContentHash> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut docs = crate::manifest::yaml::parse_documents(text, "git file").ok()?;
+    if docs.len() != 1 {
+        return None;
+    }
+    let doc = docs.remove(0);
+    Some(
+        crate::manifest::hash::annotated_hash(&doc)
+            .unwrap_or_else(|| crate::manifest::content_hash(&doc)),
+    )
+}
+
 /// The condition type that reports a destination's initial reconcile.
 pub const RECONCILED: &str = "Reconciled";
 
@@ -1004,7 +1049,7 @@ async fn reconcile(
     folder: String,
     prune: bool,
     policy: ExclusionPolicy,
-    done: mpsc::Sender<(ObjectKey, Result<(), String>)>,
+    done: mpsc::Sender<Reconciled>,
 ) {
     let started = Instant::now();
     let mut objects = Vec::new();
@@ -1067,7 +1112,7 @@ async fn reconcile(
         Err(e) => Err(e),
     };
     tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
-    let _ = done.send((key, result)).await;
+    let _ = done.send((key, result, content.hashes)).await;
 }
 
 /// A reflector on every object of kind `K`, notifying `changed` on each event.

@@ -1255,6 +1255,11 @@ async fn admission_alone_attributes_creates_updates_deletes_and_generated_names(
 /// A Flux-like reconciler: server-side applies every file of the folder at the branch tip as
 /// `kustomize-controller` with Flux's labels and `force`, as kustomize-controller does.
 async fn flux_apply(env: &Env, folder: &str) -> usize {
+    flux_apply_at(env, folder, "main").await
+}
+
+/// As [`flux_apply`], from revision `rev` (an interval-driven reconciler applying a stale commit).
+async fn flux_apply_at(env: &Env, folder: &str, rev: &str) -> usize {
     let dir = env.repo.to_str().expect("utf-8");
     let files = git(
         &env.repo,
@@ -1273,7 +1278,7 @@ async fn flux_apply(env: &Env, folder: &str) -> usize {
     for path in files.lines().filter(|p| p.ends_with(".yaml")) {
         let text = git(
             &env.repo,
-            &["--git-dir", dir, "show", &format!("main:{path}")],
+            &["--git-dir", dir, "show", &format!("{rev}:{path}")],
             None,
         );
         let mut object = gitops_reverser::manifest::yaml::parse_documents(&text, path)
@@ -1771,6 +1776,48 @@ async fn a_hand_written_file_without_server_defaults_is_applied_but_never_rewrit
         show(&env.repo, &path).as_deref(),
         Some(hand_written),
         "the file is the person's, unchanged"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_apply_after_a_captured_edit_is_recorded_as_the_revert_it_is() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.put_configmap("shop", "settings", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the file", || env.file("shop", "settings").is_some()).await;
+    flux_apply(&env, FOLDER).await;
+    let dir = env.repo.to_str().expect("utf-8");
+    let before_edit = git(&env.repo, &["--git-dir", dir, "rev-parse", "main"], None);
+
+    // A person edits; the agent captures it.
+    env.configmaps("shop")
+        .patch("settings", &PatchParams::apply("kubectl-edit").force(), &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"value": "2"}})))
+        .await
+        .expect("edit");
+    until("the edit", || {
+        env.file("shop", "settings")
+            .is_some_and(|f| f.contains("value: \"2\""))
+    })
+    .await;
+    // An interval-driven reconciler, not yet aware of the new commit, applies the previous one.
+    flux_apply_at(&env, FOLDER, before_edit.trim()).await;
+    until("the revert", || {
+        env.file("shop", "settings")
+            .is_some_and(|f| f.contains("value: \"1\""))
+    })
+    .await;
+    let subjects = env.subjects();
+    assert_eq!(
+        &subjects[..2],
+        [
+            "update v1 ConfigMap shop/settings",
+            "update v1 ConfigMap shop/settings"
+        ],
+        "{subjects:?}"
     );
     agent.stop().await;
 }

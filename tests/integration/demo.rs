@@ -1,5 +1,6 @@
 //! `gitops-reverser demo` through the built binary: every scripted step behaves, the output has
-//! each step's verdict and the history, and the repository holds what the verdicts say.
+//! each step's verdict and the history, and the repository holds what the verdicts say — with
+//! alice's and bob's changes authored by alice and bob (attribution from the audit webhook).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,14 +26,16 @@ fn the_demo_runs_every_step_and_exits_0() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     for verdict in [
-        "✓ step 1: create ConfigMap shop/settings, Deployment shop/web, Service shop/web → ",
+        "✓ step 1: alice creates ConfigMap shop/settings, Deployment shop/web, Service shop/web → ",
+        " by alice (",
         "3 files added",
-        "✓ step 2: edit ConfigMap shop/settings (data.mode: standard → sale) → 1 commit (update v1 ConfigMap shop/settings)",
-        "✓ step 3: scale Deployment shop/web to 3 replicas (scale subresource) → 1 commit (update apps/v1 Deployment shop/web)",
-        "✓ step 4: delete Service shop/web → 1 commit (delete v1 Service shop/web), file removed",
+        "✓ step 2: bob edits ConfigMap shop/settings (data.mode: standard → sale) → 1 commit by bob (update v1 ConfigMap shop/settings)",
+        "✓ step 3: alice scales Deployment shop/web to 3 replicas (scale subresource) → 1 commit by alice (update apps/v1 Deployment shop/web)",
+        "✓ step 4: bob deletes Service shop/web → 1 commit by bob (delete v1 Service shop/web), file removed",
         "✓ step 5: Flux re-apply (server-side apply as kustomize-controller, Flux labels) → 2 files applied, no commit (",
         "Every step behaved.",
-        "Author: unknown (unattributed)",
+        "Author: alice <alice@users.gitops-reverser.invalid>",
+        "Author: bob <bob@users.gitops-reverser.invalid>",
         "clusters/demo/shop/core/configmaps/settings.yaml |",
     ] {
         assert!(
@@ -41,6 +44,7 @@ fn the_demo_runs_every_step_and_exits_0() {
         );
     }
     assert!(!stdout.contains('✗'), "{stdout}");
+    assert!(!stdout.contains("unknown (unattributed)"), "{stdout}");
 
     // The repository is left behind and says what the verdicts say.
     let repo = dir.join("repo.git");
@@ -60,6 +64,20 @@ fn the_demo_runs_every_step_and_exits_0() {
             && !files.contains("services/web.yaml"),
         "{files}"
     );
+    // Oldest first: alice's creates (one or more commits), then bob, alice, bob.
+    let authors = git(&["log", "--reverse", "--format=%an", "main"]);
+    let authors: Vec<&str> = authors.lines().collect();
+    let creates = authors.len().saturating_sub(3);
+    assert!(
+        creates >= 1
+            && authors[..creates].iter().all(|a| *a == "alice")
+            && authors[creates..] == ["bob", "alice", "bob"],
+        "{authors:?}"
+    );
+    // The certificates the audit webhook and the simulator used are left in the directory.
+    for file in ["ca.crt", "webhook.crt", "webhook.key"] {
+        assert!(dir.join("pki").join(file).is_file(), "pki/{file}");
+    }
     let deployment = git(&["show", "main:clusters/demo/shop/apps/deployments/web.yaml"]);
     assert!(deployment.contains("replicas: 3"), "{deployment}");
     // The Flux labels never reach Git.
