@@ -1821,3 +1821,51 @@ async fn a_stale_apply_after_a_captured_edit_is_recorded_as_the_revert_it_is() {
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_cd_with_server_side_apply_causes_no_commit_either() {
+    let env = Env::new().await;
+    env.configure().await;
+    env.put_configmap("shop", "settings", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the file", || env.file("shop", "settings").is_some()).await;
+    let settled = env.subjects().len();
+    let quiet = |m: &gitops_reverser::ops::metrics::Metrics| {
+        use gitops_reverser::ops::metrics::EventDecision;
+        m.events(EventDecision::HashAnnotation)
+            + m.events(EventDecision::Exact)
+            + m.events(EventDecision::Near)
+    };
+    let before = quiet(&agent.agent.metrics);
+    // Argo CD with `ServerSideApply=true`: server-side apply as argocd-controller, with its
+    // tracking annotation.
+    let dir = env.repo.to_str().expect("utf-8");
+    let path = format!("{FOLDER}/shop/core/configmaps/settings.yaml");
+    for _ in 0..10 {
+        let text = git(
+            &env.repo,
+            &["--git-dir", dir, "show", &format!("main:{path}")],
+            None,
+        );
+        let mut object = gitops_reverser::manifest::yaml::parse_documents(&text, &path)
+            .expect("yaml")
+            .remove(0);
+        object["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
+            json!("apps:/ConfigMap:shop/settings");
+        env.configmaps("shop")
+            .patch(
+                "settings",
+                &PatchParams::apply("argocd-controller").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .expect("argo ssa");
+    }
+    until("the agent's decision", || {
+        quiet(&agent.agent.metrics) > before
+    })
+    .await;
+    assert_eq!(env.subjects().len(), settled, "{:?}", env.subjects());
+    agent.stop().await;
+}
