@@ -1869,3 +1869,104 @@ async fn argo_cd_with_server_side_apply_causes_no_commit_either() {
     assert_eq!(env.subjects().len(), settled, "{:?}", env.subjects());
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_triggers_the_reconciler_applies_the_fresh_commit_and_no_revert_happens() {
+    let env = Env::new().await;
+    let (group, version, kind, plural) = (
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "GitRepository",
+        "gitrepositories",
+    );
+    apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": "gitrepository", "kind": kind, "listKind": "GitRepositoryList"},
+            "versions": [{"name": version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+    apply(
+        &env.client,
+        json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
+        "metadata": {"name": "platform", "namespace": "shop"}, "spec": {}}),
+    )
+    .await;
+    env.configure().await;
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+        "metadata": {"name": "dev", "namespace": "shop"},
+        "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER,
+            "triggers": [{"kind": "GitRepository", "name": "platform"}]}}),
+    )
+    .await;
+    env.put_configmap("shop", "settings", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the file", || env.file("shop", "settings").is_some()).await;
+
+    // The Flux-like reconciler, driven by the agent's nudges: each new `requestedAt` makes it
+    // apply the branch tip, as source-controller + kustomize-controller would.
+    let sources: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "shop",
+        &kube::api::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: format!("{group}/{version}"),
+            kind: kind.into(),
+            plural: plural.into(),
+        },
+    );
+    let requested = || async {
+        sources
+            .get("platform")
+            .await
+            .ok()?
+            .metadata
+            .annotations?
+            .get("reconcile.fluxcd.io/requestedAt")
+            .cloned()
+    };
+    let seen = requested().await;
+    env.configmaps("shop")
+        .patch("settings", &PatchParams::apply("kubectl-edit").force(), &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"value": "2"}})))
+        .await
+        .expect("edit");
+    until("the edit", || {
+        env.file("shop", "settings")
+            .is_some_and(|f| f.contains("value: \"2\""))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while requested().await == seen {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never nudged the GitRepository"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nudged after the push: the reconciler applies the fresh commit, which holds the edit.
+    flux_apply(&env, FOLDER).await;
+    let live = env
+        .configmaps("shop")
+        .get("settings")
+        .await
+        .expect("settings");
+    assert_eq!(
+        live.data.and_then(|d| d.get("value").cloned()).as_deref(),
+        Some("2"),
+        "no revert"
+    );
+    let subjects = env.subjects();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| s.as_str() == "update v1 ConfigMap shop/settings")
+            .count(),
+        1,
+        "{subjects:?}"
+    );
+    agent.stop().await;
+}
