@@ -50,7 +50,8 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-async fn apply(client: &kube::Client, object: serde_json::Value) {
+/// The dynamic API of the object's kind, in its namespace (discovery tells the resource).
+async fn api_of(client: &kube::Client, object: &serde_json::Value) -> Api<DynamicObject> {
     let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
         api_version: object["apiVersion"]
             .as_str()
@@ -62,21 +63,31 @@ async fn apply(client: &kube::Client, object: serde_json::Value) {
     let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
         .await
         .expect("discovered");
-    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+    match object["metadata"]["namespace"].as_str() {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
-    };
+    }
+}
+
+/// Server-side apply as field manager `manager`, forcing conflicts.
+async fn apply_as(client: &kube::Client, manager: &str, object: &serde_json::Value) {
     let name = object["metadata"]["name"]
         .as_str()
         .expect("name")
         .to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .expect("applied");
+    api_of(client, object)
+        .await
+        .patch(
+            &name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .expect("applied");
+}
+
+async fn apply(client: &kube::Client, object: serde_json::Value) {
+    apply_as(client, "test", &object).await;
 }
 
 /// A simulator with the CRDs installed and namespace `shop`, a bare repository, and a way to
@@ -1252,14 +1263,8 @@ async fn admission_alone_attributes_creates_updates_deletes_and_generated_names(
     server.shutdown().await;
 }
 
-/// A Flux-like reconciler: server-side applies every file of the folder at the branch tip as
-/// `kustomize-controller` with Flux's labels and `force`, as kustomize-controller does.
-async fn flux_apply(env: &Env, folder: &str) -> usize {
-    flux_apply_at(env, folder, "main").await
-}
-
-/// As [`flux_apply`], from revision `rev` (an interval-driven reconciler applying a stale commit).
-async fn flux_apply_at(env: &Env, folder: &str, rev: &str) -> usize {
+/// The documents of `folder` at revision `rev` of the test repository: (path, document).
+fn folder_documents(env: &Env, folder: &str, rev: &str) -> Vec<(String, serde_json::Value)> {
     let dir = env.repo.to_str().expect("utf-8");
     let files = git(
         &env.repo,
@@ -1269,21 +1274,38 @@ async fn flux_apply_at(env: &Env, folder: &str, rev: &str) -> usize {
             "ls-tree",
             "-r",
             "--name-only",
-            "main",
+            rev,
             folder,
         ],
         None,
     );
-    let mut applied = 0;
-    for path in files.lines().filter(|p| p.ends_with(".yaml")) {
-        let text = git(
-            &env.repo,
-            &["--git-dir", dir, "show", &format!("{rev}:{path}")],
-            None,
-        );
-        let mut object = gitops_reverser::manifest::yaml::parse_documents(&text, path)
-            .expect("yaml")
-            .remove(0);
+    files
+        .lines()
+        .filter(|p| p.ends_with(".yaml"))
+        .map(|path| {
+            let text = git(
+                &env.repo,
+                &["--git-dir", dir, "show", &format!("{rev}:{path}")],
+                None,
+            );
+            let doc = gitops_reverser::manifest::yaml::parse_documents(&text, path)
+                .expect("yaml")
+                .remove(0);
+            (path.to_string(), doc)
+        })
+        .collect()
+}
+
+/// A Flux-like reconciler: server-side applies every file of the folder at the branch tip as
+/// `kustomize-controller` with Flux's labels and `force`, as kustomize-controller does.
+async fn flux_apply(env: &Env, folder: &str) -> usize {
+    flux_apply_at(env, folder, "main").await
+}
+
+/// As [`flux_apply`], from revision `rev` (an interval-driven reconciler applying a stale commit).
+async fn flux_apply_at(env: &Env, folder: &str, rev: &str) -> usize {
+    let documents = folder_documents(env, folder, rev);
+    for (_, mut object) in documents.iter().cloned() {
         let labels = object["metadata"]
             .as_object_mut()
             .expect("metadata")
@@ -1291,36 +1313,9 @@ async fn flux_apply_at(env: &Env, folder: &str, rev: &str) -> usize {
             .or_insert_with(|| json!({}));
         labels["kustomize.toolkit.fluxcd.io/name"] = json!("apps");
         labels["kustomize.toolkit.fluxcd.io/namespace"] = json!("flux-system");
-        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
-            api_version: object["apiVersion"]
-                .as_str()
-                .expect("apiVersion")
-                .to_string(),
-            kind: object["kind"].as_str().expect("kind").to_string(),
-        })
-        .expect("gvk");
-        let (resource, _) = kube::discovery::pinned_kind(&env.client, &gvk)
-            .await
-            .expect("discovered");
-        let ns = object["metadata"]["namespace"].as_str().map(str::to_string);
-        let api: Api<DynamicObject> = match &ns {
-            Some(ns) => Api::namespaced_with(env.client.clone(), ns, &resource),
-            None => Api::all_with(env.client.clone(), &resource),
-        };
-        let name = object["metadata"]["name"]
-            .as_str()
-            .expect("name")
-            .to_string();
-        api.patch(
-            &name,
-            &PatchParams::apply("kustomize-controller").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .expect("flux apply");
-        applied += 1;
+        apply_as(&env.client, "kustomize-controller", &object).await;
     }
-    applied
+    documents.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1421,32 +1416,13 @@ async fn a_flux_like_reconciler_applying_the_folder_never_causes_a_commit() {
 /// tracking annotation and the `kubectl.kubernetes.io/last-applied-configuration` annotation,
 /// merged into the live object by an Update manager — for every file of the folder.
 async fn argo_apply(env: &Env, folder: &str) -> usize {
-    let dir = env.repo.to_str().expect("utf-8");
-    let files = git(
-        &env.repo,
-        &[
-            "--git-dir",
-            dir,
-            "ls-tree",
-            "-r",
-            "--name-only",
-            "main",
-            folder,
-        ],
-        None,
-    );
-    let mut applied = 0;
-    for path in files.lines().filter(|p| p.ends_with(".yaml")) {
-        let text = git(
-            &env.repo,
-            &["--git-dir", dir, "show", &format!("main:{path}")],
-            None,
-        );
-        let mut object = gitops_reverser::manifest::yaml::parse_documents(&text, path)
-            .expect("yaml")
-            .remove(0);
+    let documents = folder_documents(env, folder, "main");
+    for (_, mut object) in documents.iter().cloned() {
         let kind = object["kind"].as_str().expect("kind").to_string();
-        let ns = object["metadata"]["namespace"].as_str().map(str::to_string);
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let name = object["metadata"]["name"]
             .as_str()
             .expect("name")
@@ -1456,38 +1432,21 @@ async fn argo_apply(env: &Env, folder: &str) -> usize {
             .expect("metadata")
             .entry("annotations")
             .or_insert_with(|| json!({}));
-        annotations["argocd.argoproj.io/tracking-id"] = json!(format!(
-            "apps:{kind}:{}/{name}",
-            ns.clone().unwrap_or_default()
-        ));
+        annotations["argocd.argoproj.io/tracking-id"] = json!(format!("apps:{kind}:{ns}/{name}"));
         let last_applied = serde_json::to_string(&object).expect("json");
         object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
             json!(last_applied);
-        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
-            api_version: object["apiVersion"]
-                .as_str()
-                .expect("apiVersion")
-                .to_string(),
-            kind: kind.clone(),
-        })
-        .expect("gvk");
-        let (resource, _) = kube::discovery::pinned_kind(&env.client, &gvk)
-            .await
-            .expect("discovered");
-        let api: Api<DynamicObject> = match &ns {
-            Some(ns) => Api::namespaced_with(env.client.clone(), ns, &resource),
-            None => Api::all_with(env.client.clone(), &resource),
-        };
         let params = PatchParams {
             field_manager: Some("argocd-controller".into()),
             ..Default::default()
         };
-        api.patch(&name, &params, &Patch::Merge(&object))
+        api_of(&env.client, &object)
+            .await
+            .patch(&name, &params, &Patch::Merge(&object))
             .await
             .expect("argo apply");
-        applied += 1;
     }
-    applied
+    documents.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
