@@ -387,21 +387,9 @@ fn diff_cluster(args: &DiffArgs, kubeconfig: &Path, out: &mut dyn Write) -> Resu
             });
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Write)?;
+    let runtime = runtime()?;
     let equivalent = runtime.block_on(async {
-        let config = kube::config::Kubeconfig::read_from(kubeconfig)
-            .map_err(|e| CliError::KubeConfig(format!("{}: {e}", kubeconfig.display())))?;
-        let config = kube::Config::from_custom_kubeconfig(
-            config,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .map_err(|e| CliError::KubeConfig(format!("{}: {e}", kubeconfig.display())))?;
-        let client =
-            kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))?;
+        let client = kube_client(Some(kubeconfig)).await?;
         crate::cluster_diff::diff_cluster(client, &source, out)
             .await
             .map_err(|e| CliError::Input {
@@ -412,29 +400,38 @@ fn diff_cluster(args: &DiffArgs, kubeconfig: &Path, out: &mut dyn Write) -> Resu
     Ok(if equivalent { EXIT_OK } else { EXIT_DIFFERENT })
 }
 
-fn run_agent(args: RunArgs) -> Result<u8, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The async runtime of the commands that talk to a cluster or a remote.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(CliError::Write)?;
+        .map_err(CliError::Write)
+}
+
+/// A Kubernetes client from a kubeconfig file, or the inferred configuration (in-cluster,
+/// `$KUBECONFIG`, `~/.kube/config`) without one.
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, CliError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let fail = |e: &dyn std::fmt::Display| {
+                CliError::KubeConfig(format!("{}: {e}", path.display()))
+            };
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| fail(&e))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| CliError::KubeConfig(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))
+}
+
+fn run_agent(args: RunArgs) -> Result<u8, CliError> {
+    let runtime = runtime()?;
     runtime.block_on(async move {
-        let config = match &args.kubeconfig {
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| CliError::KubeConfig(format!("{}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(
-                    kubeconfig,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .map_err(|e| CliError::KubeConfig(format!("{}: {e}", path.display())))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| CliError::KubeConfig(e.to_string()))?,
-        };
-        let client =
-            kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))?;
+        let client = kube_client(args.kubeconfig.as_deref()).await?;
         let authors = read_authors(args.authors.as_deref(), args.author_email_domain.clone())?;
         let (resolver, webhook) = match (&args.webhook_addr, &args.webhook_cert, &args.webhook_key)
         {
@@ -546,10 +543,7 @@ fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {
         template: PathTemplate::parse(&args.path_template)?,
         cluster: args.cluster,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Write)?;
+    let runtime = runtime()?;
     let summary = runtime.block_on(crate::replay::replay(&args.logs, options))?;
     writeln!(out, "{summary}")?;
     Ok(EXIT_OK)

@@ -3,11 +3,11 @@
 
 use crate::manifest::equivalence::{Equivalence, Verdict, compare};
 use crate::manifest::exclude::{Exclusion, ExclusionPolicy};
-use crate::manifest::hash::{ContentHash, annotated_hash, content_hash};
+use crate::manifest::hash::{ContentHash, recorded_hash};
 use crate::manifest::layout::{Location, PathTemplate};
 use crate::manifest::object::{ObjectError, ObjectId};
 use crate::manifest::pipeline::{Outcome, prepare};
-use crate::manifest::yaml::{YamlError, parse_documents, to_yaml};
+use crate::manifest::yaml::{YamlError, to_yaml};
 use serde_json::Value;
 
 /// Where a destination writes: its folder and layout.
@@ -100,45 +100,49 @@ pub enum CaptureError {
     Yaml(#[from] YamlError),
 }
 
-/// Decides for a live object (as the API server sent it) that exists. `git_file` is the
-/// current content of its file in Git, if any. Cheapest checks first: the hash of the new
-/// content against the hash of the file; only when they differ, the full equivalence.
+/// True when a live object came from Git unchanged and Git still holds that file: its hash
+/// annotation equals the hash of its own content (DESIGN §3, step 1) and the hash the agent
+/// knows for its file. Decided without reading Git; an object applied from an older revision
+/// carries another hash and is not recognised here (it is a change).
+pub fn came_from_git(live: &Value, known: Option<ContentHash>, policy: &ExclusionPolicy) -> bool {
+    let verified = crate::manifest::equivalence::verified_hash_annotation(live);
+    verified.is_some()
+        && verified == known
+        && crate::manifest::exclude::exclusion(live, policy).is_none()
+}
+
+/// Decides for a live object (as the API server sent it) that exists. `git_doc` is the
+/// current document of its file in Git, if any. Cheapest checks first: the hash of the new
+/// content against the hash the file records; only when they differ, the full equivalence.
 pub fn decide_upsert(
     live: Value,
     resource: &str,
     layout: &Layout,
     policy: &ExclusionPolicy,
-    git_file: Option<&[u8]>,
+    git_doc: Option<&Value>,
 ) -> Result<Decision, CaptureError> {
     // Equivalence needs the live object as sent (managedFields, last-applied); keep it only
     // when there is a file to compare with.
-    let original = git_file.map(|_| live.clone());
+    let original = git_doc.map(|_| live.clone());
     let manifest = match prepare(live, policy)? {
         Outcome::Kept(manifest) => manifest,
         Outcome::Skipped { id, exclusion } => return Ok(Decision::Excluded { id, exclusion }),
     };
     let path = layout.path(&manifest.id, resource);
-    if let (Some(bytes), Some(original)) = (git_file, original) {
-        let git_doc = std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| parse_documents(text, &path).ok())
-            .and_then(|mut docs| (docs.len() == 1).then(|| docs.remove(0)));
-        if let Some(git_doc) = git_doc {
-            let git_hash = annotated_hash(&git_doc).unwrap_or_else(|| content_hash(&git_doc));
-            if git_hash == manifest.hash {
-                return Ok(Decision::Unchanged {
-                    path,
-                    id: manifest.id,
-                    why: Unchanged::Equivalent(Equivalence::Exact),
-                });
-            }
-            if let Verdict::Equivalent(how) = compare(&git_doc, &original) {
-                return Ok(Decision::Unchanged {
-                    path,
-                    id: manifest.id,
-                    why: Unchanged::Equivalent(how),
-                });
-            }
+    if let (Some(git_doc), Some(original)) = (git_doc, original) {
+        if recorded_hash(git_doc) == manifest.hash {
+            return Ok(Decision::Unchanged {
+                path,
+                id: manifest.id,
+                why: Unchanged::Equivalent(Equivalence::Exact),
+            });
+        }
+        if let Verdict::Equivalent(how) = compare(git_doc, &original) {
+            return Ok(Decision::Unchanged {
+                path,
+                id: manifest.id,
+                why: Unchanged::Equivalent(how),
+            });
         }
     }
     let content = to_yaml(&manifest.doc)?.into_bytes();
@@ -173,6 +177,7 @@ pub fn decide_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::yaml::parse_single_document;
     use serde_json::json;
 
     fn layout() -> Layout {
@@ -191,6 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn objects_applied_from_the_file_git_holds_are_recognised_without_reading_git() {
+        let policy = ExclusionPolicy::default();
+        let Decision::Write { hash, content, .. } =
+            decide_upsert(live("on"), "configmaps", &layout(), &policy, None).unwrap()
+        else {
+            panic!("a new object is written")
+        };
+        // What Flux applies: the file, hash annotation included, plus server fields.
+        let mut applied = parse_single_document(&content, "file").unwrap();
+        applied["metadata"]["resourceVersion"] = json!("9");
+        assert!(came_from_git(&applied, Some(hash), &policy));
+        // An older revision of the file (another hash), or no known file: not recognised.
+        let other = crate::manifest::hash::content_hash(&json!({"older": true}));
+        assert!(!came_from_git(&applied, Some(other), &policy));
+        assert!(!came_from_git(&applied, None, &policy));
+        // Edited after it was applied: the annotation no longer matches the content.
+        applied["data"]["mode"] = json!("edited");
+        assert!(!came_from_git(&applied, Some(hash), &policy));
+    }
+
+    #[test]
     fn new_object_is_written_and_an_equal_one_is_not() {
         let policy = ExclusionPolicy::default();
         let first = decide_upsert(live("on"), "configmaps", &layout(), &policy, None).unwrap();
@@ -198,6 +224,8 @@ mod tests {
             panic!("{first:?}")
         };
         assert_eq!(path, "clusters/dev/shop/core/configmaps/settings.yaml");
+        let written = parse_single_document(content, path).unwrap();
+        let content = &written;
         // The same object again (a status-only or metadata-only update): nothing to write.
         let again =
             decide_upsert(live("on"), "configmaps", &layout(), &policy, Some(content)).unwrap();
@@ -257,7 +285,7 @@ mod tests {
             "services",
             &layout(),
             &ExclusionPolicy::default(),
-            Some(git),
+            Some(&parse_single_document(git, "git").unwrap()),
         )
         .unwrap();
         assert_eq!(d.label(), "near", "{d:?}");

@@ -1,7 +1,9 @@
 //! The agent's main loop: reflects the custom resources, namespaces and discovery into the
 //! plan, applies it (watches, workers, statuses, initial reconciles) and captures live events.
 
-use super::capture::{Decision, Layout, decide_delete, decide_upsert, render_folder};
+use super::capture::{
+    Decision, Layout, came_from_git, decide_delete, decide_upsert, render_folder,
+};
 use super::watches::{WatchEvent, WatchManager, api_for};
 use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan};
 use crate::crd::{
@@ -715,13 +717,7 @@ impl Agent {
                     }
                 };
                 let path = destination.layout.path(&id, &key.resource);
-                // The fast path (DESIGN §3, step 1): an object whose hash annotation equals the
-                // hash of its own content came from Git unchanged; nothing to read or write.
-                let verified = crate::manifest::equivalence::verified_hash_annotation(&live);
-                if on_update
-                    && verified.is_some()
-                    && verified == destination.known.get(&path).copied()
-                    && crate::manifest::exclude::exclusion(&live, &policy).is_none()
+                if on_update && came_from_git(&live, destination.known.get(&path).copied(), &policy)
                 {
                     let decision = Decision::Unchanged {
                         path,
@@ -730,13 +726,15 @@ impl Agent {
                             crate::manifest::equivalence::Equivalence::HashAnnotation,
                         ),
                     };
-                    log_decision(&dest_key, &decision);
-                    self.handle.metrics.record_event(event_decision(&decision));
+                    record_decision(&self.handle.metrics, &dest_key, &decision);
                     continue;
                 }
                 self.handle.metrics.record_git_read();
                 let current = destination.worker.read_pushed(&path).ok().flatten();
-                match current.as_deref().and_then(file_hash) {
+                let git_doc = current
+                    .as_deref()
+                    .and_then(|bytes| crate::manifest::yaml::parse_single_document(bytes, &path));
+                match git_doc.as_ref().map(crate::manifest::hash::recorded_hash) {
                     Some(hash) => destination.known.insert(path.clone(), hash),
                     None => destination.known.remove(&path),
                 };
@@ -749,7 +747,7 @@ impl Agent {
                     &key.resource,
                     &destination.layout,
                     &policy,
-                    current.as_deref(),
+                    git_doc.as_ref(),
                 )
             };
             let decision = match decision {
@@ -759,8 +757,7 @@ impl Agent {
                     continue;
                 }
             };
-            log_decision(&dest_key, &decision);
-            self.handle.metrics.record_event(event_decision(&decision));
+            record_decision(&self.handle.metrics, &dest_key, &decision);
             match &decision {
                 Decision::Write { path, hash, .. } => {
                     destination.known.insert(path.clone(), *hash);
@@ -938,20 +935,6 @@ async fn nudge_reconcilers(
     }
 }
 
-/// The content hash a file in Git carries (its annotation), or the hash of its content.
-fn file_hash(bytes: &[u8]) -> Option<crate::manifest::ContentHash> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut docs = crate::manifest::yaml::parse_documents(text, "git file").ok()?;
-    if docs.len() != 1 {
-        return None;
-    }
-    let doc = docs.remove(0);
-    Some(
-        crate::manifest::hash::annotated_hash(&doc)
-            .unwrap_or_else(|| crate::manifest::content_hash(&doc)),
-    )
-}
-
 /// The condition type that reports a destination's initial reconcile.
 pub const RECONCILED: &str = "Reconciled";
 
@@ -974,6 +957,12 @@ fn reconciled_condition(result: &Result<(), String>, generation: Option<i64>) ->
     }
 }
 
+/// Logs a decision and counts it.
+fn record_decision(metrics: &Metrics, destination: &ObjectKey, decision: &Decision) {
+    log_decision(destination, decision);
+    metrics.record_event(EventDecision::from(decision));
+}
+
 /// What was decided and why: writes at info, everything else at debug.
 fn log_decision(destination: &ObjectKey, decision: &Decision) {
     use crate::agent::capture::Unchanged;
@@ -993,32 +982,6 @@ fn log_decision(destination: &ObjectKey, decision: &Decision) {
             tracing::debug!(%destination, object = %id, decision = label, rule = exclusion.rule,
                 reason = %exclusion.reason, "not written");
         }
-    }
-}
-
-fn event_decision(decision: &Decision) -> EventDecision {
-    use crate::agent::capture::Unchanged;
-    use crate::manifest::equivalence::Equivalence;
-    match decision {
-        Decision::Write { .. } => EventDecision::Written,
-        Decision::Delete { .. } => EventDecision::Deleted,
-        Decision::Excluded { .. } => EventDecision::Excluded,
-        Decision::Unchanged {
-            why: Unchanged::Equivalent(Equivalence::Exact),
-            ..
-        } => EventDecision::Exact,
-        Decision::Unchanged {
-            why: Unchanged::Equivalent(Equivalence::HashAnnotation),
-            ..
-        } => EventDecision::HashAnnotation,
-        Decision::Unchanged {
-            why: Unchanged::Equivalent(Equivalence::Near { .. }),
-            ..
-        } => EventDecision::Near,
-        Decision::Unchanged {
-            why: Unchanged::NoFile,
-            ..
-        } => EventDecision::NoRoute,
     }
 }
 

@@ -674,16 +674,10 @@ impl PushJob {
         if current.as_slice() == &content[..] {
             return Ok(false); // identical: commit_files drops it anyway
         }
-        let Ok(text) = std::str::from_utf8(&current) else {
+        let Some(doc) = crate::manifest::yaml::parse_single_document(&current, &file.path) else {
             return Ok(false);
         };
-        let Ok(mut docs) = crate::manifest::yaml::parse_documents(text, &file.path) else {
-            return Ok(false);
-        };
-        if docs.len() != 1 {
-            return Ok(false);
-        }
-        let verdict = crate::manifest::equivalence::compare(&docs.remove(0), live);
+        let verdict = crate::manifest::equivalence::compare(&doc, live);
         if verdict.is_equivalent() {
             tracing::info!(repository = %self.key, path = %file.path, %verdict,
                 "the branch's file already says this; not rewriting it");

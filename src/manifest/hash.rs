@@ -69,6 +69,12 @@ pub fn annotated_hash(obj: &Value) -> Option<ContentHash> {
         .and_then(ContentHash::parse)
 }
 
+/// The hash a document in Git stands for: its annotation when it carries one (what the agent
+/// wrote), else the hash of its content (a hand-written file).
+pub fn recorded_hash(doc: &Value) -> ContentHash {
+    annotated_hash(doc).unwrap_or_else(|| content_hash(doc))
+}
+
 /// Writes the hash annotation into the object (creating `metadata.annotations` as needed).
 pub fn stamp(obj: &mut Value, hash: ContentHash) {
     let Some(root) = obj.as_object_mut() else {

@@ -64,6 +64,14 @@ pub fn parse_documents(text: &str, input: &str) -> Result<Vec<Value>, YamlError>
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
+/// The one document of a file (a manifest in Git), or `None` when the bytes are not UTF-8
+/// YAML/JSON holding exactly one document.
+pub fn parse_single_document(bytes: &[u8], input: &str) -> Option<Value> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut docs = parse_documents(text, input).ok()?;
+    (docs.len() == 1).then(|| docs.remove(0))
+}
+
 fn parse_json_stream(text: &str, input: &str) -> Result<Vec<Value>, YamlError> {
     let mut docs = Vec::new();
     for item in serde_json::Deserializer::from_str(text).into_iter::<Value>() {

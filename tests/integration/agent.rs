@@ -328,17 +328,8 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
     );
 
     // The repository reports itself reachable and ready.
-    let repos: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "shop",
-        &kube::api::ApiResource {
-            group: "configbutler.ai".into(),
-            version: "v1alpha1".into(),
-            api_version: "configbutler.ai/v1alpha1".into(),
-            kind: "GitRepoConfig".into(),
-            plural: "gitrepoconfigs".into(),
-        },
-    );
+    let repos: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "shop", &configbutler("gitrepoconfigs"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let repo_status = repos.get("repo").await.expect("repo").data["status"].clone();
@@ -459,13 +450,7 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
         ("gitdestinations", "dev"),
         ("gitrepoconfigs", "repo"),
     ] {
-        let resource = kube::api::ApiResource {
-            group: "configbutler.ai".into(),
-            version: "v1alpha1".into(),
-            api_version: "configbutler.ai/v1alpha1".into(),
-            kind: String::new(),
-            plural: kind.into(),
-        };
+        let resource = configbutler(kind);
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "shop", &resource);
         api.delete(name, &Default::default())
             .await
@@ -597,17 +582,8 @@ async fn access_policy_changes_start_and_stop_writes_without_a_restart() {
     )
     .await;
     // The team WatchRule reports that the policy no longer admits it.
-    let rules: Api<DynamicObject> = Api::namespaced_with(
-        env.client.clone(),
-        "team",
-        &kube::api::ApiResource {
-            group: "configbutler.ai".into(),
-            version: "v1alpha1".into(),
-            api_version: "configbutler.ai/v1alpha1".into(),
-            kind: "WatchRule".into(),
-            plural: "watchrules".into(),
-        },
-    );
+    let rules: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), "team", &configbutler("watchrules"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rule = rules.get("team").await.expect("rule");
@@ -659,12 +635,7 @@ async fn two_spellings_of_one_repository_share_one_worker_and_a_later_crd_is_cap
     );
 
     // The CRD appears after the agent started; its objects are captured without a restart.
-    apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+    install_crd(&env, "example.com", "v1", "Widget", "widgets").await;
     apply(&env.client, json!({"apiVersion": "example.com/v1", "kind": "Widget",
         "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3, "futureField": {"x": []}}})).await;
     env.put_configmap("shop", "cm", "1").await;
@@ -689,13 +660,7 @@ async fn condition(
     name: &str,
     type_: &str,
 ) -> Option<serde_json::Value> {
-    let resource = kube::api::ApiResource {
-        group: "configbutler.ai".into(),
-        version: "v1alpha1".into(),
-        api_version: "configbutler.ai/v1alpha1".into(),
-        kind: String::new(),
-        plural: plural.into(),
-    };
+    let resource = configbutler(plural);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
     let object = api.get(name).await.ok()?;
     object.data["status"]["conditions"]
@@ -856,6 +821,28 @@ async fn a_listing_that_fails_removes_nothing_until_a_complete_listing() {
     .await;
     assert!(env.file("shop", "keep").is_some());
     agent.stop().await;
+}
+
+/// Installs a namespaced CRD that accepts any content (a stand-in for Flux's, Argo CD's or a
+/// user's custom resources).
+async fn install_crd(env: &Env, group: &str, version: &str, kind: &str, plural: &str) {
+    apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
+            "versions": [{"name": version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+}
+
+/// The dynamic API resource of one of our kinds (`gitrepoconfigs`, `watchrules`, ...).
+fn configbutler(plural: &str) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "configbutler.ai".into(),
+        version: "v1alpha1".into(),
+        api_version: "configbutler.ai/v1alpha1".into(),
+        kind: String::new(),
+        plural: plural.into(),
+    }
 }
 
 /// A client acting as `user` (a simulator token user), or as the admin impersonating `user`.
@@ -1585,12 +1572,7 @@ async fn after_a_push_the_named_flux_and_argo_objects_are_asked_to_reconcile() {
         ),
         ("argoproj.io", "v1alpha1", "Application", "applications"),
     ] {
-        apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": format!("{plural}.{group}")},
-            "spec": {"group": group, "scope": "Namespaced",
-                "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
-                "versions": [{"name": version, "served": true, "storage": true,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+        install_crd(&env, group, version, kind, plural).await;
         apply(
             &env.client,
             json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
@@ -1838,12 +1820,7 @@ async fn with_triggers_the_reconciler_applies_the_fresh_commit_and_no_revert_hap
         "GitRepository",
         "gitrepositories",
     );
-    apply(&env.client, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.{group}")},
-        "spec": {"group": group, "scope": "Namespaced",
-            "names": {"plural": plural, "singular": "gitrepository", "kind": kind, "listKind": "GitRepositoryList"},
-            "versions": [{"name": version, "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).await;
+    install_crd(&env, group, version, kind, plural).await;
     apply(
         &env.client,
         json!({"apiVersion": format!("{group}/{version}"), "kind": kind,
