@@ -57,6 +57,8 @@ pub enum AgentError {
 
 /// How often a repository's reachability is checked again while nothing changes.
 const PROBE_INTERVAL: Duration = Duration::from_secs(300);
+/// How soon an unreachable repository is checked again, so its condition recovers promptly.
+const PROBE_RETRY: Duration = Duration::from_secs(20);
 
 /// What a reachability check was about: a change of any of these checks again at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,10 +187,11 @@ pub async fn run(
         done_tx,
         probes: BTreeMap::new(),
         probe_tx,
+        credentials: BTreeMap::new(),
     };
     tokio::pin!(shutdown);
     // Reachability is checked again now and then even when nothing changes.
-    let mut recheck = tokio::time::interval(PROBE_INTERVAL);
+    let mut recheck = tokio::time::interval(PROBE_RETRY);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
     loop {
@@ -200,7 +203,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = changed.notified() => { dirty = true; }
-            _ = recheck.tick() => { dirty = true; }
+            _ = recheck.tick() => agent.probe_repositories(),
             _ = settle, if dirty => {
                 dirty = false;
                 let inputs = Inputs {
@@ -270,6 +273,8 @@ struct Agent {
     /// generation), when, and the answer (`None` while the probe runs).
     probes: BTreeMap<ObjectKey, Probe>,
     probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), String>)>,
+    /// The credentials read at the last apply (for reachability checks between applies).
+    credentials: BTreeMap<ObjectKey, Result<Credentials, String>>,
     /// Changes waiting for their author, in order per file.
     attributing: Attributing,
     triggers: Triggers,
@@ -307,7 +312,10 @@ impl Agent {
             .map(|(k, v)| (k.clone(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
             .collect();
         let plan = Arc::new(config::plan(&inputs));
-        self.probe_repositories(&plan, &credentials);
+        self.credentials = credentials;
+        self.plan = plan.clone();
+        self.probe_repositories();
+        let credentials = &self.credentials;
         self.write_statuses(&inputs, &plan).await;
 
         // Workers: release destinations that are gone or moved; acquire new ones.
@@ -464,12 +472,11 @@ impl Agent {
     }
 
     /// Starts a cheap remote check (`git ls-remote`) for each repository whose URL, credentials
-    /// or generation changed, or whose last check is older than [`PROBE_INTERVAL`].
-    fn probe_repositories(
-        &mut self,
-        plan: &Plan,
-        credentials: &BTreeMap<ObjectKey, Result<Credentials, String>>,
-    ) {
+    /// or generation changed, or whose last check is older than [`PROBE_INTERVAL`] (or
+    /// [`PROBE_RETRY`] while it is unreachable).
+    fn probe_repositories(&mut self) {
+        let plan = self.plan.clone();
+        let credentials = &self.credentials;
         self.probes.retain(|key, _| plan.repos.contains_key(key));
         for (key, repo) in &plan.repos {
             if repo.url.is_none() {
@@ -492,7 +499,13 @@ impl Agent {
             let fresh = self
                 .probes
                 .get(key)
-                .is_some_and(|(p, at, _)| *p == probe && at.elapsed() < PROBE_INTERVAL);
+                .is_some_and(|(p, at, result)| {
+                    let every = match result {
+                        Some(Err(_)) => PROBE_RETRY,
+                        _ => PROBE_INTERVAL,
+                    };
+                    *p == probe && at.elapsed() < every
+                });
             if fresh {
                 continue;
             }

@@ -1906,3 +1906,58 @@ async fn with_triggers_the_reconciler_applies_the_fresh_commit_and_no_revert_hap
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_repository_is_reported_and_its_changes_land_when_it_returns() {
+    let env = Env::new().await;
+    // The repository is away when the agent starts.
+    let away = env.scratch.path().join("away.git");
+    std::fs::rename(&env.repo, &away).expect("take the repository away");
+    env.configure().await;
+    env.put_configmap("shop", "settings", "1").await;
+    let agent = env.start("state");
+    let unreachable = until_condition(
+        &env.client,
+        "gitrepoconfigs",
+        "shop",
+        "repo",
+        "RepositoryReachable",
+        "False",
+    )
+    .await;
+    assert!(
+        unreachable["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("repo.git"),
+        "{unreachable}"
+    );
+    // Meanwhile a person changes something: it waits, it is not lost.
+    env.put_configmap("shop", "edited", "1").await;
+
+    std::fs::rename(&away, &env.repo).expect("bring the repository back");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(env.file("shop", "settings").is_some() && env.file("shop", "edited").is_some()) {
+        assert!(Instant::now() < deadline, "the changes never landed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while condition(
+        &env.client,
+        "gitrepoconfigs",
+        "shop",
+        "repo",
+        "RepositoryReachable",
+    )
+    .await
+    .map(|c| c["status"].clone())
+        != Some(json!("True"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "RepositoryReachable never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent.stop().await;
+}
