@@ -496,16 +496,13 @@ impl Agent {
                 generation: repo.generation,
                 with_credentials: creds.is_some(),
             };
-            let fresh = self
-                .probes
-                .get(key)
-                .is_some_and(|(p, at, result)| {
-                    let every = match result {
-                        Some(Err(_)) => PROBE_RETRY,
-                        _ => PROBE_INTERVAL,
-                    };
-                    *p == probe && at.elapsed() < every
-                });
+            let fresh = self.probes.get(key).is_some_and(|(p, at, result)| {
+                let every = match result {
+                    Some(Err(_)) => PROBE_RETRY,
+                    _ => PROBE_INTERVAL,
+                };
+                *p == probe && at.elapsed() < every
+            });
             if fresh {
                 continue;
             }
