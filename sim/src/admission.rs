@@ -24,6 +24,16 @@ pub struct Webhook {
     object_selector: Value,
     url: Option<String>,
     ca_bundle: Option<Vec<u8>>,
+    /// Client certificate and key (PEM) the server presents (AdmissionConfiguration).
+    client: Option<std::sync::Arc<(String, String)>>,
+}
+
+impl Webhook {
+    /// Presents this client certificate and key when calling the webhook.
+    pub fn with_client(mut self, client: Option<std::sync::Arc<(String, String)>>) -> Self {
+        self.client = client;
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +89,7 @@ pub fn webhooks<'a>(configs: impl IntoIterator<Item = &'a Value>) -> Vec<Webhook
                 object_selector: w["objectSelector"].clone(),
                 url: w["clientConfig"]["url"].as_str().map(String::from),
                 ca_bundle,
+                client: None,
             });
         }
     }
@@ -300,7 +311,11 @@ async fn call_inner(hook: &Webhook, a: &Attributes) -> Result<(), Verdict> {
             "kubesim supports only clientConfig.url webhooks".into(),
         ));
     };
-    let endpoint = Endpoint::new(url, hook.ca_bundle.as_deref(), None)
+    let client = hook
+        .client
+        .as_deref()
+        .map(|(cert, key)| (cert.as_bytes(), key.as_bytes()));
+    let endpoint = Endpoint::new(url, hook.ca_bundle.as_deref(), client)
         .map_err(|e| Verdict::Failed(format!("failed to call webhook: {e}")))?
         .with_query("timeout", &format!("{}s", hook.timeout.as_secs()));
     let uid = ids::uid();

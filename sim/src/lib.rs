@@ -66,6 +66,10 @@ pub struct SimConfig {
     pub anonymous: Option<String>,
     /// Where audit events of mutating requests go (the audit webhook backend); `None`: nowhere.
     pub audit_sink: Option<AuditSink>,
+    /// The client certificate and key (PEM) presented to every admission webhook, as a real
+    /// kube-apiserver does when its AdmissionConfiguration names a kubeconfig with
+    /// `client-certificate-data`; `None`: no client certificate.
+    pub admission_client: Option<(String, String)>,
 }
 
 impl Default for SimConfig {
@@ -79,6 +83,7 @@ impl Default for SimConfig {
             namespace_objects: true,
             anonymous: None,
             audit_sink: None,
+            admission_client: None,
         }
     }
 }
@@ -100,6 +105,12 @@ impl SimConfig {
     /// Send audit events to `sink`.
     pub fn with_audit_sink(mut self, sink: AuditSink) -> Self {
         self.audit_sink = Some(sink);
+        self
+    }
+
+    /// Present this client certificate and key (PEM) to every admission webhook.
+    pub fn with_admission_client_cert(mut self, cert_pem: String, key_pem: String) -> Self {
+        self.admission_client = Some((cert_pem, key_pem));
         self
     }
 
@@ -179,7 +190,11 @@ impl Simulator {
             )?),
             None => None,
         };
-        let shared = Arc::new(shared.with_audit_sink(pipeline));
+        let shared = Arc::new(
+            shared
+                .with_audit_sink(pipeline)
+                .with_admission_client(config.admission_client.clone()),
+        );
         let acceptor = tls
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));

@@ -64,6 +64,8 @@ pub struct Shared {
     pub(crate) bookmark_interval: Duration,
     audit: Mutex<Vec<AuditEntry>>,
     pub(crate) audit_sink: Option<audit::Pipeline>,
+    /// Client certificate and key (PEM) presented to admission webhooks.
+    pub(crate) admission_client: Option<Arc<(String, String)>>,
 }
 
 impl Shared {
@@ -85,7 +87,14 @@ impl Shared {
             bookmark_interval,
             audit: Mutex::new(Vec::new()),
             audit_sink: None,
+            admission_client: None,
         }
+    }
+
+    /// Present this client certificate and key to admission webhooks.
+    pub(crate) fn with_admission_client(mut self, client: Option<(String, String)>) -> Self {
+        self.admission_client = client.map(Arc::new);
+        self
     }
 
     /// Send audit events of mutating requests to `sink`.
@@ -556,6 +565,7 @@ async fn admit(
         let hooks: Vec<admission::Webhook> = admission::webhooks(configs.iter().map(|c| &**c))
             .into_iter()
             .filter(|h| h.rules_match(&template))
+            .map(|h| h.with_client(shared.admission_client.clone()))
             .collect();
         if hooks.is_empty() {
             return Ok(None);
