@@ -78,8 +78,11 @@ fn time_engine(dir: &Path, n: usize) -> Duration {
             "clusters/prod",
             (0..n).map(manifest),
             |_| false,
-            None,
-            &who,
+            gitops_reverser::git::store::SnapshotCommit {
+                agent: &who,
+                notes: &[],
+                extra: None,
+            },
         )
         .expect("snapshot")
         .expect("a commit");

@@ -164,9 +164,15 @@ pub struct RunArgs {
     /// PEM private key of the webhook server.
     #[arg(long, value_name = "FILE")]
     pub webhook_key: Option<PathBuf>,
-    /// PEM CA that signs the kube-apiserver's client certificate; `/audit` requires one.
-    #[arg(long, value_name = "FILE")]
-    pub audit_client_ca: Option<PathBuf>,
+    /// PEM CA that signs the kube-apiserver's client certificate; `/audit` and `/admission`
+    /// accept only requests presenting a certificate it signed.
+    #[arg(long, value_name = "FILE", alias = "audit-client-ca")]
+    pub webhook_client_ca: Option<PathBuf>,
+    /// Accept AdmissionReviews without a client certificate (for API servers that cannot be
+    /// given one). Anyone who can reach the webhook port can then name a change's author:
+    /// restrict the port with a NetworkPolicy. Audit facts still outrank admission facts.
+    #[arg(long)]
+    pub admission_without_client_cert: bool,
     /// How long a change waits for its audit or admission fact before it is committed as
     /// "unknown (unattributed)".
     #[arg(long, default_value = "3s", value_parser = parse_duration_arg, value_name = "DURATION")]
@@ -439,18 +445,31 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
                 let index = std::sync::Arc::new(crate::attribution::FactIndex::default());
                 let mut config =
                     crate::attribution::WebhookConfig::new(*addr, cert.clone(), key.clone());
-                config.client_ca_file = args.audit_client_ca.clone();
+                config.client_ca_file = args.webhook_client_ca.clone();
+                config.admission_without_client_cert = args.admission_without_client_cert;
+                if args.admission_without_client_cert {
+                    tracing::warn!(
+                        "/admission accepts AdmissionReviews from any TLS client \
+                         (--admission-without-client-cert): whoever reaches the port can name \
+                         a change's author"
+                    );
+                }
                 let server = crate::attribution::WebhookServer::start(config, index.clone())
                     .await
                     .map_err(|e| CliError::Input {
                         input: addr.to_string(),
                         problem: e.to_string(),
                     })?;
-                let resolver = std::sync::Arc::new(crate::attribution::Resolver::new(
+                let resolver = crate::attribution::Resolver::new(
                     index.clone(),
                     args.attribution_grace,
                     authors,
-                ));
+                );
+                // With the audit webhook in use, a change found only by an admission fact
+                // waits (up to the grace) for its audit fact, which outranks it.
+                let resolver = std::sync::Arc::new(
+                    resolver.preferring_audit(args.webhook_client_ca.is_some()),
+                );
                 (Some(resolver), Some(server))
             }
             _ => (None, None),
@@ -463,6 +482,7 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),
             resolver: resolver.clone(),
+            recheck: crate::agent::runtime::DEFAULT_RECHECK,
         };
         let resolver_for_metrics = resolver;
         let handle = crate::agent::runtime::handle(&options);

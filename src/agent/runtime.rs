@@ -5,7 +5,7 @@ use super::capture::{
     Decision, Layout, came_from_git, decide_delete, decide_upsert, render_folder,
 };
 use super::watches::{WatchEvent, WatchManager, api_for};
-use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan};
+use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan, ProblemKind, RemoteProblem};
 use crate::crd::{
     ClusterWatchRule, GitDestination, GitRepoConfig, Operation, PrunePolicy, WatchRule,
 };
@@ -14,7 +14,9 @@ use crate::git::credentials::Credentials;
 use crate::git::registry::Registry;
 use crate::git::transport::{Remote, Transport};
 use crate::git::window::WindowConfig;
-use crate::git::worker::{SnapshotRequest, WorkerConfig, WorkerHandle};
+use crate::git::worker::{
+    Prune, PushEvent, SnapshotRequest, WorkerConfig, WorkerError, WorkerHandle,
+};
 use crate::identity::Author;
 use crate::manifest::exclude::ExclusionPolicy;
 use crate::ops::Readiness;
@@ -47,6 +49,9 @@ pub struct AgentOptions {
     /// Who made each change (audit and admission facts); without it every change is
     /// authored "unknown (unattributed)".
     pub resolver: Option<Arc<crate::attribution::resolver::Resolver>>,
+    /// How often credentials Secrets are read again and unreachable repositories probed again
+    /// ([`DEFAULT_RECHECK`]); reachable ones are probed every [`PROBE_INTERVAL`].
+    pub recheck: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,19 +62,56 @@ pub enum AgentError {
 
 /// How often a repository's reachability is checked again while nothing changes.
 const PROBE_INTERVAL: Duration = Duration::from_secs(300);
-/// How soon an unreachable repository is checked again, so its condition recovers promptly.
-const PROBE_RETRY: Duration = Duration::from_secs(20);
+/// How soon an unreachable repository is checked again, so its condition recovers promptly,
+/// and how often credentials Secrets are read again (a rotated token is used from then on).
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(20);
 
 /// What a reachability check was about: a change of any of these checks again at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ProbeKey {
     url: String,
     generation: Option<i64>,
-    with_credentials: bool,
+    /// The credentials probed with (`Debug` prints no secret): a rotated token is verified
+    /// again at once.
+    credentials: Option<Credentials>,
 }
 
 /// A reachability check: what, when, and the answer (`None` while it runs).
-type Probe = (ProbeKey, Instant, Option<Result<(), String>>);
+type Probe = (ProbeKey, Instant, Option<Result<(), RemoteProblem>>);
+
+/// The outcome of the latest push round per repository URL, written by the workers (from
+/// their blocking threads) and taken by the main loop: a failed push marks the repository
+/// unreachable at once, a successful one clears it. Bounded: one entry per repository.
+#[derive(Default)]
+pub struct PushLedger {
+    latest: std::sync::Mutex<BTreeMap<crate::git::url::NormalizedUrl, Result<(), RemoteProblem>>>,
+    changed: Notify,
+}
+
+impl PushLedger {
+    fn record(&self, key: &crate::git::url::RepoKey, event: &PushEvent<'_>) {
+        let result = match event {
+            PushEvent::Pushed { .. } => Ok(()),
+            PushEvent::Failed(WorkerError::Transport { source, .. }) => Err(RemoteProblem::new(
+                format!("the last push failed: {source}"),
+                source.rejects_credentials(),
+            )),
+            // Contention and local cache problems say nothing about reachability.
+            PushEvent::Failed(_) => return,
+        };
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.insert(key.url.clone(), result);
+        }
+        self.changed.notify_one();
+    }
+
+    fn take(&self) -> BTreeMap<crate::git::url::NormalizedUrl, Result<(), RemoteProblem>> {
+        self.latest
+            .lock()
+            .map(|mut latest| std::mem::take(&mut *latest))
+            .unwrap_or_default()
+    }
+}
 
 /// What the agent holds for one Ready destination.
 struct Destination {
@@ -87,11 +129,15 @@ struct Destination {
     known: std::collections::HashMap<String, crate::manifest::ContentHash>,
 }
 
+/// How an initial reconcile went: done, with what was not pruned and why (empty: everything
+/// was), or incomplete and why.
+type ReconcileResult = Result<Vec<String>, String>;
+
 /// A finished initial reconcile: the destination, how it went, and the hashes of the files it
 /// wrote or found (path from the repository root → content hash).
 type Reconciled = (
     ObjectKey,
-    Result<(), String>,
+    ReconcileResult,
     Vec<(String, crate::manifest::ContentHash)>,
 );
 
@@ -105,6 +151,7 @@ pub struct AgentHandle {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
     watches: Arc<std::sync::Mutex<usize>>,
+    pushes: Arc<PushLedger>,
 }
 
 impl AgentHandle {
@@ -132,14 +179,21 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
             .unwrap_or_default()
     }));
     let observed = metrics.clone();
+    let pushes = Arc::new(PushLedger::default());
+    let ledger = pushes.clone();
     let registry = Arc::new(Registry::new(
         &options.state_dir,
         options.transport.clone(),
         WorkerConfig {
             cluster: options.cluster.clone(),
-            on_push: Some(Arc::new(move |key: &crate::git::url::RepoKey, took| {
-                observed.observe_push(key, took)
-            })),
+            on_push: Some(Arc::new(
+                move |key: &crate::git::url::RepoKey, event: PushEvent<'_>| {
+                    if let PushEvent::Pushed { took } = event {
+                        observed.observe_push(key, took);
+                    }
+                    ledger.record(key, &event);
+                },
+            )),
             ..WorkerConfig::default()
         },
     ));
@@ -151,7 +205,26 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
         metrics,
         readiness,
         watches: Arc::new(std::sync::Mutex::new(0)),
+        pushes,
     }
+}
+
+/// What to probe a repository with, or `None` when it names a Secret that gave no usable
+/// credentials (`CredentialsValid` says why; probing without them would only mislead).
+fn probe_key(
+    repo: &config::RepoPlan,
+    credentials: Option<&Result<Credentials, String>>,
+) -> Option<ProbeKey> {
+    let creds = match (&repo.secret, credentials) {
+        (None, _) => None,
+        (Some(_), Some(Ok(c))) => Some(c.clone()),
+        (Some(_), _) => return None,
+    };
+    Some(ProbeKey {
+        url: repo.remote_url.clone(),
+        generation: repo.generation,
+        credentials: creds,
+    })
 }
 
 /// Runs the agent until `shutdown` resolves; then flushes every worker.
@@ -172,7 +245,8 @@ pub async fn run(
     let (tx, mut events) = mpsc::channel(1024);
     let mut watches = WatchManager::new(client.clone(), tx, options.streaming_lists);
     let (done_tx, mut reconciled) = mpsc::channel::<Reconciled>(64);
-    let (probe_tx, mut probed) = mpsc::channel::<(ObjectKey, ProbeKey, Result<(), String>)>(64);
+    let (probe_tx, mut probed) =
+        mpsc::channel::<(ObjectKey, ProbeKey, Result<(), RemoteProblem>)>(64);
     let mut agent = Agent {
         client: client.clone(),
         options: options.clone(),
@@ -188,10 +262,11 @@ pub async fn run(
         probes: BTreeMap::new(),
         probe_tx,
         credentials: BTreeMap::new(),
+        repos: Vec::new(),
     };
     tokio::pin!(shutdown);
     // Reachability is checked again now and then even when nothing changes.
-    let mut recheck = tokio::time::interval(PROBE_RETRY);
+    let mut recheck = tokio::time::interval(options.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
     loop {
@@ -203,7 +278,18 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = changed.notified() => { dirty = true; }
-            _ = recheck.tick() => agent.probe_repositories(),
+            _ = recheck.tick() => {
+                // A rotated, created or removed credentials Secret is picked up here too.
+                if agent.credentials_changed().await {
+                    dirty = true;
+                }
+                agent.probe_repositories();
+            }
+            _ = handle.pushes.changed.notified() => {
+                if agent.take_push_results() {
+                    dirty = true;
+                }
+            }
             _ = settle, if dirty => {
                 dirty = false;
                 let inputs = Inputs {
@@ -227,8 +313,11 @@ pub async fn run(
                 }
             }
             Some((key, probe, result)) = probed.recv() => {
+                let before = agent.probes.get(&key).and_then(|(_, _, r)| r.clone());
+                if before.as_ref() != Some(&result) {
+                    dirty = true;
+                }
                 agent.probes.insert(key, (probe, Instant::now(), Some(result)));
-                dirty = true;
             }
             Some((key, result, hashes)) = reconciled.recv() => {
                 if let Some(destination) = agent.destinations.get_mut(&key) {
@@ -268,13 +357,15 @@ struct Agent {
     plan: Arc<Plan>,
     destinations: BTreeMap<ObjectKey, Destination>,
     reconciling: BTreeSet<ObjectKey>,
-    reconcile_results: BTreeMap<ObjectKey, Result<(), String>>,
+    reconcile_results: BTreeMap<ObjectKey, ReconcileResult>,
     /// Reachability of each GitRepoConfig's repository: what was probed (URL, credentials,
     /// generation), when, and the answer (`None` while the probe runs).
     probes: BTreeMap<ObjectKey, Probe>,
-    probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), String>)>,
+    probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), RemoteProblem>)>,
     /// The credentials read at the last apply (for reachability checks between applies).
     credentials: BTreeMap<ObjectKey, Result<Credentials, String>>,
+    /// The GitRepoConfigs of the last apply (their Secrets are read again between applies).
+    repos: Vec<GitRepoConfig>,
     /// Changes waiting for their author, in order per file.
     attributing: Attributing,
     triggers: Triggers,
@@ -286,7 +377,8 @@ struct Agent {
 impl Agent {
     /// Recomputes the plan and makes the world match it.
     async fn apply(&mut self, mut inputs: Inputs, watches: &mut WatchManager) {
-        let credentials = self.check_credentials(&inputs).await;
+        let credentials = self.check_credentials(&inputs.repos).await;
+        self.repos = inputs.repos.clone();
         if let Ok(mut triggers) = self.triggers.lock() {
             *triggers = inputs
                 .destinations
@@ -339,14 +431,20 @@ impl Agent {
             else {
                 continue;
             };
+            // Credentials are read per GitRepoConfig (the Secret may have any name).
             let creds = resolved
                 .credentials
                 .as_ref()
-                .and_then(|c| credentials.get(c))
+                .and_then(|_| credentials.get(&resolved.repo))
                 .and_then(|r| r.as_ref().ok())
                 .cloned();
-            if !self.destinations.contains_key(key) {
-                let remote = Remote::new(resolved.remote_url.clone(), creds);
+            let remote = Remote::new(resolved.remote_url.clone(), creds);
+            if let Some(existing) = self.destinations.get(key) {
+                if existing.worker.set_remote(remote) {
+                    tracing::info!(destination = %key, repository = %repo_key,
+                        "credentials changed; the next fetch and push use them");
+                }
+            } else {
                 let windows = WindowConfig {
                     quiet: resolved.window.quiet,
                     max_age: resolved.window.max_age,
@@ -401,11 +499,19 @@ impl Agent {
                 .get(key)
                 .map(|d| d.rules.clone())
                 .unwrap_or_default();
-            // Files are pruned only when every rule of the destination resolved completely: a
-            // resource type that is missing (a CRD briefly gone) must not lose its files.
-            let complete_rules = rules
+            // Types a rule names but that did not resolve (a CRD briefly gone, a resource
+            // not served or not listable) are not watched, so their files are never pruned;
+            // every other type still is. Excluded resources are no problem: never written.
+            let unresolved: Vec<String> = rules
                 .iter()
-                .all(|r| plan.rules.get(r).is_some_and(|p| p.problems.is_empty()));
+                .filter_map(|r| plan.rules.get(r).map(|p| (r, p)))
+                .flat_map(|(r, p)| {
+                    p.problems
+                        .iter()
+                        .filter(|problem| problem.explicit && problem.kind != ProblemKind::Excluded)
+                        .map(move |problem| format!("{r}: {}", problem.message))
+                })
+                .collect();
             let covered = (rules, plan.watches_for(key));
             if covered.1.is_empty() {
                 // Nothing is selected yet: no listing can be complete, so nothing is written or
@@ -430,7 +536,8 @@ impl Agent {
                 destination.worker.clone(),
                 destination.layout.clone(),
                 destination.folder.clone(),
-                destination.prune && complete_rules,
+                destination.prune,
+                unresolved,
                 policy.clone(),
                 self.done_tx.clone(),
             ));
@@ -464,7 +571,7 @@ impl Agent {
         }
     }
 
-    fn reachability(&self) -> BTreeMap<ObjectKey, Result<(), String>> {
+    fn reachability(&self) -> BTreeMap<ObjectKey, Result<(), RemoteProblem>> {
         self.probes
             .iter()
             .filter_map(|(key, (_, _, result))| Some((key.clone(), result.clone()?)))
@@ -473,7 +580,7 @@ impl Agent {
 
     /// Starts a cheap remote check (`git ls-remote`) for each repository whose URL, credentials
     /// or generation changed, or whose last check is older than [`PROBE_INTERVAL`] (or
-    /// [`PROBE_RETRY`] while it is unreachable).
+    /// [`AgentOptions::recheck`] while it is unreachable).
     fn probe_repositories(&mut self) {
         let plan = self.plan.clone();
         let credentials = &self.credentials;
@@ -482,23 +589,13 @@ impl Agent {
             if repo.url.is_none() {
                 continue;
             }
-            let creds = repo
-                .secret
-                .as_ref()
-                .and_then(|s| credentials.get(s))
-                .and_then(|r| r.as_ref().ok())
-                .cloned();
-            if repo.secret.is_some() && creds.is_none() {
+            let Some(probe) = probe_key(repo, credentials.get(key)) else {
                 continue; // CredentialsValid already says why
-            }
-            let probe = ProbeKey {
-                url: repo.remote_url.clone(),
-                generation: repo.generation,
-                with_credentials: creds.is_some(),
             };
+            let creds = probe.credentials.clone();
             let fresh = self.probes.get(key).is_some_and(|(p, at, result)| {
                 let every = match result {
-                    Some(Err(_)) => PROBE_RETRY,
+                    Some(Err(_)) => self.options.recheck,
                     _ => PROBE_INTERVAL,
                 };
                 *p == probe && at.elapsed() < every
@@ -518,22 +615,66 @@ impl Agent {
                     transport
                         .probe(&remote)
                         .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| RemoteProblem::new(e.to_string(), e.rejects_credentials()))
                 })
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(RemoteProblem::new(e.to_string(), false)));
                 let _ = tx.send((key, probe, result)).await;
             });
         }
     }
 
+    /// Records the workers' latest push outcomes as each repository's reachability (a failed
+    /// push marks it unreachable at once; a successful one clears it). True when a condition
+    /// changes.
+    fn take_push_results(&mut self) -> bool {
+        let results = self.handle.pushes.take();
+        let mut changed = false;
+        for (url, result) in results {
+            for (key, repo) in &self.plan.repos {
+                if repo.url.as_ref() != Some(&url) {
+                    continue;
+                }
+                let Some(probe) = probe_key(repo, self.credentials.get(key)) else {
+                    continue;
+                };
+                let before = self.probes.get(key).and_then(|(_, _, r)| r.clone());
+                if before.as_ref() != Some(&result) {
+                    match &result {
+                        Ok(()) => {
+                            tracing::info!(repository = %key, "push succeeded; repository reachable")
+                        }
+                        Err(problem) => {
+                            tracing::warn!(repository = %key, reason = %problem.message,
+                            "push failed; repository marked unreachable until a push or probe succeeds")
+                        }
+                    }
+                    changed = true;
+                }
+                self.probes
+                    .insert(key.clone(), (probe, Instant::now(), Some(result.clone())));
+            }
+        }
+        changed
+    }
+
+    /// Reads the credentials Secrets again (between plan applies): true when any changed, so
+    /// the plan is applied again and the workers use the new credentials from their next push.
+    async fn credentials_changed(&mut self) -> bool {
+        if self.repos.is_empty() {
+            return false;
+        }
+        let fresh = self.check_credentials(&self.repos).await;
+        fresh != self.credentials
+    }
+
     /// Reads each referenced credentials Secret and checks its shape.
     async fn check_credentials(
         &self,
-        inputs: &Inputs,
+        repos: &[GitRepoConfig],
     ) -> BTreeMap<ObjectKey, Result<Credentials, String>> {
         let mut out = BTreeMap::new();
-        for repo in &inputs.repos {
+        for repo in repos {
             let Some(name) = repo.spec.secret_name() else {
                 continue;
             };
@@ -661,7 +802,7 @@ impl Agent {
             group: &key.group,
             version: &key.version,
             resource: &key.resource,
-            namespace: object.metadata.namespace.as_deref(),
+            namespace: namespace_of(&object.metadata),
             labels: &labels,
         };
         let (creates, updates) = if deleted {
@@ -680,6 +821,8 @@ impl Agent {
             targets.entry(r.destination).or_default().1 = true;
         }
         if targets.is_empty() {
+            tracing::debug!(watch = %key, namespace = ?object_ref.namespace,
+                name = ?object.metadata.name, deleted, "no destination's rule selects this object");
             self.handle.metrics.record_event(EventDecision::NoRoute);
             return;
         }
@@ -706,6 +849,8 @@ impl Agent {
             let Some(destination) = self.destinations.get_mut(&dest_key) else {
                 continue;
             };
+            // Whether Git held a document for the object: a write is a `create` otherwise.
+            let mut existed = true;
             let decision = if deleted {
                 let path = match crate::manifest::ObjectId::of(&live) {
                     Ok(id) => destination.layout.path(&id, &key.resource),
@@ -739,6 +884,8 @@ impl Agent {
                     record_decision(&self.handle.metrics, &dest_key, &decision);
                     continue;
                 }
+                // Git holds a document for it, or the agent wrote one not yet pushed.
+                let written = destination.known.contains_key(&path);
                 self.handle.metrics.record_git_read();
                 let current = destination.worker.read_pushed(&path).ok().flatten();
                 let git_doc = current
@@ -752,6 +899,7 @@ impl Agent {
                 if (current.is_none() && !on_create) || (current.is_some() && !on_update) {
                     continue;
                 }
+                existed = current.is_some() || written;
                 decide_upsert(
                     live.clone(),
                     &key.resource,
@@ -784,7 +932,11 @@ impl Agent {
                     hash,
                     id,
                 } => FileChange {
-                    summary: format!("update {}", id.summary()),
+                    summary: format!(
+                        "{} {}",
+                        if existed { "update" } else { "create" },
+                        id.summary()
+                    ),
                     namespace: id.namespace.clone(),
                     live: Some(Arc::new(live.clone())),
                     path,
@@ -826,7 +978,7 @@ impl Agent {
                 deleted,
                 group: key.group.clone(),
                 resource: key.resource.clone(),
-                namespace: object.metadata.namespace.clone(),
+                namespace: namespace_of(&object.metadata).map(str::to_string),
                 name: object.metadata.name.clone().unwrap_or_default(),
                 observed_at,
             };
@@ -948,13 +1100,23 @@ async fn nudge_reconcilers(
 /// The condition type that reports a destination's initial reconcile.
 pub const RECONCILED: &str = "Reconciled";
 
-fn reconciled_condition(result: &Result<(), String>, generation: Option<i64>) -> Condition {
+fn reconciled_condition(result: &ReconcileResult, generation: Option<i64>) -> Condition {
     match result {
-        Ok(()) => config::conditions::condition(
+        Ok(not_pruned) if not_pruned.is_empty() => config::conditions::condition(
             RECONCILED,
             config::Status::True,
             "Complete",
             "the folder was reconciled from complete listings",
+            generation,
+        ),
+        Ok(not_pruned) => config::conditions::condition(
+            RECONCILED,
+            config::Status::True,
+            "PartiallyPruned",
+            format!(
+                "the folder was reconciled from complete listings of the types that resolved; {}",
+                not_pruned.join("; ")
+            ),
             generation,
         ),
         Err(reason) => config::conditions::condition(
@@ -1021,12 +1183,14 @@ async fn reconcile(
     layout: Layout,
     folder: String,
     prune: bool,
+    unresolved: Vec<String>,
     policy: ExclusionPolicy,
     done: mpsc::Sender<Reconciled>,
 ) {
     let started = Instant::now();
     let mut objects = Vec::new();
     let mut failures = Vec::new();
+    let mut listed = Vec::new();
     for watch in plan.watches_for(&key) {
         let api = api_for(client.clone(), &watch);
         let mut params = ListParams::default().limit(500);
@@ -1040,7 +1204,7 @@ async fn reconcile(
                             group: &watch.group,
                             version: &watch.version,
                             resource: &watch.resource,
-                            namespace: object.metadata.namespace.as_deref(),
+                            namespace: namespace_of(&object.metadata),
                             labels: &labels,
                         };
                         if !plan
@@ -1057,7 +1221,10 @@ async fn reconcile(
                     }
                     match next {
                         Some(token) => params = params.continue_token(&token),
-                        None => break,
+                        None => {
+                            listed.push(watch.clone());
+                            break;
+                        }
                     }
                 }
                 Err(e) => {
@@ -1071,21 +1238,78 @@ async fn reconcile(
     for problem in &content.invalid {
         tracing::warn!(destination = %key, %problem, "object not written");
     }
-    let complete = failures.is_empty();
+    // What is not pruned, and why: said in the log, the commit message and `Reconciled`.
+    let not_pruned: Vec<String> = unresolved
+        .iter()
+        .chain(&failures)
+        .map(|why| format!("Not pruned: {why}"))
+        .collect();
+    if prune {
+        for why in &not_pruned {
+            tracing::warn!(destination = %key, reason = %why, "files of a resource type are not pruned");
+        }
+    }
     let request = SnapshotRequest {
         folder,
         destination: key.to_string(),
         files: content.files,
-        // A partial view never deletes.
-        prune: prune && complete,
+        prune: if prune {
+            owned_by(plan.clone(), key.clone(), listed)
+        } else {
+            Prune::Nothing
+        },
+        notes: if prune {
+            not_pruned.clone()
+        } else {
+            Vec::new()
+        },
     };
+    let complete = failures.is_empty();
     let result = match worker.snapshot(request).await {
-        Ok(_) if complete => Ok(()),
-        Ok(_) => Err(format!("{}; nothing was removed", failures.join("; "))),
         Err(e) => Err(e),
+        Ok(_) if !complete && prune => Err(not_pruned.join("; ")),
+        Ok(_) if !complete => Err(failures.join("; ")),
+        Ok(_) if prune => Ok(not_pruned),
+        Ok(_) => Ok(Vec::new()),
     };
     tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
     let _ = done.send((key, result, content.hashes)).await;
+}
+
+/// The prune rule of one destination's snapshot: a document is ours when its type was listed
+/// completely for this destination and the object it describes routes here (namespace, labels),
+/// so the listing would have contained it had it still existed.
+fn owned_by(plan: Arc<Plan>, destination: ObjectKey, listed: Vec<config::WatchKey>) -> Prune {
+    Prune::Owned(Arc::new(move |doc: &Value| {
+        let Ok(id) = crate::manifest::ObjectId::of(doc) else {
+            return false;
+        };
+        let labels: BTreeMap<String, String> = doc
+            .pointer("/metadata/labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        listed
+            .iter()
+            .filter(|w| w.group == id.group && w.kind == id.kind)
+            .any(|w| {
+                let r = ObjectRef {
+                    group: &w.group,
+                    version: &w.version,
+                    resource: &w.resource,
+                    namespace: id.namespace.as_deref(),
+                    labels: &labels,
+                };
+                plan.route(&r, Operation::All)
+                    .iter()
+                    .any(|route| route.destination == destination)
+            })
+    }))
+}
+
+/// An object's namespace, `None` for cluster-scoped objects however the server spelled it
+/// (a missing field or `namespace: ""`).
+fn namespace_of(meta: &kube::api::ObjectMeta) -> Option<&str> {
+    meta.namespace.as_deref().filter(|ns| !ns.is_empty())
 }
 
 /// A reflector on every object of kind `K`, notifying `changed` on each event.

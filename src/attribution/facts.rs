@@ -238,10 +238,16 @@ impl FactIndex {
 
     fn put(&self, inner: &mut Inner, key: FactKey, fact: Arc<Fact>, now: Instant) -> bool {
         if let Some(slot) = inner.map.get(&key) {
-            let replace = match key.merge() {
-                Merge::First => false,
-                Merge::Earliest => fact.time < slot.fact.time,
-                Merge::Latest => fact.time > slot.fact.time,
+            // An audit fact outranks an admission fact under the same key (a delete), whatever
+            // their order or times; within one source the key's merge rule decides.
+            let replace = match (slot.fact.source, fact.source) {
+                (Source::Admission, Source::Audit) => true,
+                (Source::Audit, Source::Admission) => false,
+                _ => match key.merge() {
+                    Merge::First => false,
+                    Merge::Earliest => fact.time < slot.fact.time,
+                    Merge::Latest => fact.time > slot.fact.time,
+                },
             };
             if !replace {
                 return false;

@@ -119,6 +119,9 @@ pub struct Resolver {
     index: Arc<FactIndex>,
     grace: Duration,
     mapping: AuthorMapping,
+    /// The audit webhook is in use: an admission fact alone is held (up to the grace) in case
+    /// the change's audit fact, which outranks it, arrives.
+    prefer_audit: bool,
     immediate: AtomicU64,
     waited: AtomicU64,
     unknown: AtomicU64,
@@ -132,12 +135,21 @@ impl Resolver {
             index,
             grace,
             mapping,
+            prefer_audit: false,
             immediate: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             unknown: AtomicU64::new(0),
             audit: AtomicU64::new(0),
             admission: AtomicU64::new(0),
         }
+    }
+
+    /// With `prefer` (the audit webhook is configured), a change whose only fact so far is an
+    /// admission fact waits up to the grace for its audit fact, and is attributed by it when
+    /// it comes: the API server's audit record is the stronger evidence.
+    pub fn preferring_audit(mut self, prefer: bool) -> Self {
+        self.prefer_audit = prefer;
+        self
     }
 
     pub fn index(&self) -> &Arc<FactIndex> {
@@ -156,7 +168,10 @@ impl Resolver {
         if keys.is_empty() {
             return self.unresolved(&lookup);
         }
-        if let Some(fact) = self.index.first(&keys) {
+        // A fact settles the change at once unless it is an admission fact while audit facts,
+        // which outrank it, may still come.
+        let settles = |fact: &Fact| !self.prefer_audit || fact.source == Source::Audit;
+        if let Some(fact) = self.index.first(&keys).filter(|f| settles(f)) {
             self.immediate.fetch_add(1, Ordering::Relaxed);
             return self.attribute(&fact);
         }
@@ -166,7 +181,7 @@ impl Resolver {
             let mut notified = std::pin::pin!(notified);
             // Registered before looking, so an insert between the look and the wait wakes us.
             notified.as_mut().enable();
-            if let Some(fact) = self.index.first(&keys) {
+            if let Some(fact) = self.index.first(&keys).filter(|f| settles(f)) {
                 self.waited.fetch_add(1, Ordering::Relaxed);
                 return self.attribute(&fact);
             }
@@ -174,7 +189,8 @@ impl Resolver {
                 break;
             }
         }
-        // One last look: a fact inserted at the deadline still counts.
+        // One last look: a fact inserted at the deadline still counts, and an admission fact
+        // is used when no audit fact came.
         match self.index.first(&keys) {
             Some(fact) => {
                 self.waited.fetch_add(1, Ordering::Relaxed);
@@ -478,5 +494,77 @@ mod tests {
         let a = resolver(&index).resolve(l).await;
         assert_eq!(a.author.name, "dave");
         assert_eq!(a.source, Source::Admission);
+    }
+
+    fn admission_fact(user: &str) -> Fact {
+        Fact {
+            user: UserInfo::named(user),
+            impersonator: None,
+            time: ts("2026-01-02T03:04:05Z"),
+            source: Source::Admission,
+            audit_id: None,
+        }
+    }
+
+    /// A forged or mistaken admission fact names someone; the API server's audit record of the
+    /// same change, arriving later, names who really made it: the audit fact wins.
+    #[tokio::test(start_paused = true)]
+    async fn an_audit_fact_outranks_an_earlier_admission_fact() {
+        let index = index();
+        let hash =
+            crate::manifest::content_hash(&json!({"kind": "ConfigMap", "data": {"a": "44"}}));
+        index.insert(admission_fact("ceo@example.com"), vec![FactKey::Hash(hash)]);
+        let r = Arc::new(resolver(&index).preferring_audit(true));
+        let waiting = tokio::spawn({
+            let r = r.clone();
+            async move {
+                r.resolve(Lookup {
+                    content_hash: Some(hash),
+                    ..lookup("44")
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        index.insert_classified(&classify(&update_event("bob", "44", None)));
+        let a = waiting.await.unwrap();
+        assert_eq!((a.author.name.as_str(), a.source), ("bob", Source::Audit));
+
+        // Without an audit fact, the admission fact is used once the grace is over.
+        let other =
+            crate::manifest::content_hash(&json!({"kind": "ConfigMap", "data": {"a": "45"}}));
+        index.insert(admission_fact("dave"), vec![FactKey::Hash(other)]);
+        let start = tokio::time::Instant::now();
+        let a = r
+            .resolve(Lookup {
+                content_hash: Some(other),
+                ..lookup("45")
+            })
+            .await;
+        assert_eq!(
+            (a.author.name.as_str(), a.source),
+            ("dave", Source::Admission)
+        );
+        assert_eq!(start.elapsed(), DEFAULT_GRACE);
+    }
+
+    /// Under a key both sources use (a delete), the audit fact replaces an admission fact and
+    /// an admission fact never replaces an audit fact, whatever the order.
+    #[test]
+    fn under_a_shared_key_audit_facts_win_in_any_order() {
+        let key = || FactKey::DeleteUid("uid-web".into());
+        let audit = || Fact {
+            source: Source::Audit,
+            audit_id: Some("a1".into()),
+            ..admission_fact("bob")
+        };
+        let index = index();
+        index.insert(admission_fact("ceo"), vec![key()]);
+        index.insert(audit(), vec![key()]);
+        assert_eq!(index.first(&[key()]).unwrap().user.username, "bob");
+        let index2 = Arc::new(FactIndex::default());
+        index2.insert(audit(), vec![key()]);
+        index2.insert(admission_fact("ceo"), vec![key()]);
+        assert_eq!(index2.first(&[key()]).unwrap().user.username, "bob");
     }
 }

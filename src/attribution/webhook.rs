@@ -39,9 +39,15 @@ pub struct WebhookConfig {
     pub cert_file: PathBuf,
     /// Serving private key, PEM.
     pub key_file: PathBuf,
-    /// CA that signs the kube-apiserver's client certificate for `/audit`. Without it `/audit`
-    /// refuses every request (403).
+    /// CA that signs the kube-apiserver's client certificate. `/audit` and `/admission` accept
+    /// only requests that present a certificate it signed: whoever can post a fact chooses a
+    /// commit's author. Without it both refuse every request (403), unless
+    /// `admission_without_client_cert` opens `/admission`.
     pub client_ca_file: Option<PathBuf>,
+    /// Accept AdmissionReviews from any TLS client (for clusters whose API server cannot be
+    /// given a client certificate for webhooks). Anyone who can reach the port can then name
+    /// the author of a change: restrict who can (NetworkPolicy). Audit facts still outrank.
+    pub admission_without_client_cert: bool,
     pub max_body_bytes: usize,
     /// Audit batches queued for processing; a batch past this is shed (counted).
     pub queue_capacity: usize,
@@ -56,6 +62,7 @@ impl WebhookConfig {
             cert_file,
             key_file,
             client_ca_file: None,
+            admission_without_client_cert: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             cert_reload_interval: DEFAULT_CERT_RELOAD_INTERVAL,
@@ -401,7 +408,10 @@ struct Shared {
     stats: Arc<WebhookStats>,
     queue: mpsc::Sender<Vec<AuditEvent>>,
     max_body_bytes: usize,
+    /// A client CA is configured: certificates it signed are accepted.
     audit_enabled: bool,
+    /// `/admission` requires such a certificate too (the default).
+    admission_needs_client_cert: bool,
 }
 
 /// A running webhook server. Dropping it does not stop it; call [`WebhookServer::shutdown`].
@@ -447,6 +457,7 @@ impl WebhookServer {
             queue,
             max_body_bytes: config.max_body_bytes,
             audit_enabled: config.client_ca_file.is_some(),
+            admission_needs_client_cert: !config.admission_without_client_cert,
         });
         let tasks = vec![
             tokio::spawn(process_batches(batches, index, stats.clone())),
@@ -611,7 +622,7 @@ async fn handle(
 ) -> Response<Body> {
     let result = match (req.method(), req.uri().path()) {
         (&Method::POST, "/audit") => audit(shared, req, client_cert).await,
-        (&Method::POST, "/admission") => admission(shared, req).await,
+        (&Method::POST, "/admission") => admission(shared, req, client_cert).await,
         (_, "/audit" | "/admission") => Err(BadRequest::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed here: use POST", req.method()),
@@ -725,7 +736,21 @@ async fn audit(
 async fn admission(
     shared: &Shared,
     req: Request<hyper::body::Incoming>,
+    client_cert: bool,
 ) -> Result<Response<Body>, BadRequest> {
+    if shared.admission_needs_client_cert && !shared.audit_enabled {
+        return Err(BadRequest::new(
+            StatusCode::FORBIDDEN,
+            "the admission endpoint is disabled: no client CA is configured (--webhook-client-ca; \
+             or --admission-without-client-cert to accept any caller)",
+        ));
+    }
+    if shared.admission_needs_client_cert && !client_cert {
+        return Err(BadRequest::new(
+            StatusCode::UNAUTHORIZED,
+            "the admission endpoint requires a client certificate signed by the configured CA",
+        ));
+    }
     let received = Timestamp::now();
     let body = read_json_body(shared, req).await?;
     let (review, uid) = parse_admission_review(&body)?;

@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 pub use crate::crd::CONDITION_READY as READY;
-/// GitRepoConfig: the credentials Secret is present and well-formed (checked by I/O code).
+/// GitRepoConfig: the credentials Secret is well-formed and the remote accepted it (checked by
+/// I/O code: an authenticated probe or push).
 pub const CREDENTIALS_VALID: &str = "CredentialsValid";
 /// GitRepoConfig: the remote answered a cheap check (done by I/O code).
 pub const REPOSITORY_REACHABLE: &str = "RepositoryReachable";
@@ -33,6 +34,10 @@ pub mod reason {
     pub const NO_SECRET: &str = "NoSecret";
     pub const CREDENTIALS_VALID: &str = "CredentialsValid";
     pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+    /// The remote refused the credentials (authentication failed, unknown host key).
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    /// The credentials are well-formed but the remote could not be reached to verify them.
+    pub const NOT_VERIFIED: &str = "NotVerified";
     pub const REACHABLE: &str = "Reachable";
     pub const UNREACHABLE: &str = "Unreachable";
     pub const RESOLVED: &str = "Resolved";
@@ -193,6 +198,20 @@ impl Check {
             message: message.into(),
             health: Health::Pending,
             emit: true,
+        }
+    }
+
+    /// A condition that informs without bearing on `Ready` (e.g. a destination showing its
+    /// repository's reachability: an outage delays pushes, it does not stop capture).
+    pub fn informational(
+        type_: &'static str,
+        status: Status,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            ..Self::ok(type_, reason, message)
         }
     }
 

@@ -52,6 +52,29 @@ pub struct DestinationPlan {
     pub rules: BTreeSet<RuleKey>,
 }
 
+/// The destination's view of its repository's `RepositoryReachable`: the same status and
+/// cause, naming the GitRepoConfig, without bearing on the destination's `Ready` (an outage
+/// delays pushes; capture goes on and nothing is lost).
+fn repository_reachable(repo_ref: &ObjectKey, plan: &RepoPlan) -> Check {
+    let found = plan
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::REPOSITORY_REACHABLE);
+    let (status, reason_) = match found.map(|c| (c.status.as_str(), c.reason.as_str())) {
+        Some(("True", _)) => (Status::True, reason::REACHABLE),
+        Some(("False", r)) if r == reason::INVALID_URL => (Status::False, reason::INVALID_URL),
+        Some(("False", _)) => (Status::False, reason::UNREACHABLE),
+        _ => (Status::Unknown, reason::PENDING),
+    };
+    let message = found.map(|c| c.message.as_str()).unwrap_or_default();
+    Check::informational(
+        conditions::REPOSITORY_REACHABLE,
+        status,
+        reason_,
+        format!("through GitRepoConfig {repo_ref}: {message}"),
+    )
+}
+
 /// True when one folder is the other or lies inside it, by whole path segments: `apps`
 /// overlaps `apps` and `apps/prod`, not `apps2`.
 pub fn folders_overlap(a: &str, b: &str) -> bool {
@@ -307,6 +330,9 @@ pub(crate) fn plan_destinations(
             }),
             _ => None,
         };
+        if let Some((_, plan)) = repo {
+            checks.push(repository_reachable(&repo_ref, plan));
+        }
         partials.insert(
             key,
             Partial {

@@ -21,7 +21,7 @@ pub use conditions::{Status, merge_conditions};
 pub use destinations::{DestinationPlan, ResolvedDestination};
 pub use discovery::{ApiResource, Discovery};
 pub use plan::{Delta, Inputs, ObjectRef, Plan, Route, WatchKey, plan};
-pub use repos::RepoPlan;
+pub use repos::{RemoteProblem, RepoPlan};
 pub use rules::{
     GroupResource, NamespaceScope, Operations, ProblemKind, ResourceProblem, RuleKey, RulePlan,
     SelectedResource,

@@ -9,7 +9,7 @@ use kube::core::Selector;
 use super::ObjectKey;
 use super::destinations::{DestinationPlan, plan_destinations};
 use super::discovery::Discovery;
-use super::repos::{RepoPlan, plan_repo};
+use super::repos::{RemoteProblem, RepoPlan, plan_repo};
 use super::rules::{
     Context, NamespaceScope, Operations, Origin, RuleKey, RulePlan, RuleView, compile,
 };
@@ -32,9 +32,10 @@ pub struct Inputs {
     /// Per GitRepoConfig (namespace/name): the check of its credentials Secret, `Ok` or why
     /// not. Missing: not checked yet (`CredentialsValid` Unknown).
     pub credentials: BTreeMap<ObjectKey, Result<(), String>>,
-    /// Per GitRepoConfig: the cheap remote check, `Ok` or why not. Missing: not checked yet
-    /// (`RepositoryReachable` Unknown). This is the hook the I/O code fills.
-    pub reachability: BTreeMap<ObjectKey, Result<(), String>>,
+    /// Per GitRepoConfig: the last authenticated remote check or push, `Ok` or why not.
+    /// Missing: not checked yet (`RepositoryReachable` Unknown). This is the hook the I/O code
+    /// fills.
+    pub reachability: BTreeMap<ObjectKey, Result<(), RemoteProblem>>,
     /// `--allow-secrets`: Secrets may be selected.
     pub allow_secrets: bool,
 }
@@ -297,7 +298,9 @@ impl Plan {
             if !entry.operations.covers(operation) {
                 continue;
             }
-            let in_scope = match (&entry.scope, object.namespace) {
+            // A cluster-scoped object may come spelled `namespace: ""`: that is no namespace.
+            let namespace = object.namespace.filter(|ns| !ns.is_empty());
+            let in_scope = match (&entry.scope, namespace) {
                 (EntryScope::Cluster, None) => true,
                 (EntryScope::Namespaced(scope), Some(ns)) => scope.admits(ns, &self.namespaces),
                 _ => false,
@@ -515,6 +518,17 @@ mod tests {
             vec![scoped(rr(&[""], &["namespaces"]), RuleScope::Cluster)],
         )];
         assert_eq!(watch_strings(&plan(&inputs)), vec!["v1 namespaces"]);
+        // A cluster-scoped object routes whether its namespace is missing or spelled "" (as
+        // server-side apply may leave it); it never routes through a namespaced rule.
+        let p = plan(&inputs);
+        let none = BTreeMap::new();
+        for namespace in [None, Some("")] {
+            assert_eq!(
+                dests(&p.route(&obj("", "namespaces", namespace, &none), Operation::Create)),
+                vec!["infra/d"],
+                "{namespace:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,25 @@ use super::selector;
 use crate::crd::{AccessPolicy, GitRepoConfig, NamespacedRulesMode, WindowSettings};
 use crate::git::url::{NormalizedUrl, redact};
 
+/// Why the remote did not answer a check or a push, as the I/O code saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteProblem {
+    /// The remote's answer or the transport's error (URLs redacted, no secrets).
+    pub message: String,
+    /// True when the remote refused the credentials (authentication failed or the SSH host
+    /// key did not match): `CredentialsValid` turns False with this message.
+    pub credentials_rejected: bool,
+}
+
+impl RemoteProblem {
+    pub fn new(message: impl Into<String>, credentials_rejected: bool) -> Self {
+        Self {
+            message: message.into(),
+            credentials_rejected,
+        }
+    }
+}
+
 /// What the plan concluded about one GitRepoConfig.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RepoPlan {
@@ -41,13 +60,16 @@ impl RepoPlan {
     }
 }
 
-/// Plans one GitRepoConfig given the I/O checks of its Secret and of the remote (`None`: not
-/// checked yet).
+/// Plans one GitRepoConfig given the I/O checks of its Secret (its shape) and of the remote
+/// (the last authenticated probe or push; `None`: not checked yet).
+///
+/// `CredentialsValid` is True only once the remote accepted the credentials: a well-formed
+/// Secret is not enough (a wrong token is well-formed).
 pub(crate) fn plan_repo(
     key: &ObjectKey,
     repo: &GitRepoConfig,
     credentials: Option<&Result<(), String>>,
-    reachability: Option<&Result<(), String>>,
+    reachability: Option<&Result<(), RemoteProblem>>,
 ) -> RepoPlan {
     let spec = &repo.spec;
     let who = format!("GitRepoConfig {key}");
@@ -77,30 +99,53 @@ pub(crate) fn plan_repo(
     let secret = spec
         .secret_name()
         .map(|name| ObjectKey::new(&key.namespace, name));
-    checks.push(match (&secret, credentials) {
-        (None, _) => Check::ok(
+    let shown = redact(&spec.url);
+    checks.push(match (&secret, credentials, reachability) {
+        (None, _, _) => Check::ok(
             conditions::CREDENTIALS_VALID,
             reason::NO_SECRET,
             format!("{who} has no secretRef: the repository is accessed without credentials"),
         ),
-        (Some(s), Some(Ok(()))) => Check::ok(
-            conditions::CREDENTIALS_VALID,
-            reason::CREDENTIALS_VALID,
-            format!("Secret {s} holds usable credentials"),
-        ),
-        (Some(s), Some(Err(problem))) => Check::failed(
+        (Some(s), Some(Err(problem)), _) => Check::failed(
             conditions::CREDENTIALS_VALID,
             reason::CREDENTIALS_INVALID,
             format!("{who}: Secret {s}: {problem}"),
         ),
-        (Some(s), None) => Check::pending(
+        (Some(s), None, _) => Check::pending(
             conditions::CREDENTIALS_VALID,
             reason::PENDING,
-            format!("{who}: Secret {s} has not been checked yet"),
+            format!("{who}: Secret {s} has not been read yet"),
+        ),
+        (Some(s), Some(Ok(())), Some(Ok(()))) => Check::ok(
+            conditions::CREDENTIALS_VALID,
+            reason::CREDENTIALS_VALID,
+            format!("{shown} accepted the credentials in Secret {s}"),
+        ),
+        (Some(s), Some(Ok(())), Some(Err(problem))) if problem.credentials_rejected => {
+            Check::failed(
+                conditions::CREDENTIALS_VALID,
+                reason::CREDENTIALS_REJECTED,
+                format!(
+                    "{who}: {shown} rejected the credentials in Secret {s}: {}",
+                    problem.message
+                ),
+            )
+        }
+        (Some(s), Some(Ok(())), Some(Err(_))) => Check::pending(
+            conditions::CREDENTIALS_VALID,
+            reason::NOT_VERIFIED,
+            format!(
+                "{who}: Secret {s} is well-formed, but {shown} could not be reached to verify \
+                 it (see RepositoryReachable)"
+            ),
+        ),
+        (Some(s), Some(Ok(())), None) => Check::pending(
+            conditions::CREDENTIALS_VALID,
+            reason::PENDING,
+            format!("{who}: Secret {s} is well-formed; waiting for {shown} to accept it"),
         ),
     });
 
-    let shown = redact(&spec.url);
     checks.push(match (&url, reachability) {
         (Err(_), _) => Check::failed(
             conditions::REPOSITORY_REACHABLE,
@@ -115,7 +160,7 @@ pub(crate) fn plan_repo(
         (Ok(_), Some(Err(problem))) => Check::failed(
             conditions::REPOSITORY_REACHABLE,
             reason::UNREACHABLE,
-            format!("{who}: {shown}: {problem}"),
+            format!("{who}: {shown}: {}", problem.message),
         ),
         (Ok(_), None) => Check::pending(
             conditions::REPOSITORY_REACHABLE,
@@ -239,6 +284,13 @@ mod tests {
     fn repo_conditions_from_url_credentials_and_reachability() {
         let ok: Result<(), String> = Ok(());
         let bad: Result<(), String> = Err("key \"identity\" is missing".into());
+        let answered: Result<(), RemoteProblem> = Ok(());
+        let down: Result<(), RemoteProblem> =
+            Err(RemoteProblem::new("cannot reach https://h/r.git", false));
+        let refused: Result<(), RemoteProblem> = Err(RemoteProblem::new(
+            "authentication to https://h/r.git failed (probe): HTTP 401",
+            true,
+        ));
         let key = ObjectKey::new("infra", "main");
         let with_secret = |url: &str| {
             let mut r = repo("infra", "main", url);
@@ -250,7 +302,7 @@ mod tests {
         type Case<'a> = (
             GitRepoConfig,
             Option<&'a Result<(), String>>,
-            Option<&'a Result<(), String>>,
+            Option<&'a Result<(), RemoteProblem>>,
             (&'a str, &'a str),
             (&'a str, &'a str),
             (&'a str, &'a str),
@@ -259,23 +311,51 @@ mod tests {
             (
                 repo("infra", "main", "https://h/r.git"),
                 None,
-                Some(&ok),
+                Some(&answered),
                 ("True", "Ready"),
                 ("True", "NoSecret"),
                 ("True", "Reachable"),
             ),
+            // Well-formed and accepted by the remote.
             (
                 with_secret("https://h/r.git"),
                 Some(&ok),
-                Some(&ok),
+                Some(&answered),
                 ("True", "Ready"),
                 ("True", "CredentialsValid"),
                 ("True", "Reachable"),
             ),
+            // Well-formed, but not yet tried against the remote: not claimed valid.
+            (
+                with_secret("https://h/r.git"),
+                Some(&ok),
+                None,
+                ("Unknown", "Pending"),
+                ("Unknown", "Pending"),
+                ("Unknown", "Pending"),
+            ),
+            // Well-formed, refused by the remote: False with the remote's answer.
+            (
+                with_secret("https://h/r.git"),
+                Some(&ok),
+                Some(&refused),
+                ("False", "CredentialsRejected"),
+                ("False", "CredentialsRejected"),
+                ("False", "Unreachable"),
+            ),
+            // Well-formed, remote down: cannot be verified.
+            (
+                with_secret("https://h/r.git"),
+                Some(&ok),
+                Some(&down),
+                ("False", "Unreachable"),
+                ("Unknown", "NotVerified"),
+                ("False", "Unreachable"),
+            ),
             (
                 with_secret("https://h/r.git"),
                 Some(&bad),
-                Some(&ok),
+                Some(&answered),
                 ("False", "CredentialsInvalid"),
                 ("False", "CredentialsInvalid"),
                 ("True", "Reachable"),
@@ -291,7 +371,7 @@ mod tests {
             (
                 repo("infra", "main", "https://h/r.git"),
                 None,
-                Some(&bad),
+                Some(&down),
                 ("False", "Unreachable"),
                 ("True", "NoSecret"),
                 ("False", "Unreachable"),
@@ -312,6 +392,23 @@ mod tests {
             assert_eq!(cond(&p, REPOSITORY_REACHABLE), rr, "{}", r.spec.url);
             assert!(p.conditions.iter().all(|c| !c.message.contains("pw")));
         }
+        // The remote's own answer reaches the condition a person reads.
+        let p = plan_repo(
+            &key,
+            &with_secret("https://h/r.git"),
+            Some(&ok),
+            Some(&refused),
+        );
+        let cv = p
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CREDENTIALS_VALID)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        assert!(
+            cv.contains("HTTP 401") && cv.contains("infra/creds"),
+            "{cv}"
+        );
         let p = plan_repo(&key, &with_secret("git@H:org/r.git"), Some(&bad), None);
         assert_eq!(p.secret, Some(ObjectKey::new("infra", "creds")));
         assert_eq!(

@@ -504,9 +504,21 @@ fn resolve(
                 if discovery.has_group(g) {
                     groups.insert(g.as_str());
                 } else {
+                    let what = if all_resources {
+                        "its resources".to_string()
+                    } else {
+                        named
+                            .iter()
+                            .map(|r| GroupResource::new(g, r).to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
                     problem(
                         ProblemKind::NotServed,
-                        format!("API group {g:?} is not served by the API server"),
+                        format!(
+                            "API group {g:?} is not served by the API server ({what} not \
+                             watched)"
+                        ),
                         true,
                     );
                 }

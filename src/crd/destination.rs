@@ -92,7 +92,10 @@ pub struct GitDestinationSpec {
     pub path_template: Option<String>,
 
     /// What to do with files in `folder` whose objects no longer exist or are no longer
-    /// selected: `Sweep` removes them (only after every list succeeded), `Never` keeps them.
+    /// selected: `Sweep` removes them when they hold one object of a type the rules watch and
+    /// that type's list succeeded; files of types whose rule does not resolve (not served,
+    /// not listable), of kinds not watched, and files that are not one manifest (a README, a
+    /// kustomization) always stay. `Never` keeps every file.
     #[serde(default)]
     pub prune: PrunePolicy,
 

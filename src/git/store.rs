@@ -394,6 +394,15 @@ impl SnapshotStats {
     }
 }
 
+/// How a snapshot commit is written: by whom, with what note in its body, and the extra file
+/// (the ownership marker) written only along with a real change.
+pub struct SnapshotCommit<'a> {
+    pub agent: &'a Signature,
+    /// Lines of the commit body (what was not pruned and why).
+    pub notes: &'a [String],
+    pub extra: Option<(&'a str, &'a [u8])>,
+}
+
 impl Store {
     /// Makes `folder` hold exactly `files` (paths relative to the folder → bytes), plus the
     /// existing files for which `keep` says so (the ownership marker), as one commit on top of
@@ -406,9 +415,13 @@ impl Store {
         folder: &str,
         files: impl IntoIterator<Item = (String, Vec<u8>)>,
         keep: impl Fn(&str) -> bool,
-        extra: Option<(&str, &[u8])>,
-        agent: &Signature,
+        commit: SnapshotCommit<'_>,
     ) -> Result<Option<(ObjectId, SnapshotStats)>, StoreError> {
+        let SnapshotCommit {
+            agent,
+            notes,
+            extra,
+        } = commit;
         check_path(folder)?;
         let existing = self.folder_files(parent, folder)?;
         let prefix = format!("{folder}/");
@@ -477,7 +490,15 @@ impl Store {
             .write()
             .map_err(|e| self.fail("writing a tree", e))?
             .detach();
-        let commit = self.write_commit(&repo, tree, parent, agent, agent, &stats.message())?;
+        let mut message = stats.message();
+        if !notes.is_empty() {
+            message.push('\n');
+            for note in notes {
+                message.push('\n');
+                message.push_str(note);
+            }
+        }
+        let commit = self.write_commit(&repo, tree, parent, agent, agent, &message)?;
         Ok(Some((commit, stats)))
     }
 }
@@ -736,8 +757,11 @@ mod tests {
                     ("_cluster/core/namespaces/shop.yaml", "n"),
                 ]),
                 keep,
-                None,
-                &agent,
+                SnapshotCommit {
+                    agent: &agent,
+                    notes: &[],
+                    extra: None,
+                },
             )
             .unwrap()
             .unwrap();
@@ -752,8 +776,11 @@ mod tests {
                     ("_cluster/core/namespaces/shop.yaml", "n"),
                 ]),
                 keep,
-                None,
-                &agent,
+                SnapshotCommit {
+                    agent: &agent,
+                    notes: &[],
+                    extra: None,
+                },
             )
             .unwrap();
         assert!(again.is_none(), "same content: no commit");
@@ -766,8 +793,11 @@ mod tests {
                     ("shop/core/configmaps/b.yaml", "b"),
                 ]),
                 keep,
-                None,
-                &agent,
+                SnapshotCommit {
+                    agent: &agent,
+                    notes: &[],
+                    extra: None,
+                },
             )
             .unwrap()
             .unwrap();

@@ -19,7 +19,7 @@ use super::credentials::Credentials;
 use super::url::redact;
 
 /// A remote repository and how to authenticate to it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Remote {
     pub url: String,
     pub credentials: Option<Credentials>,
@@ -167,6 +167,12 @@ impl TransportError {
     /// The remote could not be reached or did not answer in time: retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
+    }
+
+    /// The remote refused the credentials (authentication failed) or the SSH host key did not
+    /// match `known_hosts`: the credentials Secret is what needs fixing.
+    pub fn rejects_credentials(&self) -> bool {
+        matches!(self, Self::Authentication { .. } | Self::HostKey { .. })
     }
 }
 

@@ -36,12 +36,22 @@ pub struct WorkerConfig {
     pub cluster: String,
     /// Age after which another owner's marker may be taken over.
     pub marker_stale_after: Duration,
-    /// Called with the duration of every push that reached the remote (for a histogram).
+    /// Called after every push round that reached the remote (with its duration, for a
+    /// histogram) and every one that failed (with the error, for reachability conditions).
     pub on_push: Option<PushObserver>,
 }
 
-/// Observes push durations per repository.
-pub type PushObserver = Arc<dyn Fn(&RepoKey, Duration) + Send + Sync>;
+/// What became of one push round.
+#[derive(Debug)]
+pub enum PushEvent<'a> {
+    /// The remote took the push; it took this long.
+    Pushed { took: Duration },
+    /// The round failed; the changes stay pending and are retried.
+    Failed(&'a WorkerError),
+}
+
+/// Observes push rounds per repository.
+pub type PushObserver = Arc<dyn Fn(&RepoKey, PushEvent<'_>) + Send + Sync>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
@@ -123,9 +133,32 @@ pub struct SnapshotRequest {
     pub destination: String,
     /// Paths relative to the folder → bytes.
     pub files: Vec<(String, Vec<u8>)>,
-    /// Remove files of the folder that `files` lacks (prune `Sweep` after complete listings).
-    /// When false, existing files stay and only additions and updates are written.
-    pub prune: bool,
+    /// Which files of the folder that `files` lacks may be removed.
+    pub prune: Prune,
+    /// Lines for the commit message's body: what was not pruned and why (types whose rule did
+    /// not resolve or whose listing failed).
+    pub notes: Vec<String>,
+}
+
+/// Which existing files of a folder a snapshot may remove when its `files` lack them.
+#[derive(Clone)]
+pub enum Prune {
+    /// None: existing files stay; only additions and updates are written.
+    Nothing,
+    /// Only files holding exactly one Kubernetes document for which the predicate says "ours"
+    /// (the agent: an object of a type the destination watches, listed completely, that routes
+    /// to it). Files that are not one such document — a README, a kustomization, a file that
+    /// does not parse, an object of an unwatched type — always stay.
+    Owned(Arc<dyn Fn(&serde_json::Value) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for Prune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prune::Nothing => f.write_str("Nothing"),
+            Prune::Owned(_) => f.write_str("Owned(..)"),
+        }
+    }
 }
 
 /// Work not yet on the remote, in order: replayed onto whatever the remote tip is when pushed.
@@ -148,6 +181,8 @@ impl Pending {
 #[derive(Clone)]
 pub struct WorkerHandle {
     key: RepoKey,
+    /// The URL and credentials the next push uses; replaced when the credentials change.
+    remote: Arc<tokio::sync::watch::Sender<Remote>>,
     store: Arc<Store>,
     pushed: tokio::sync::watch::Receiver<u64>,
     tx: mpsc::Sender<Command>,
@@ -161,6 +196,20 @@ impl WorkerHandle {
 
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
+    }
+
+    /// Uses `remote` (URL spelling and credentials) from the next fetch or push on, so a
+    /// rotated or newly created credentials Secret takes effect without a restart. Returns
+    /// true when it differs from the one in use.
+    pub fn set_remote(&self, remote: Remote) -> bool {
+        self.remote.send_if_modified(|current| {
+            if *current == remote {
+                false
+            } else {
+                *current = remote;
+                true
+            }
+        })
     }
 
     /// The bytes of `path` as last pushed to the branch (what Git holds, as far as this worker
@@ -229,6 +278,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let stats = Arc::new(WorkerStats::default());
     let (pushed_tx, pushed) = tokio::sync::watch::channel(0u64);
+    let (remote_tx, remote) = tokio::sync::watch::channel(remote);
     let worker = Worker {
         key: key.clone(),
         remote,
@@ -247,6 +297,7 @@ pub fn spawn(
     tokio::spawn(worker.run(rx));
     WorkerHandle {
         key,
+        remote: Arc::new(remote_tx),
         store,
         pushed,
         tx,
@@ -256,7 +307,7 @@ pub fn spawn(
 
 struct Worker {
     key: RepoKey,
-    remote: Remote,
+    remote: tokio::sync::watch::Receiver<Remote>,
     store: Arc<Store>,
     transport: Arc<dyn Transport>,
     config: WorkerConfig,
@@ -389,7 +440,7 @@ impl Worker {
         }
         let job = PushJob {
             key: self.key.clone(),
-            remote: self.remote.clone(),
+            remote: self.remote.borrow().clone(),
             store: self.store.clone(),
             transport: self.transport.clone(),
             config: self.config.clone(),
@@ -424,6 +475,9 @@ impl Worker {
                     self.fetched = true;
                 }
                 self.stats.push_failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(observe) = &self.config.on_push {
+                    observe(&self.key, PushEvent::Failed(&error));
+                }
                 tracing::warn!(repository = %self.key, error = %error,
                     waiting_commits = self.pending.len(), retry_in = ?self.retry_delay,
                     "push failed; changes kept and retried");
@@ -499,8 +553,13 @@ impl PushJob {
             let pushed =
                 self.transport
                     .push(self.store.dir(), &self.remote, &self.key.branch, head, tip);
-            if let (Ok(_), Some(observe)) = (&pushed, &self.config.on_push) {
-                observe(&self.key, started.elapsed());
+            if let (Ok(PushOutcome::Pushed), Some(observe)) = (&pushed, &self.config.on_push) {
+                observe(
+                    &self.key,
+                    PushEvent::Pushed {
+                        took: started.elapsed(),
+                    },
+                );
             }
             match pushed {
                 Ok(PushOutcome::Pushed) => {
@@ -693,13 +752,31 @@ impl PushJob {
         committer: &Signature,
     ) -> Result<Option<ObjectId>, StoreError> {
         let files = snapshot.files.iter().map(|(p, b)| (p.clone(), b.clone()));
+        let keep = |relative: &str| -> bool {
+            if relative == MARKER_FILE {
+                return true;
+            }
+            let Prune::Owned(owned) = &snapshot.prune else {
+                return true;
+            };
+            let path = format!("{}/{relative}", snapshot.folder);
+            // Anything that cannot be read as one of our documents stays.
+            let Ok(Some(bytes)) = self.store.read_file(head, &path) else {
+                return true;
+            };
+            crate::manifest::yaml::parse_single_document(&bytes, &path)
+                .is_none_or(|doc| !owned(&doc))
+        };
         let written = self.store.snapshot(
             head,
             &snapshot.folder,
             files,
-            |p| p == MARKER_FILE || !snapshot.prune,
-            Some((MARKER_FILE, marker_text.as_bytes())),
-            committer,
+            keep,
+            super::store::SnapshotCommit {
+                agent: committer,
+                notes: &snapshot.notes,
+                extra: Some((MARKER_FILE, marker_text.as_bytes())),
+            },
         )?;
         if let Some((_, stats)) = &written {
             tracing::info!(repository = %self.key, folder = %snapshot.folder, added = stats.added,

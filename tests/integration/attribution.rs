@@ -364,7 +364,7 @@ async fn bad_input_is_refused_and_the_server_keeps_answering() {
         assert!(text.contains(message), "{what}: {text}");
         assert!(index.is_empty(), "{what}: no fact recorded");
         // The next good request is still served.
-        let ok = post(&pki, addr, "/admission", json, b"{}", false).await;
+        let ok = post(&pki, addr, "/admission", json, b"{}", true).await;
         assert_eq!(ok.status, 422, "{what}: the server still answers");
     }
     assert_eq!(server.stats().rejected, 14);
@@ -393,13 +393,35 @@ async fn admission_reviews_are_allowed_and_recorded_except_dry_runs() {
         .expect("user")
         .to_string();
 
-    let reply = post(
+    // Without the API server's client certificate, a review is refused and records nothing:
+    // whoever could post one would choose a commit's author.
+    let forged = post(
         &pki,
         addr,
         "/admission",
         Some("application/json"),
         review.to_string().as_bytes(),
         false,
+    )
+    .await;
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    assert!(
+        forged.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requires a client certificate"),
+        "{}",
+        forged.body
+    );
+    assert!(index.is_empty(), "a forged review records no fact");
+
+    let reply = post(
+        &pki,
+        addr,
+        "/admission",
+        Some("application/json"),
+        review.to_string().as_bytes(),
+        true,
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -429,7 +451,7 @@ async fn admission_reviews_are_allowed_and_recorded_except_dry_runs() {
         "/admission",
         Some("application/json; charset=utf-8"),
         dry.to_string().as_bytes(),
-        false,
+        true,
     )
     .await;
     assert_eq!(reply.status, 200);

@@ -332,38 +332,54 @@ async fn a_folder_with_a_fresh_marker_of_another_owner_is_refused_and_a_stale_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_writes_the_folder_difference_once() {
-    use gitops_reverser::git::worker::SnapshotRequest;
+    use gitops_reverser::git::worker::{Prune, SnapshotRequest};
     let scratch = Scratch::new("snapshot");
     let repo = scratch.bare("repo.git");
     let reg = registry(&scratch.path().join("state"), config(0, Clock::Wall));
     let w = reg
         .acquire(Remote::new(url(&repo), None), "main", "d")
         .expect("acquire");
-    let request = |files: &[(&str, &str)]| SnapshotRequest {
+    let cm = |name: &str, v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: shop\ndata:\n  v: \"{v}\"\n"
+        )
+    };
+    // Ours: ConfigMaps. Everything else in the folder is someone else's.
+    let ours = |doc: &serde_json::Value| doc["kind"] == "ConfigMap";
+    let request = |files: Vec<(&str, String)>| SnapshotRequest {
         folder: "clusters/prod".into(),
         destination: "flux-system/prod".into(),
-        prune: true,
+        prune: Prune::Owned(std::sync::Arc::new(ours)),
+        notes: vec!["Not pruned: widgets (not served)".into()],
         files: files
-            .iter()
-            .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+            .into_iter()
+            .map(|(p, c)| (p.to_string(), c.into_bytes()))
             .collect(),
     };
     let first = w
-        .snapshot(request(&[
-            ("shop/core/configmaps/a.yaml", "a"),
-            ("shop/core/configmaps/b.yaml", "b"),
+        .snapshot(request(vec![
+            ("shop/core/configmaps/a.yaml", cm("a", "1")),
+            ("shop/core/configmaps/b.yaml", cm("b", "1")),
+            ("README.md", "# prod\n".into()),
+            (
+                "shop/example.com/widgets/w.yaml",
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n".into(),
+            ),
         ]))
         .await
         .expect("snapshot");
     let again = w
-        .snapshot(request(&[
-            ("shop/core/configmaps/a.yaml", "a"),
-            ("shop/core/configmaps/b.yaml", "b"),
+        .snapshot(request(vec![
+            ("shop/core/configmaps/a.yaml", cm("a", "1")),
+            ("shop/core/configmaps/b.yaml", cm("b", "1")),
         ]))
         .await
         .expect("snapshot");
-    assert_eq!(first, again, "nothing differs: no commit");
-    w.snapshot(request(&[("shop/core/configmaps/a.yaml", "a2")]))
+    assert_eq!(
+        first, again,
+        "nothing of ours differs: no commit, nothing else removed"
+    );
+    w.snapshot(request(vec![("shop/core/configmaps/a.yaml", cm("a", "2"))]))
         .await
         .expect("snapshot");
     let log = git(&["log", "--format=%an|%s", "main"], Some(&repo));
@@ -371,9 +387,24 @@ async fn a_snapshot_writes_the_folder_difference_once() {
         log.lines().collect::<Vec<_>>(),
         [
             "gitops-reverser|reconcile: 0 added, 1 updated, 1 removed",
-            "gitops-reverser|reconcile: 2 added, 0 updated, 0 removed"
+            "gitops-reverser|reconcile: 4 added, 0 updated, 0 removed"
         ],
         "{log}"
+    );
+    let body = git(&["log", "-1", "--format=%b", "main"], Some(&repo));
+    assert!(body.contains("Not pruned: widgets (not served)"), "{body}");
+    let files = git(&["ls-tree", "-r", "--name-only", "main"], Some(&repo));
+    assert_eq!(
+        files
+            .lines()
+            .filter(|f| !f.ends_with("/.gitops-reverser-owner"))
+            .collect::<Vec<_>>(),
+        [
+            "clusters/prod/README.md",
+            "clusters/prod/shop/core/configmaps/a.yaml",
+            "clusters/prod/shop/example.com/widgets/w.yaml",
+        ],
+        "the README and the Widget are not ours: they stay"
     );
 }
 

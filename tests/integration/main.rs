@@ -8,6 +8,7 @@ mod crds;
 mod demo;
 mod git_engine;
 mod git_transport;
+mod install;
 mod ops;
 mod replay;
 mod support;
