@@ -178,7 +178,7 @@ async fn bench(namespaces: usize, per_namespace: usize, changes: usize) {
         transport: Arc::new(GitCli::new()),
         settle: Duration::from_millis(50),
         resolver: None,
-        recheck: gitops_reverser::agent::runtime::DEFAULT_RECHECK,
+        ..AgentOptions::default()
     };
     let agent = handle(&options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -482,7 +482,7 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),
             resolver: resolver.clone(),
-            recheck: crate::agent::runtime::DEFAULT_RECHECK,
+            ..crate::agent::runtime::AgentOptions::default()
         };
         let resolver_for_metrics = resolver;
         let handle = crate::agent::runtime::handle(&options);

@@ -194,7 +194,7 @@ async fn demo(
             GRACE,
             AuthorMapping::default(),
         ))),
-        recheck: crate::agent::runtime::DEFAULT_RECHECK,
+        ..AgentOptions::default()
     };
     let agent = crate::agent::runtime::handle(&options);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -174,11 +174,242 @@ pub fn decide_delete(
     })
 }
 
+/// What Git holds, as far as one decision needs it: the bytes of a file by path (from the
+/// repository root), as the destination's worker last pushed it. The agent reads its local
+/// cache (on a blocking thread); tests use a map.
+pub trait GitView {
+    fn read(&self, path: &str) -> Option<Vec<u8>>;
+}
+
+impl GitView for std::collections::HashMap<String, Vec<u8>> {
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.get(path).cloned()
+    }
+}
+
+/// A destination's memory between events: the content hash of each file as the agent last
+/// wrote or read it (path from the repository root → hash). It lets an object applied from Git
+/// be recognised without reading Git, and says a file was written even before its push.
+pub type Known = std::collections::HashMap<String, ContentHash>;
+
+/// One live event for one destination.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    /// The object as the API server sent it, `apiVersion` and `kind` filled in.
+    pub live: &'a Value,
+    /// Its resource (plural), for the path.
+    pub resource: &'a str,
+    /// The watch said DELETED (the object's last state).
+    pub deleted: bool,
+    /// The destination's rules write objects Git does not hold yet (CREATE) / holds (UPDATE).
+    pub creates: bool,
+    pub updates: bool,
+}
+
+/// What was decided for one event and one destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    pub decision: Decision,
+    /// Git held (or the agent had written) a document for the object: a write is an `update`
+    /// rather than a `create`.
+    pub existed: bool,
+    /// Git had to be read (the hash fast path needs no read).
+    pub read_git: bool,
+}
+
+/// The whole decision for one event and one destination, synchronous and without I/O but
+/// `git`'s reads: the hash fast path (no read), then the file Git holds, the operations the
+/// rules cover, and the write / delete / unchanged verdict. `known` is updated with what the
+/// decision wrote or learned. `None`: the operation (a create of an object Git lacks, an update
+/// of one it holds) is one the destination's rules do not write.
+pub fn decide_event(
+    event: &Event<'_>,
+    layout: &Layout,
+    policy: &ExclusionPolicy,
+    known: &mut Known,
+    git: &dyn GitView,
+) -> Result<Option<Decided>, CaptureError> {
+    let id = ObjectId::of(event.live)?;
+    let path = layout.path(&id, event.resource);
+    if event.deleted {
+        let exists = git.read(&path).is_some();
+        let decision = decide_delete(event.live, event.resource, layout, exists)?;
+        if matches!(decision, Decision::Delete { .. }) {
+            known.remove(&path);
+        }
+        return Ok(Some(Decided {
+            decision,
+            existed: exists,
+            read_git: true,
+        }));
+    }
+    let written = known.contains_key(&path);
+    if event.updates && came_from_git(event.live, known.get(&path).copied(), policy) {
+        return Ok(Some(Decided {
+            decision: Decision::Unchanged {
+                path,
+                id,
+                why: Unchanged::Equivalent(Equivalence::HashAnnotation),
+            },
+            existed: true,
+            read_git: false,
+        }));
+    }
+    let current = git.read(&path);
+    let git_doc = current
+        .as_deref()
+        .and_then(|bytes| crate::manifest::yaml::parse_single_document(bytes, &path));
+    match git_doc.as_ref().map(recorded_hash) {
+        Some(hash) => known.insert(path.clone(), hash),
+        None => known.remove(&path),
+    };
+    // CREATE or UPDATE as far as Git is concerned; the rule must cover it.
+    if (current.is_none() && !event.creates) || (current.is_some() && !event.updates) {
+        return Ok(None);
+    }
+    let decision = decide_upsert(
+        event.live.clone(),
+        event.resource,
+        layout,
+        policy,
+        git_doc.as_ref(),
+    )?;
+    if let Decision::Write { path, hash, .. } = &decision {
+        known.insert(path.clone(), *hash);
+    }
+    Ok(Some(Decided {
+        decision,
+        existed: current.is_some() || written,
+        read_git: true,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::yaml::parse_single_document;
     use serde_json::json;
+    use std::collections::HashMap;
+
+    /// Git holding what the decisions wrote (as a push would), for a sequence of events.
+    fn push(git: &mut HashMap<String, Vec<u8>>, outcome: &Option<Decided>) {
+        match outcome.as_ref().map(|d| &d.decision) {
+            Some(Decision::Write { path, content, .. }) => {
+                git.insert(path.clone(), content.clone());
+            }
+            Some(Decision::Delete { path, .. }) => {
+                git.remove(path);
+            }
+            _ => {}
+        }
+    }
+
+    fn event(live: &Value, deleted: bool) -> Event<'_> {
+        Event {
+            live,
+            resource: "configmaps",
+            deleted,
+            creates: true,
+            updates: true,
+        }
+    }
+
+    fn label(outcome: &Option<Decided>) -> (&'static str, bool, bool) {
+        match outcome {
+            Some(d) => (d.decision.label(), d.existed, d.read_git),
+            None => ("not-covered", false, false),
+        }
+    }
+
+    /// A life: created (a create), re-sent unchanged (exact), applied back from Git by a
+    /// reconciler (hash fast path, no read), edited (an update), deleted, deleted again.
+    #[test]
+    fn an_objects_life_against_an_in_memory_git() {
+        let policy = ExclusionPolicy::default();
+        let layout = layout();
+        let mut git: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut known = Known::new();
+        let mut step = |live: &Value, deleted: bool, git: &mut HashMap<String, Vec<u8>>| {
+            let out = decide_event(&event(live, deleted), &layout, &policy, &mut known, &*git)
+                .expect("decided");
+            push(git, &out);
+            label(&out)
+        };
+        assert_eq!(step(&live("on"), false, &mut git), ("written", false, true));
+        assert_eq!(step(&live("on"), false, &mut git), ("exact", true, true));
+        let path = "clusters/dev/shop/core/configmaps/settings.yaml";
+        let mut applied = parse_single_document(&git[path], path).unwrap();
+        applied["metadata"]["resourceVersion"] = json!("12");
+        assert_eq!(
+            step(&applied, false, &mut git),
+            ("hash-annotation", true, false),
+            "recognised without reading Git"
+        );
+        assert_eq!(step(&live("off"), false, &mut git), ("written", true, true));
+        assert_eq!(step(&live("off"), true, &mut git), ("deleted", true, true));
+        assert_eq!(step(&live("off"), true, &mut git), ("no-file", false, true));
+    }
+
+    /// A second change before the first was pushed is an update, not a second create.
+    #[test]
+    fn a_write_not_yet_pushed_makes_the_next_one_an_update() {
+        let policy = ExclusionPolicy::default();
+        let git: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut known = Known::new();
+        let first = decide_event(
+            &event(&live("1"), false),
+            &layout(),
+            &policy,
+            &mut known,
+            &git,
+        )
+        .unwrap();
+        let second = decide_event(
+            &event(&live("2"), false),
+            &layout(),
+            &policy,
+            &mut known,
+            &git,
+        )
+        .unwrap();
+        assert_eq!(label(&first), ("written", false, true));
+        assert_eq!(label(&second), ("written", true, true));
+    }
+
+    /// Rules that write only creates (or only updates) leave the other operation alone.
+    #[test]
+    fn operations_the_rules_do_not_cover_are_not_written() {
+        let policy = ExclusionPolicy::default();
+        let mut git: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut known = Known::new();
+        let live_on = live("on");
+        let updates_only = Event {
+            creates: false,
+            ..event(&live_on, false)
+        };
+        assert_eq!(
+            decide_event(&updates_only, &layout(), &policy, &mut known, &git).unwrap(),
+            None
+        );
+        let created = decide_event(
+            &event(&live_on, false),
+            &layout(),
+            &policy,
+            &mut known,
+            &git,
+        )
+        .unwrap();
+        push(&mut git, &created);
+        let live_off = live("off");
+        let creates_only = Event {
+            updates: false,
+            ..event(&live_off, false)
+        };
+        assert_eq!(
+            decide_event(&creates_only, &layout(), &policy, &mut known, &git).unwrap(),
+            None
+        );
+    }
 
     fn layout() -> Layout {
         Layout {

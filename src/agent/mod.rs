@@ -1,6 +1,11 @@
-//! The agent: turns custom resources into watches and Git workers, and live events into
-//! commits. `capture` is the pure decision for one object and one destination.
+//! The agent: turns custom resources into watches, Git workers and one task per destination,
+//! and live events into commits. `capture` is the pure decision for one event and one
+//! destination; `runtime` is the wiring (see docs/architecture.md for the task structure).
 
 pub mod capture;
+pub mod destination;
+pub mod reconcile;
 pub mod runtime;
+pub mod status;
+pub mod triggers;
 pub mod watches;

@@ -1,39 +1,35 @@
 //! The agent's main loop: reflects the custom resources, namespaces and discovery into the
 //! plan, applies it (watches, workers, statuses, initial reconciles) and captures live events.
 
-use super::capture::{
-    Decision, Layout, came_from_git, decide_delete, decide_upsert, render_folder,
-};
-use super::watches::{WatchEvent, WatchManager, api_for};
+use super::capture::Layout;
+use super::destination::{self, Input, Routed};
+use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
+use super::status::{self, Snapshot};
+use super::triggers::{Triggers, nudge_reconcilers};
+use super::watches::{WatchEvent, WatchManager};
 use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan, ProblemKind, RemoteProblem};
 use crate::crd::{
     ClusterWatchRule, GitDestination, GitRepoConfig, Operation, PrunePolicy, WatchRule,
 };
-use crate::git::change::{Change, FileChange};
 use crate::git::credentials::Credentials;
 use crate::git::registry::Registry;
-use crate::git::transport::{Remote, Transport};
+use crate::git::transport::{GitCli, Remote, Transport};
 use crate::git::window::WindowConfig;
-use crate::git::worker::{
-    Prune, PushEvent, SnapshotRequest, WorkerConfig, WorkerError, WorkerHandle,
-};
-use crate::identity::Author;
+use crate::git::worker::{PushEvent, WorkerConfig, WorkerError, WorkerHandle};
 use crate::manifest::exclude::ExclusionPolicy;
 use crate::ops::Readiness;
 use crate::ops::metrics::{EventDecision, Metrics};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// How the agent runs.
 #[derive(Clone)]
@@ -52,12 +48,65 @@ pub struct AgentOptions {
     /// How often credentials Secrets are read again and unreachable repositories probed again
     /// ([`DEFAULT_RECHECK`]); reachable ones are probed every [`PROBE_INTERVAL`].
     pub recheck: Duration,
+    /// How long shutdown waits for the destinations to hand over their changes and the workers
+    /// to push them ([`DEFAULT_SHUTDOWN_GRACE`], within Kubernetes' default 30 s).
+    pub shutdown_grace: Duration,
+    /// Queue sizes (bounded: a full queue holds back only its own destination or repository).
+    pub queues: Queues,
 }
 
+/// Queue sizes of the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Queues {
+    /// Events waiting for one destination's task; past it the main loop counts an overflow
+    /// and the destination reconciles again.
+    pub destination: usize,
+    /// Changes waiting for one repository worker; past it that destination's task waits.
+    pub worker: usize,
+}
+
+impl Default for Queues {
+    fn default() -> Self {
+        Self {
+            destination: destination::DEFAULT_QUEUE_CAPACITY,
+            worker: WorkerConfig::default().queue_capacity,
+        }
+    }
+}
+
+/// How long shutdown waits for changes to be pushed.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/gitops-reverser"),
+            allow_secrets: false,
+            cluster: "default".into(),
+            streaming_lists: false,
+            transport: Arc::new(GitCli::new()),
+            settle: Duration::from_millis(200),
+            resolver: None,
+            recheck: DEFAULT_RECHECK,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            queues: Queues::default(),
+        }
+    }
+}
+
+/// Why the agent stopped with work undone.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    #[error(
+        "changes of {destinations} were not pushed within the shutdown grace of {grace:?}; the \
+         next start reconciles them"
+    )]
+    NotFlushed {
+        destinations: String,
+        grace: Duration,
+    },
+    #[error("the agent task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// How often a repository's reachability is checked again while nothing changes.
@@ -113,36 +162,67 @@ impl PushLedger {
     }
 }
 
+/// Events held for a destination while its reconcile runs, at most; past it they are dropped
+/// and another reconcile follows (bounded memory while a repository hangs).
+const HELD_LIMIT: usize = 10_000;
+
 /// What the agent holds for one Ready destination.
 struct Destination {
     worker: WorkerHandle,
-    layout: Layout,
-    prune: bool,
-    folder: String,
+    /// Its task's queue: the task decides each event and hands the changes to the worker.
+    tx: mpsc::Sender<Input>,
+    task: tokio::task::JoinHandle<()>,
+    /// What the destination was started with; a change starts it anew.
+    settings: (Layout, bool),
     /// The rules and watches its last reconcile covered (a change triggers a new one).
     covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
     /// Nudges its reconcilers after each push; stopped when the destination is released.
     triggers: tokio::task::JoinHandle<()>,
-    /// The content hash of each file as the agent last wrote or read it (path → hash): lets an
-    /// object applied from Git be recognised without reading Git, and an object applied from an
-    /// older revision be seen as the change it is.
-    known: std::collections::HashMap<String, crate::manifest::ContentHash>,
+    reconciling: bool,
+    /// Events routed to it while its reconcile runs, handed over after it.
+    held: Vec<Routed>,
+    /// Events were lost to a full queue (or the held bound): reconcile again from listings.
+    resync: bool,
 }
 
-/// How an initial reconcile went: done, with what was not pruned and why (empty: everything
-/// was), or incomplete and why.
-type ReconcileResult = Result<Vec<String>, String>;
+impl Destination {
+    /// Hands an event to the destination's task without waiting, or holds it while a reconcile
+    /// runs. True when it could not be taken: the destination must reconcile again.
+    fn offer(&mut self, routed: Routed, label: &str, metrics: &Metrics) -> bool {
+        if self.reconciling {
+            if self.held.len() < HELD_LIMIT {
+                self.held.push(routed);
+                metrics.set_destination_held(label, self.held.len());
+                return false;
+            }
+            self.held.clear();
+            metrics.set_destination_held(label, 0);
+            return self.overflowed(label, metrics);
+        }
+        match self.tx.try_send(Input::Event(routed)) {
+            Ok(()) => {
+                metrics.set_destination_queue(label, self.tx.max_capacity() - self.tx.capacity());
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.overflowed(label, metrics),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!(destination = %label, "the destination's task has stopped; event dropped");
+                false
+            }
+        }
+    }
 
-/// A finished initial reconcile: the destination, how it went, and the hashes of the files it
-/// wrote or found (path from the repository root → content hash).
-type Reconciled = (
-    ObjectKey,
-    ReconcileResult,
-    Vec<(String, crate::manifest::ContentHash)>,
-);
-
-/// Each destination's reconciler triggers, as its spec says now (namespace filled in).
-type Triggers = Arc<std::sync::Mutex<BTreeMap<ObjectKey, Vec<crate::crd::ReconcilerTrigger>>>>;
+    fn overflowed(&mut self, label: &str, metrics: &Metrics) -> bool {
+        metrics.record_destination_overflow(label);
+        if !self.resync {
+            tracing::warn!(destination = %label,
+                "queue full (its repository is slow or unreachable); events are dropped and the \
+                 destination reconciles from complete listings once it catches up");
+        }
+        self.resync = true;
+        true
+    }
+}
 
 /// The running agent's shared pieces, for the `run` command and tests.
 #[derive(Clone)]
@@ -152,6 +232,37 @@ pub struct AgentHandle {
     pub readiness: Readiness,
     watches: Arc<std::sync::Mutex<usize>>,
     pushes: Arc<PushLedger>,
+}
+
+/// A running agent: its shared pieces, and a way to stop it.
+pub struct RunningAgent {
+    pub handle: AgentHandle,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), AgentError>>,
+}
+
+impl RunningAgent {
+    /// Stops the agent (watches end, destinations hand over, workers push within the grace)
+    /// and returns how it ended.
+    pub async fn stop(self) -> Result<(), AgentError> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+
+    /// True once the agent's task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Starts the agent on its own task: what `run`, `demo`, the tests and the benches use.
+pub fn spawn(client: kube::Client, options: AgentOptions) -> RunningAgent {
+    let handle = handle(&options);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run(client, options, handle.clone(), async {
+        let _ = stopped.await;
+    }));
+    RunningAgent { handle, stop, task }
 }
 
 impl AgentHandle {
@@ -186,6 +297,7 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
         options.transport.clone(),
         WorkerConfig {
             cluster: options.cluster.clone(),
+            queue_capacity: options.queues.worker,
             on_push: Some(Arc::new(
                 move |key: &crate::git::url::RepoKey, event: PushEvent<'_>| {
                     if let PushEvent::Pushed { took } = event {
@@ -247,22 +359,22 @@ pub async fn run(
     let (done_tx, mut reconciled) = mpsc::channel::<Reconciled>(64);
     let (probe_tx, mut probed) =
         mpsc::channel::<(ObjectKey, ProbeKey, Result<(), RemoteProblem>)>(64);
+    let (status, status_writer) = status::spawn_writer(client.clone());
     let mut agent = Agent {
         client: client.clone(),
         options: options.clone(),
         handle: handle.clone(),
         plan: Arc::new(Plan::default()),
         destinations: BTreeMap::new(),
-        reconciling: BTreeSet::new(),
         reconcile_results: BTreeMap::new(),
-        held: BTreeMap::new(),
-        attributing: Attributing::default(),
         triggers: Triggers::default(),
         done_tx,
         probes: BTreeMap::new(),
         probe_tx,
         credentials: BTreeMap::new(),
         repos: Vec::new(),
+        status,
+        inputs: None,
     };
     tokio::pin!(shutdown);
     // Reachability is checked again now and then even when nothing changes.
@@ -308,7 +420,7 @@ pub async fn run(
                 agent.apply(inputs, &mut watches).await;
             }
             Some(event) = events.recv() => {
-                if agent.capture(event).await {
+                if agent.capture(event) {
                     dirty = true;
                 }
             }
@@ -320,34 +432,16 @@ pub async fn run(
                 agent.probes.insert(key, (probe, Instant::now(), Some(result)));
             }
             Some((key, result, hashes)) = reconciled.recv() => {
-                if let Some(destination) = agent.destinations.get_mut(&key) {
-                    destination.known.extend(hashes);
+                if agent.reconciled(key, result, hashes) {
+                    dirty = true;
                 }
-                agent.reconciling.remove(&key);
-                // Events held during the reconcile go through now, for this destination only.
-                for (watch, object, deleted) in agent.held.remove(&key).unwrap_or_default() {
-                    agent.capture_object(watch, object, deleted, Some(&key)).await;
-                }
-                if let Err(reason) = &result {
-                    tracing::warn!(destination = %key, %reason, "initial reconcile incomplete");
-                }
-                agent.reconcile_results.insert(key, result);
-                agent.update_readiness();
-                // The destination's `Reconciled` condition says how it went.
-                dirty = true;
             }
         }
     }
     drop(watches);
-    for (key, destination) in &agent.destinations {
-        if let Err(e) = destination.worker.flush().await {
-            tracing::error!(destination = %key, error = %e, "changes not pushed at shutdown; the next start reconciles them");
-        }
-    }
-    for key in agent.destinations.keys() {
-        handle.registry.release(&key.to_string());
-    }
-    Ok(())
+    let result = agent.shut_down().await;
+    status_writer.abort();
+    result
 }
 
 struct Agent {
@@ -356,7 +450,6 @@ struct Agent {
     handle: AgentHandle,
     plan: Arc<Plan>,
     destinations: BTreeMap<ObjectKey, Destination>,
-    reconciling: BTreeSet<ObjectKey>,
     reconcile_results: BTreeMap<ObjectKey, ReconcileResult>,
     /// Reachability of each GitRepoConfig's repository: what was probed (URL, credentials,
     /// generation), when, and the answer (`None` while the probe runs).
@@ -366,12 +459,12 @@ struct Agent {
     credentials: BTreeMap<ObjectKey, Result<Credentials, String>>,
     /// The GitRepoConfigs of the last apply (their Secrets are read again between applies).
     repos: Vec<GitRepoConfig>,
-    /// Changes waiting for their author, in order per file.
-    attributing: Attributing,
     triggers: Triggers,
-    /// Events that arrived for a destination while its reconcile was running.
-    held: BTreeMap<ObjectKey, Vec<(config::WatchKey, Box<kube::api::DynamicObject>, bool)>>,
     done_tx: mpsc::Sender<Reconciled>,
+    /// The status writer's input: the latest plan and reconcile results.
+    status: tokio::sync::watch::Sender<Option<Arc<Snapshot>>>,
+    /// The inputs of the last plan (statuses are written from them).
+    inputs: Option<Inputs>,
 }
 
 impl Agent {
@@ -404,28 +497,25 @@ impl Agent {
             .map(|(k, v)| (k.clone(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
             .collect();
         let plan = Arc::new(config::plan(&inputs));
+        let delta = plan.delta_from(&self.plan);
         self.credentials = credentials;
         self.plan = plan.clone();
         self.probe_repositories();
         let credentials = &self.credentials;
-        self.write_statuses(&inputs, &plan).await;
+        self.inputs = Some(inputs);
 
-        // Workers: release destinations that are gone or moved; acquire new ones.
-        let holders = plan.holders();
-        let stale: Vec<ObjectKey> = self
-            .destinations
-            .iter()
-            .filter(|(key, d)| holders.get(*key) != Some(d.worker.key()))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in stale {
-            if let Some(gone) = self.destinations.remove(&key) {
+        // Destinations the plan releases (gone, moved, reconfigured) stop; then the ones it
+        // acquires start (plus any whose start failed before).
+        for key in delta.release.keys() {
+            if let Some(gone) = self.destinations.remove(key) {
                 gone.triggers.abort();
+                self.handle.metrics.forget_destination(&key.to_string());
+                // Its task finishes what is queued; the worker lands it when released.
             }
             self.handle.registry.release(&key.to_string());
-            self.reconcile_results.remove(&key);
-            self.held.remove(&key);
+            self.reconcile_results.remove(key);
         }
+        let holders = plan.holders();
         for (key, repo_key) in &holders {
             let Some(resolved) = plan.destinations.get(key).and_then(|d| d.resolved.as_ref())
             else {
@@ -458,24 +548,38 @@ impl Agent {
                 ) {
                     Ok(worker) => {
                         let pushed = worker.pushed();
+                        let layout = Layout {
+                            folder: resolved.folder.clone(),
+                            template: resolved.path_template.clone(),
+                        };
+                        let (tx, task) = destination::spawn(
+                            destination::Settings {
+                                key: key.clone(),
+                                worker: worker.clone(),
+                                layout: layout.clone(),
+                                policy: self.policy(),
+                                resolver: self.options.resolver.clone(),
+                                metrics: self.handle.metrics.clone(),
+                            },
+                            self.options.queues.destination,
+                        );
                         self.destinations.insert(
                             key.clone(),
                             Destination {
                                 worker,
-                                layout: Layout {
-                                    folder: resolved.folder.clone(),
-                                    template: resolved.path_template.clone(),
-                                },
-                                prune: resolved.prune == PrunePolicy::Sweep,
-                                folder: resolved.folder.clone(),
+                                tx,
+                                task,
+                                settings: (layout, resolved.prune == PrunePolicy::Sweep),
                                 covered: Default::default(),
-                                known: Default::default(),
                                 triggers: tokio::spawn(nudge_reconcilers(
                                     self.client.clone(),
                                     key.clone(),
                                     pushed,
                                     self.triggers.clone(),
                                 )),
+                                reconciling: false,
+                                held: Vec::new(),
+                                resync: false,
                             },
                         );
                     }
@@ -524,26 +628,128 @@ impl Agent {
                     });
                 continue;
             }
-            if covered == destination.covered || self.reconciling.contains(key) {
+            if (covered == destination.covered && !destination.resync) || destination.reconciling {
                 continue;
             }
             destination.covered = covered;
-            self.reconciling.insert(key.clone());
-            tokio::spawn(reconcile(
-                self.client.clone(),
-                plan.clone(),
-                key.clone(),
-                destination.worker.clone(),
-                destination.layout.clone(),
-                destination.folder.clone(),
-                destination.prune,
-                unresolved,
-                policy.clone(),
+            destination.resync = false;
+            destination.reconciling = true;
+            tokio::spawn(reconcile::reconcile(
+                reconcile::Request {
+                    client: self.client.clone(),
+                    plan: plan.clone(),
+                    key: key.clone(),
+                    worker: destination.worker.clone(),
+                    destination: destination.tx.clone(),
+                    layout: destination.settings.0.clone(),
+                    prune: destination.settings.1,
+                    unresolved,
+                    policy: policy.clone(),
+                },
                 self.done_tx.clone(),
             ));
         }
         self.plan = plan;
         self.update_readiness();
+        self.publish_status();
+    }
+
+    /// Hands the latest plan and reconcile results to the status writer.
+    fn publish_status(&self) {
+        if let Some(inputs) = &self.inputs {
+            let _ = self.status.send(Some(Arc::new(Snapshot {
+                inputs: inputs.clone(),
+                plan: self.plan.clone(),
+                reconciled: self.reconcile_results.clone(),
+            })));
+        }
+    }
+
+    /// A destination's reconcile finished: what it found is learned, the events held meanwhile
+    /// go to its task, and `Reconciled` says how it went. True when it must reconcile again.
+    fn reconciled(
+        &mut self,
+        key: ObjectKey,
+        result: ReconcileResult,
+        hashes: Vec<(String, crate::manifest::ContentHash)>,
+    ) -> bool {
+        let mut again = false;
+        let label = key.to_string();
+        if let Some(destination) = self.destinations.get_mut(&key) {
+            destination.reconciling = false;
+            // Only the hash fast path depends on this: a full queue just costs Git reads.
+            let _ = destination.tx.try_send(Input::Learned(hashes));
+            for routed in std::mem::take(&mut destination.held) {
+                destination.offer(routed, &label, &self.handle.metrics);
+            }
+            self.handle.metrics.set_destination_held(&label, 0);
+            again = destination.resync;
+        }
+        if let Err(reason) = &result {
+            tracing::warn!(destination = %key, %reason, "initial reconcile incomplete");
+        }
+        self.reconcile_results.insert(key, result);
+        self.update_readiness();
+        self.publish_status();
+        again
+    }
+
+    /// Stops every destination: each task hands over what it has queued, each worker pushes,
+    /// all within the shutdown grace (a hanging repository does not hold up the others, nor
+    /// the shutdown past the grace).
+    async fn shut_down(&mut self) -> Result<(), AgentError> {
+        let grace = self.options.shutdown_grace;
+        let flushes =
+            std::mem::take(&mut self.destinations)
+                .into_iter()
+                .map(|(key, destination)| {
+                    destination.triggers.abort();
+                    let Destination {
+                        worker, tx, task, ..
+                    } = destination;
+                    drop(tx);
+                    async move {
+                        let _ = task.await;
+                        let flushed = worker.flush().await;
+                        if let Err(e) = &flushed {
+                            tracing::error!(destination = %key, error = %e,
+                            "changes not pushed at shutdown; the next start reconciles them");
+                        }
+                        (key, flushed.is_ok())
+                    }
+                });
+        let outcome = tokio::time::timeout(grace, futures::future::join_all(flushes)).await;
+        for key in self.plan.holders().keys() {
+            self.handle.registry.release(&key.to_string());
+        }
+        match outcome {
+            Ok(done) => {
+                let failed: Vec<String> = done
+                    .into_iter()
+                    .filter(|(_, ok)| !ok)
+                    .map(|(key, _)| key.to_string())
+                    .collect();
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(AgentError::NotFlushed {
+                        destinations: failed.join(", "),
+                        grace,
+                    })
+                }
+            }
+            Err(_) => {
+                tracing::error!(
+                    ?grace,
+                    "shutdown grace over with changes not pushed (a repository \
+                    did not answer); the next start reconciles them"
+                );
+                Err(AgentError::NotFlushed {
+                    destinations: "some destinations".into(),
+                    grace,
+                })
+            }
+        }
     }
 
     fn policy(&self) -> ExclusionPolicy {
@@ -703,63 +909,9 @@ impl Agent {
         out
     }
 
-    /// Patches the conditions of every custom resource whose conditions changed.
-    async fn write_statuses(&self, inputs: &Inputs, plan: &Plan) {
-        let now = Time(jiff::Timestamp::now());
-        let client = &self.client;
-        for repo in &inputs.repos {
-            let ns = repo.namespace().unwrap_or_default();
-            let key = ObjectKey::new(&ns, repo.name_any());
-            if let Some(p) = plan.repos.get(&key) {
-                patch_status(
-                    Api::namespaced(client.clone(), &ns),
-                    repo,
-                    &p.conditions,
-                    &now,
-                )
-                .await;
-            }
-        }
-        for dest in &inputs.destinations {
-            let ns = dest.namespace().unwrap_or_default();
-            let key = ObjectKey::new(&ns, dest.name_any());
-            if let Some(p) = plan.destinations.get(&key) {
-                let mut conditions = p.conditions.clone();
-                if let Some(result) = self.reconcile_results.get(&key) {
-                    conditions.push(reconciled_condition(result, p.generation));
-                }
-                patch_status(
-                    Api::namespaced(client.clone(), &ns),
-                    dest,
-                    &conditions,
-                    &now,
-                )
-                .await;
-            }
-        }
-        for rule in &inputs.watch_rules {
-            let ns = rule.namespace().unwrap_or_default();
-            let key = config::RuleKey::Namespaced(ObjectKey::new(&ns, rule.name_any()));
-            if let Some(p) = plan.rules.get(&key) {
-                patch_status(
-                    Api::namespaced(client.clone(), &ns),
-                    rule,
-                    &p.conditions,
-                    &now,
-                )
-                .await;
-            }
-        }
-        for rule in &inputs.cluster_rules {
-            if let Some(p) = plan.rules.get(&config::RuleKey::Cluster(rule.name_any())) {
-                patch_status(Api::all(client.clone()), rule, &p.conditions, &now).await;
-            }
-        }
-    }
-
-    /// One live event: route it, decide per destination, hand changes to the workers.
-    /// Returns true when the plan must be applied again (a reconcile is due).
-    async fn capture(&mut self, event: WatchEvent) -> bool {
+    /// One watch event: a listing completed (a failed reconcile may retry), or an object to
+    /// route. Returns true when the plan must be applied again (a reconcile is due).
+    fn capture(&mut self, event: WatchEvent) -> bool {
         let (key, object, deleted) = match event {
             WatchEvent::Upsert { key, object, .. } => (key, object, false),
             WatchEvent::Delete { key, object } => (key, object, true),
@@ -783,27 +935,26 @@ impl Agent {
             }
             WatchEvent::Failed { .. } => return false,
         };
-        self.capture_object(key, object, deleted, None).await;
-        false
+        self.route(key, Arc::from(object), deleted)
     }
 
-    /// Captures one object for every destination it routes to (or only `only`). A
-    /// destination whose initial reconcile is running holds the event until it finishes, so the
-    /// reconcile is one commit and nothing that happens meanwhile is lost.
-    async fn capture_object(
+    /// Routes one object to every destination whose rules select it, without waiting: each
+    /// destination's task decides on its own. True when a destination lost events and must
+    /// reconcile again.
+    fn route(
         &mut self,
         key: config::WatchKey,
-        object: Box<kube::api::DynamicObject>,
+        object: Arc<kube::api::DynamicObject>,
         deleted: bool,
-        only: Option<&ObjectKey>,
-    ) {
-        let labels = object.metadata.labels.clone().unwrap_or_default();
+    ) -> bool {
+        let none = BTreeMap::new();
+        let labels = object.metadata.labels.as_ref().unwrap_or(&none);
         let object_ref = ObjectRef {
             group: &key.group,
             version: &key.version,
             resource: &key.resource,
             namespace: namespace_of(&object.metadata),
-            labels: &labels,
+            labels,
         };
         let (creates, updates) = if deleted {
             (self.plan.route(&object_ref, Operation::Delete), Vec::new())
@@ -824,492 +975,24 @@ impl Agent {
             tracing::debug!(watch = %key, namespace = ?object_ref.namespace,
                 name = ?object.metadata.name, deleted, "no destination's rule selects this object");
             self.handle.metrics.record_event(EventDecision::NoRoute);
-            return;
+            return false;
         }
-        let mut live = match serde_json::to_value(&*object) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(watch = %key, error = %e, "cannot read an object; skipped");
-                return;
-            }
-        };
-        fill_type(&mut live, &key);
-        let policy = self.policy();
-        for (dest_key, (on_create, on_update)) in targets {
-            if only.is_some_and(|o| *o != dest_key) {
-                continue;
-            }
-            if self.reconciling.contains(&dest_key) {
-                self.held
-                    .entry(dest_key)
-                    .or_default()
-                    .push((key.clone(), object.clone(), deleted));
-                continue;
-            }
+        let mut lost = false;
+        for (dest_key, (creates, updates)) in targets {
             let Some(destination) = self.destinations.get_mut(&dest_key) else {
                 continue;
             };
-            // Whether Git held a document for the object: a write is a `create` otherwise.
-            let mut existed = true;
-            let decision = if deleted {
-                let path = match crate::manifest::ObjectId::of(&live) {
-                    Ok(id) => destination.layout.path(&id, &key.resource),
-                    Err(_) => continue,
-                };
-                let exists = destination
-                    .worker
-                    .read_pushed(&path)
-                    .ok()
-                    .flatten()
-                    .is_some();
-                decide_delete(&live, &key.resource, &destination.layout, exists)
-            } else {
-                let id = match crate::manifest::ObjectId::of(&live) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        tracing::warn!(watch = %key, error = %e, "object without identity; skipped");
-                        continue;
-                    }
-                };
-                let path = destination.layout.path(&id, &key.resource);
-                if on_update && came_from_git(&live, destination.known.get(&path).copied(), &policy)
-                {
-                    let decision = Decision::Unchanged {
-                        path,
-                        id,
-                        why: crate::agent::capture::Unchanged::Equivalent(
-                            crate::manifest::equivalence::Equivalence::HashAnnotation,
-                        ),
-                    };
-                    record_decision(&self.handle.metrics, &dest_key, &decision);
-                    continue;
-                }
-                // Git holds a document for it, or the agent wrote one not yet pushed.
-                let written = destination.known.contains_key(&path);
-                self.handle.metrics.record_git_read();
-                let current = destination.worker.read_pushed(&path).ok().flatten();
-                let git_doc = current
-                    .as_deref()
-                    .and_then(|bytes| crate::manifest::yaml::parse_single_document(bytes, &path));
-                match git_doc.as_ref().map(crate::manifest::hash::recorded_hash) {
-                    Some(hash) => destination.known.insert(path.clone(), hash),
-                    None => destination.known.remove(&path),
-                };
-                // CREATE or UPDATE as far as Git is concerned; the rule must cover it.
-                if (current.is_none() && !on_create) || (current.is_some() && !on_update) {
-                    continue;
-                }
-                existed = current.is_some() || written;
-                decide_upsert(
-                    live.clone(),
-                    &key.resource,
-                    &destination.layout,
-                    &policy,
-                    git_doc.as_ref(),
-                )
-            };
-            let decision = match decision {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(watch = %key, destination = %dest_key, error = %e, "cannot render an object; skipped");
-                    continue;
-                }
-            };
-            record_decision(&self.handle.metrics, &dest_key, &decision);
-            match &decision {
-                Decision::Write { path, hash, .. } => {
-                    destination.known.insert(path.clone(), *hash);
-                }
-                Decision::Delete { path, .. } => {
-                    destination.known.remove(path);
-                }
-                _ => {}
-            }
-            let file = match decision {
-                Decision::Write {
-                    path,
-                    content,
-                    hash,
-                    id,
-                } => FileChange {
-                    summary: format!(
-                        "{} {}",
-                        if existed { "update" } else { "create" },
-                        id.summary()
-                    ),
-                    namespace: id.namespace.clone(),
-                    live: Some(Arc::new(live.clone())),
-                    path,
-                    content: Some(content.into()),
-                    hash: Some(hash),
-                },
-                Decision::Delete { path, id } => FileChange {
-                    summary: format!("delete {}", id.summary()),
-                    namespace: id.namespace.clone(),
-                    live: None,
-                    path,
-                    content: None,
-                    hash: None,
-                },
-                _ => continue,
-            };
-            let observed_at = jiff::Timestamp::now();
-            let change = Change {
-                folder: destination.folder.clone(),
-                destination: dest_key.to_string(),
-                author: Author::unknown(),
-                user: None,
-                impersonator: None,
-                audit_id: None,
-                received: observed_at,
-                file,
-            };
-            let Some(resolver) = self.options.resolver.clone() else {
-                self.handle.metrics.record_unattributed();
-                if let Err(e) = destination.worker.send(change).await {
-                    tracing::error!(destination = %dest_key, error = %e, "worker stopped; change not queued");
-                }
-                continue;
-            };
-            let lookup = crate::attribution::resolver::Lookup {
-                uid: object.metadata.uid.clone(),
-                resource_version: object.metadata.resource_version.clone(),
-                content_hash: change.file.hash,
+            let routed = Routed {
+                watch: key.clone(),
+                object: object.clone(),
                 deleted,
-                group: key.group.clone(),
-                resource: key.resource.clone(),
-                namespace: namespace_of(&object.metadata).map(str::to_string),
-                name: object.metadata.name.clone().unwrap_or_default(),
-                observed_at,
+                creates,
+                updates,
             };
-            self.attributing.submit(
-                &dest_key,
-                change,
-                lookup,
-                resolver,
-                destination.worker.clone(),
-                self.handle.metrics.clone(),
-            );
+            lost |= destination.offer(routed, &dest_key.to_string(), &self.handle.metrics);
         }
+        lost
     }
-}
-
-/// Resolves who made each change (waiting at most the resolver's grace period) without
-/// holding up other files: every change waits for its author on its own task, and changes of one
-/// file reach the worker in the order they were seen.
-#[derive(Default)]
-struct Attributing {
-    /// The last change submitted per (destination, path): done when it reached the worker.
-    last: std::collections::HashMap<(ObjectKey, String), tokio::sync::watch::Receiver<bool>>,
-}
-
-impl Attributing {
-    fn submit(
-        &mut self,
-        destination: &ObjectKey,
-        mut change: Change,
-        lookup: crate::attribution::resolver::Lookup,
-        resolver: Arc<crate::attribution::resolver::Resolver>,
-        worker: WorkerHandle,
-        metrics: Arc<Metrics>,
-    ) {
-        if self.last.len() > 4096 {
-            self.last.retain(|_, done| !*done.borrow());
-        }
-        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        let previous = self
-            .last
-            .insert((destination.clone(), change.file.path.clone()), done_rx);
-        let destination = destination.clone();
-        tokio::spawn(async move {
-            let who = resolver.resolve(lookup).await;
-            if let Some(mut previous) = previous {
-                let _ = previous.wait_for(|done| *done).await;
-            }
-            if who.source == crate::attribution::facts::Source::Unknown {
-                metrics.record_unattributed();
-            }
-            change.author = who.author;
-            change.user = who.user;
-            change.impersonator = who.impersonator;
-            change.audit_id = who.audit_id;
-            change.received = who.time;
-            if let Err(e) = worker.send(change).await {
-                tracing::error!(%destination, error = %e, "worker stopped; change not queued");
-            }
-            let _ = done_tx.send(true);
-        });
-    }
-}
-
-/// After each push of the destination's worker, asks its reconcilers to reconcile now: Flux's
-/// `reconcile.fluxcd.io/requestedAt` (a timestamp) or Argo CD's `argocd.argoproj.io/refresh`.
-async fn nudge_reconcilers(
-    client: kube::Client,
-    destination: ObjectKey,
-    mut pushed: tokio::sync::watch::Receiver<u64>,
-    triggers: Triggers,
-) {
-    while pushed.changed().await.is_ok() {
-        let list = triggers
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&destination).cloned())
-            .unwrap_or_default();
-        for trigger in list {
-            let (group, version, plural, kind, annotation) = trigger.kind.target();
-            let resource = kube::api::ApiResource {
-                group: group.into(),
-                version: version.into(),
-                api_version: format!("{group}/{version}"),
-                kind: kind.into(),
-                plural: plural.into(),
-            };
-            let ns = trigger
-                .namespace
-                .clone()
-                .unwrap_or_else(|| destination.namespace.clone());
-            let api: Api<kube::api::DynamicObject> =
-                Api::namespaced_with(client.clone(), &ns, &resource);
-            let value = if annotation == "argocd.argoproj.io/refresh" {
-                "normal".to_string()
-            } else {
-                jiff::Timestamp::now().to_string()
-            };
-            let patch = json!({"metadata": {"annotations": {annotation: value}}});
-            match api
-                .patch(
-                    &trigger.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(%destination, reconciler = %format!("{kind} {ns}/{}", trigger.name), "asked to reconcile the pushed commit")
-                }
-                Err(e) => {
-                    tracing::warn!(%destination, reconciler = %format!("{kind} {ns}/{}", trigger.name), error = %e,
-                    "cannot nudge the reconciler (does the agent have patch on it?)")
-                }
-            }
-        }
-    }
-}
-
-/// The condition type that reports a destination's initial reconcile.
-pub const RECONCILED: &str = "Reconciled";
-
-fn reconciled_condition(result: &ReconcileResult, generation: Option<i64>) -> Condition {
-    match result {
-        Ok(not_pruned) if not_pruned.is_empty() => config::conditions::condition(
-            RECONCILED,
-            config::Status::True,
-            "Complete",
-            "the folder was reconciled from complete listings",
-            generation,
-        ),
-        Ok(not_pruned) => config::conditions::condition(
-            RECONCILED,
-            config::Status::True,
-            "PartiallyPruned",
-            format!(
-                "the folder was reconciled from complete listings of the types that resolved; {}",
-                not_pruned.join("; ")
-            ),
-            generation,
-        ),
-        Err(reason) => config::conditions::condition(
-            RECONCILED,
-            config::Status::False,
-            "Incomplete",
-            reason.clone(),
-            generation,
-        ),
-    }
-}
-
-/// Logs a decision and counts it.
-fn record_decision(metrics: &Metrics, destination: &ObjectKey, decision: &Decision) {
-    log_decision(destination, decision);
-    metrics.record_event(EventDecision::from(decision));
-}
-
-/// What was decided and why: writes at info, everything else at debug.
-fn log_decision(destination: &ObjectKey, decision: &Decision) {
-    use crate::agent::capture::Unchanged;
-    let label = decision.label();
-    match decision {
-        Decision::Write { path, id, .. } | Decision::Delete { path, id } => {
-            tracing::info!(%destination, object = %id, %path, decision = label, "change captured");
-        }
-        Decision::Unchanged { path, id, why } => {
-            let reason = match why {
-                Unchanged::Equivalent(how) => how.to_string(),
-                Unchanged::NoFile => "no file to remove".to_string(),
-            };
-            tracing::debug!(%destination, object = %id, %path, decision = label, %reason, "nothing to write");
-        }
-        Decision::Excluded { id, exclusion } => {
-            tracing::debug!(%destination, object = %id, decision = label, rule = exclusion.rule,
-                reason = %exclusion.reason, "not written");
-        }
-    }
-}
-
-/// Watch events of typed lists may lack apiVersion/kind; the watch knows them.
-fn fill_type(object: &mut Value, key: &config::WatchKey) {
-    if let Some(map) = object.as_object_mut() {
-        let api_version = if key.group.is_empty() {
-            key.version.clone()
-        } else {
-            format!("{}/{}", key.group, key.version)
-        };
-        map.entry("apiVersion")
-            .or_insert_with(|| Value::String(api_version));
-        map.entry("kind")
-            .or_insert_with(|| Value::String(key.kind.clone()));
-    }
-}
-
-/// Lists everything the destination's rules select and writes the folder's difference as one
-/// commit. A listing that fails removes nothing.
-#[allow(clippy::too_many_arguments)] // one spawned task's inputs, each needed once
-async fn reconcile(
-    client: kube::Client,
-    plan: Arc<Plan>,
-    key: ObjectKey,
-    worker: WorkerHandle,
-    layout: Layout,
-    folder: String,
-    prune: bool,
-    unresolved: Vec<String>,
-    policy: ExclusionPolicy,
-    done: mpsc::Sender<Reconciled>,
-) {
-    let started = Instant::now();
-    let mut objects = Vec::new();
-    let mut failures = Vec::new();
-    let mut listed = Vec::new();
-    for watch in plan.watches_for(&key) {
-        let api = api_for(client.clone(), &watch);
-        let mut params = ListParams::default().limit(500);
-        loop {
-            match api.list(&params).await {
-                Ok(list) => {
-                    let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
-                    for object in list.items {
-                        let labels = object.metadata.labels.clone().unwrap_or_default();
-                        let r = ObjectRef {
-                            group: &watch.group,
-                            version: &watch.version,
-                            resource: &watch.resource,
-                            namespace: namespace_of(&object.metadata),
-                            labels: &labels,
-                        };
-                        if !plan
-                            .route(&r, Operation::All)
-                            .iter()
-                            .any(|route| route.destination == key)
-                        {
-                            continue;
-                        }
-                        if let Ok(mut value) = serde_json::to_value(&object) {
-                            fill_type(&mut value, &watch);
-                            objects.push((watch.resource.clone(), value));
-                        }
-                    }
-                    match next {
-                        Some(token) => params = params.continue_token(&token),
-                        None => {
-                            listed.push(watch.clone());
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    failures.push(format!("listing {watch} failed: {e}"));
-                    break;
-                }
-            }
-        }
-    }
-    let content = render_folder(objects, &layout, &policy);
-    for problem in &content.invalid {
-        tracing::warn!(destination = %key, %problem, "object not written");
-    }
-    // What is not pruned, and why: said in the log, the commit message and `Reconciled`.
-    let not_pruned: Vec<String> = unresolved
-        .iter()
-        .chain(&failures)
-        .map(|why| format!("Not pruned: {why}"))
-        .collect();
-    if prune {
-        for why in &not_pruned {
-            tracing::warn!(destination = %key, reason = %why, "files of a resource type are not pruned");
-        }
-    }
-    let request = SnapshotRequest {
-        folder,
-        destination: key.to_string(),
-        files: content.files,
-        prune: if prune {
-            owned_by(plan.clone(), key.clone(), listed)
-        } else {
-            Prune::Nothing
-        },
-        notes: if prune {
-            not_pruned.clone()
-        } else {
-            Vec::new()
-        },
-    };
-    let complete = failures.is_empty();
-    let result = match worker.snapshot(request).await {
-        Err(e) => Err(e),
-        Ok(_) if !complete && prune => Err(not_pruned.join("; ")),
-        Ok(_) if !complete => Err(failures.join("; ")),
-        Ok(_) if prune => Ok(not_pruned),
-        Ok(_) => Ok(Vec::new()),
-    };
-    tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
-    let _ = done.send((key, result, content.hashes)).await;
-}
-
-/// The prune rule of one destination's snapshot: a document is ours when its type was listed
-/// completely for this destination and the object it describes routes here (namespace, labels),
-/// so the listing would have contained it had it still existed.
-fn owned_by(plan: Arc<Plan>, destination: ObjectKey, listed: Vec<config::WatchKey>) -> Prune {
-    Prune::Owned(Arc::new(move |doc: &Value| {
-        let Ok(id) = crate::manifest::ObjectId::of(doc) else {
-            return false;
-        };
-        let labels: BTreeMap<String, String> = doc
-            .pointer("/metadata/labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default();
-        listed
-            .iter()
-            .filter(|w| w.group == id.group && w.kind == id.kind)
-            .any(|w| {
-                let r = ObjectRef {
-                    group: &w.group,
-                    version: &w.version,
-                    resource: &w.resource,
-                    namespace: id.namespace.as_deref(),
-                    labels: &labels,
-                };
-                plan.route(&r, Operation::All)
-                    .iter()
-                    .any(|route| route.destination == destination)
-            })
-    }))
-}
-
-/// An object's namespace, `None` for cluster-scoped objects however the server spelled it
-/// (a missing field or `namespace: ""`).
-fn namespace_of(meta: &kube::api::ObjectMeta) -> Option<&str> {
-    meta.namespace.as_deref().filter(|ns| !ns.is_empty())
 }
 
 /// A reflector on every object of kind `K`, notifying `changed` on each event.
@@ -1350,45 +1033,5 @@ async fn discover(client: &kube::Client) -> config::Discovery {
             tracing::warn!(error = %e, "discovery failed; using no resources until the next change");
             config::Discovery::default()
         }
-    }
-}
-
-/// Merges `desired` into the object's status conditions and patches when something changed.
-async fn patch_status<K>(api: Api<K>, object: &K, desired: &[Condition], now: &Time)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + serde::Serialize,
-{
-    let value = serde_json::to_value(object).unwrap_or_default();
-    let existing: Vec<Condition> = value
-        .pointer("/status/conditions")
-        .cloned()
-        .and_then(|c| serde_json::from_value(c).ok())
-        .unwrap_or_default();
-    let generation = object.meta().generation;
-    let mut desired: Vec<Condition> = desired.to_vec();
-    for c in desired.iter_mut() {
-        c.observed_generation = generation;
-    }
-    let merged = config::merge_conditions(&existing, &desired, now);
-    let observed = value
-        .pointer("/status/observedGeneration")
-        .and_then(Value::as_i64);
-    if merged == existing && observed == generation {
-        return;
-    }
-    let patch = json!({"status": {"observedGeneration": generation, "conditions": merged}});
-    if let Err(e) = api
-        .patch_status(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        tracing::warn!(kind = %K::kind(&()), name = %object.name_any(), error = %e, "cannot write status");
     }
 }

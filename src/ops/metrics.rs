@@ -127,6 +127,11 @@ struct RepositoryLabels {
     repository: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
 /// One worker's numbers at scrape time. `repository` is the normalized URL and branch
 /// ([`RepoKey`]'s `Display`), which never holds credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -437,6 +442,9 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     watches: Gauge,
     attribution: Arc<std::sync::OnceLock<AttributionSource>>,
+    destination_queue: Family<DestinationLabels, Gauge>,
+    destination_held: Family<DestinationLabels, Gauge>,
+    destination_overflows: Family<DestinationLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -499,6 +507,26 @@ impl Metrics {
             "Open watches (one per selected resource and scope)",
             watches.clone(),
         );
+        let destination_queue = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "destination_queue_depth",
+            "Events waiting in a destination's queue (the task that decides and hands changes to \
+             its worker)",
+            destination_queue.clone(),
+        );
+        let destination_held = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "destination_held_events",
+            "Events held for a destination while its reconcile runs",
+            destination_held.clone(),
+        );
+        let destination_overflows = Family::<DestinationLabels, Counter>::default();
+        registry.register(
+            "destination_queue_overflows",
+            "Events a full destination queue could not take; each overflow makes the destination \
+             reconcile again from complete listings, so the state is not lost (its authors are)",
+            destination_overflows.clone(),
+        );
         registry.register_collector(Box::new(WorkerCollector {
             source: Box::new(workers),
         }));
@@ -515,7 +543,56 @@ impl Metrics {
             reconcile_duration,
             watches,
             attribution,
+            destination_queue,
+            destination_held,
+            destination_overflows,
         }
+    }
+
+    /// Sets the number of events waiting in a destination's queue.
+    pub fn set_destination_queue(&self, destination: &str, queued: usize) {
+        let labels = DestinationLabels {
+            destination: destination.to_string(),
+        };
+        let n = i64::try_from(queued).unwrap_or(i64::MAX);
+        self.destination_queue.get_or_create(&labels).set(n);
+    }
+
+    /// Sets the number of events held for a destination while its reconcile runs.
+    pub fn set_destination_held(&self, destination: &str, held: usize) {
+        let labels = DestinationLabels {
+            destination: destination.to_string(),
+        };
+        let n = i64::try_from(held).unwrap_or(i64::MAX);
+        self.destination_held.get_or_create(&labels).set(n);
+    }
+
+    /// Counts an event a destination's full queue could not take.
+    pub fn record_destination_overflow(&self, destination: &str) {
+        self.destination_overflows
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_string(),
+            })
+            .inc();
+    }
+
+    /// Drops the series of a destination that is gone.
+    pub fn forget_destination(&self, destination: &str) {
+        let labels = DestinationLabels {
+            destination: destination.to_string(),
+        };
+        self.destination_queue.remove(&labels);
+        self.destination_held.remove(&labels);
+        self.destination_overflows.remove(&labels);
+    }
+
+    /// Events the destination's full queue could not take so far.
+    pub fn destination_overflows(&self, destination: &str) -> u64 {
+        self.destination_overflows
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_string(),
+            })
+            .get()
     }
 
     /// Exports the attribution numbers from now on (`source` is called on each scrape). Only the

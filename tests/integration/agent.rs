@@ -3,7 +3,7 @@
 
 use crate::support::agent_env::*;
 use crate::support::git_servers::{BareRepo, git};
-use gitops_reverser::agent::runtime::{AgentOptions, handle, run};
+use gitops_reverser::agent::runtime::{AgentOptions, spawn};
 use gitops_reverser::git::transport::GitCli;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -66,13 +66,10 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
         transport: Arc::new(GitCli::new()),
         settle: Duration::from_millis(50),
         resolver: None,
-        recheck: gitops_reverser::agent::runtime::DEFAULT_RECHECK,
+        ..AgentOptions::default()
     };
-    let agent = handle(&options);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(run(client.clone(), options, agent.clone(), async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(client.clone(), options);
+    let agent = running.handle.clone();
 
     // The initial reconcile writes what existed before the agent started.
     let before = format!("{FOLDER}/shop/core/configmaps/before.yaml");
@@ -227,8 +224,7 @@ async fn the_agent_writes_creates_updates_and_deletes_and_nothing_else() {
         agent.registry.is_empty() && agent.watches() == 0
     })
     .await;
-    let _ = stop.send(());
-    running.await.expect("agent task").expect("agent");
+    running.stop().await.expect("agent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

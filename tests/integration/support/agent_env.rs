@@ -2,7 +2,7 @@
 //! repository, and helpers to configure, start and stop agents and to read what they wrote.
 
 use crate::support::git_servers::BareRepo;
-use gitops_reverser::agent::runtime::{AgentOptions, handle, run};
+use gitops_reverser::agent::runtime::{AgentOptions, RunningAgent, spawn};
 use gitops_reverser::git::transport::GitCli;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -172,22 +172,30 @@ impl Env {
         allow_secrets: bool,
         resolver: Option<Arc<gitops_reverser::attribution::Resolver>>,
     ) -> Running {
-        let options = AgentOptions {
+        self.start_tuned(state, |options| {
+            options.allow_secrets = allow_secrets;
+            options.resolver = resolver;
+        })
+    }
+
+    /// Starts an agent with the test defaults (state in `state`, short settle and recheck
+    /// intervals), adjusted by `tune`.
+    pub fn start_tuned(&self, state: &str, tune: impl FnOnce(&mut AgentOptions)) -> Running {
+        let mut options = AgentOptions {
             state_dir: self.scratch.path().join(state),
-            allow_secrets,
             cluster: "test".into(),
-            streaming_lists: false,
             transport: Arc::new(GitCli::new()),
             settle: Duration::from_millis(50),
-            resolver,
             recheck: Duration::from_millis(300),
+            shutdown_grace: Duration::from_secs(10),
+            ..AgentOptions::default()
         };
-        let agent = handle(&options);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(self.client.clone(), options, agent.clone(), async {
-            let _ = stopped.await;
-        }));
-        Running { agent, stop, task }
+        tune(&mut options);
+        let running = spawn(self.client.clone(), options);
+        Running {
+            agent: running.handle.clone(),
+            running,
+        }
     }
 
     pub fn configmaps(&self, ns: &str) -> Api<ConfigMap> {
@@ -229,8 +237,7 @@ impl Env {
 
 pub struct Running {
     pub agent: gitops_reverser::agent::runtime::AgentHandle,
-    pub stop: tokio::sync::oneshot::Sender<()>,
-    pub task: tokio::task::JoinHandle<Result<(), gitops_reverser::agent::runtime::AgentError>>,
+    pub running: RunningAgent,
 }
 
 impl Running {
@@ -243,8 +250,10 @@ impl Running {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("agent task").expect("agent");
+        self.running
+            .stop()
+            .await
+            .expect("the agent stopped cleanly");
     }
 }
 

@@ -1,0 +1,337 @@
+//! One destination's task: it takes the events routed to the destination from a bounded queue,
+//! decides each one against the file its worker last pushed ([`decide_event`], with the Git
+//! read on a blocking thread) and hands the changes to the worker, at once or once their author
+//! is known. A slow or hanging repository blocks only its own destinations' tasks; the main
+//! loop never waits for them (it counts an overflow and reconciles the destination instead).
+
+use super::capture::{Decided, Decision, Event, GitView, Known, Layout, decide_event};
+use crate::attribution::resolver::{Lookup, Resolver};
+use crate::config::{ObjectKey, WatchKey};
+use crate::git::change::{Change, FileChange};
+use crate::git::worker::WorkerHandle;
+use crate::identity::Author;
+use crate::manifest::ContentHash;
+use crate::manifest::exclude::ExclusionPolicy;
+use crate::ops::metrics::{EventDecision, Metrics};
+use kube::api::DynamicObject;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Events a destination's queue holds before the main loop counts an overflow.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// One event routed to a destination: the object is shared by every destination it routes to.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    pub watch: WatchKey,
+    pub object: Arc<DynamicObject>,
+    pub deleted: bool,
+    /// The destination's rules write this object when Git lacks it (CREATE) / holds it (UPDATE).
+    pub creates: bool,
+    pub updates: bool,
+}
+
+/// What a destination's task is asked to do.
+#[derive(Debug)]
+pub enum Input {
+    Event(Routed),
+    /// The content hashes of the files a reconcile wrote or found (path → hash).
+    Learned(Vec<(String, ContentHash)>),
+    /// Answered once every event queued before it has reached the worker, changes waiting for
+    /// their author included: a reconcile starts after it, so no older change lands after it.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What a destination's task needs.
+pub struct Settings {
+    pub key: ObjectKey,
+    pub worker: WorkerHandle,
+    pub layout: Layout,
+    pub policy: ExclusionPolicy,
+    pub resolver: Option<Arc<Resolver>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts the task; it ends when every sender is dropped and its queue is empty.
+pub fn spawn(settings: Settings, capacity: usize) -> (mpsc::Sender<Input>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let task = Task {
+        label: settings.key.to_string(),
+        settings,
+        known: Known::new(),
+        attributing: Attributing::default(),
+    };
+    (tx, tokio::spawn(task.run(rx)))
+}
+
+struct Task {
+    settings: Settings,
+    /// The destination as `namespace/name`, for logs and metric labels.
+    label: String,
+    known: Known,
+    attributing: Attributing,
+}
+
+/// The worker's view of the branch: files as it last pushed them (its local cache).
+struct Pushed<'a>(&'a WorkerHandle);
+
+impl GitView for Pushed<'_> {
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        self.0.read_pushed(path).ok().flatten()
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        while let Some(input) = rx.recv().await {
+            self.settings
+                .metrics
+                .set_destination_queue(&self.label, rx.len());
+            match input {
+                Input::Event(routed) => self.capture(routed).await,
+                Input::Learned(hashes) => self.known.extend(hashes),
+                Input::Barrier(done) => {
+                    self.attributing.drained().await;
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.attributing.drained().await;
+    }
+
+    /// Decides one event and hands its change, if any, to the worker.
+    async fn capture(&mut self, routed: Routed) {
+        let Routed {
+            watch,
+            object,
+            deleted,
+            creates,
+            updates,
+        } = routed;
+        let mut live = match serde_json::to_value(&*object) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(destination = %self.label, watch = %watch, error = %e,
+                    "cannot read an object; skipped");
+                return;
+            }
+        };
+        fill_type(&mut live, &watch);
+        // The decision may read Git (the worker's cache on disk): off the async threads.
+        let known = std::mem::take(&mut self.known);
+        let (worker, layout, policy) = (
+            self.settings.worker.clone(),
+            self.settings.layout.clone(),
+            self.settings.policy.clone(),
+        );
+        let resource = watch.resource.clone();
+        let decided = tokio::task::spawn_blocking(move || {
+            let mut known = known;
+            let event = Event {
+                live: &live,
+                resource: &resource,
+                deleted,
+                creates,
+                updates,
+            };
+            let outcome = decide_event(&event, &layout, &policy, &mut known, &Pushed(&worker));
+            (known, outcome, live)
+        })
+        .await;
+        let (known, outcome, live) = match decided {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(destination = %self.label, error = %e,
+                    "the decision did not finish; the event is lost until the next reconcile");
+                return;
+            }
+        };
+        self.known = known;
+        let metrics = &self.settings.metrics;
+        let (decision, existed) = match outcome {
+            Ok(Some(Decided {
+                decision,
+                existed,
+                read_git,
+            })) => {
+                if read_git {
+                    metrics.record_git_read();
+                }
+                (decision, existed)
+            }
+            Ok(None) => {
+                tracing::debug!(destination = %self.label, watch = %watch, deleted,
+                    "the destination's rules do not write this operation");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(watch = %watch, destination = %self.label, error = %e,
+                    "cannot render an object; skipped");
+                return;
+            }
+        };
+        metrics.record_event(EventDecision::from(&decision));
+        log_decision(&self.settings.key, &decision);
+        let file = match decision {
+            Decision::Write {
+                path,
+                content,
+                hash,
+                id,
+            } => FileChange {
+                summary: format!(
+                    "{} {}",
+                    if existed { "update" } else { "create" },
+                    id.summary()
+                ),
+                namespace: id.namespace.clone(),
+                live: Some(Arc::new(live)),
+                path,
+                content: Some(content.into()),
+                hash: Some(hash),
+            },
+            Decision::Delete { path, id } => FileChange {
+                summary: format!("delete {}", id.summary()),
+                namespace: id.namespace.clone(),
+                live: None,
+                path,
+                content: None,
+                hash: None,
+            },
+            Decision::Unchanged { .. } | Decision::Excluded { .. } => return,
+        };
+        let observed_at = jiff::Timestamp::now();
+        let change = Change {
+            folder: self.settings.layout.folder.clone(),
+            destination: self.label.clone(),
+            author: Author::unknown(),
+            user: None,
+            impersonator: None,
+            audit_id: None,
+            received: observed_at,
+            file,
+        };
+        let Some(resolver) = self.settings.resolver.clone() else {
+            metrics.record_unattributed();
+            if let Err(e) = self.settings.worker.send(change).await {
+                tracing::error!(destination = %self.label, error = %e, "worker stopped; change not queued");
+            }
+            return;
+        };
+        let lookup = Lookup {
+            uid: object.metadata.uid.clone(),
+            resource_version: object.metadata.resource_version.clone(),
+            content_hash: change.file.hash,
+            deleted,
+            group: watch.group.clone(),
+            resource: watch.resource.clone(),
+            namespace: object
+                .metadata
+                .namespace
+                .clone()
+                .filter(|ns| !ns.is_empty()),
+            name: object.metadata.name.clone().unwrap_or_default(),
+            observed_at,
+        };
+        self.attributing.submit(
+            &self.label,
+            change,
+            lookup,
+            resolver,
+            self.settings.worker.clone(),
+            metrics.clone(),
+        );
+    }
+}
+
+/// Puts `apiVersion` and `kind` on an object from its watch (list items may lack them).
+pub fn fill_type(object: &mut Value, key: &WatchKey) {
+    if let Some(map) = object.as_object_mut() {
+        let api_version = if key.group.is_empty() {
+            key.version.clone()
+        } else {
+            format!("{}/{}", key.group, key.version)
+        };
+        map.entry("apiVersion")
+            .or_insert_with(|| Value::String(api_version));
+        map.entry("kind")
+            .or_insert_with(|| Value::String(key.kind.clone()));
+    }
+}
+
+/// What was decided and why: writes at info, everything else at debug.
+fn log_decision(destination: &ObjectKey, decision: &Decision) {
+    use super::capture::Unchanged;
+    let label = decision.label();
+    match decision {
+        Decision::Write { path, id, .. } | Decision::Delete { path, id } => {
+            tracing::info!(%destination, object = %id, %path, decision = label, "change captured");
+        }
+        Decision::Unchanged { path, id, why } => {
+            let reason = match why {
+                Unchanged::Equivalent(how) => how.to_string(),
+                Unchanged::NoFile => "no file to remove".to_string(),
+            };
+            tracing::debug!(%destination, object = %id, %path, decision = label, %reason, "nothing to write");
+        }
+        Decision::Excluded { id, exclusion } => {
+            tracing::debug!(%destination, object = %id, decision = label, rule = exclusion.rule,
+                reason = %exclusion.reason, "not written");
+        }
+    }
+}
+
+/// Resolves who made each change (waiting at most the resolver's grace period) without
+/// holding up other files: every change waits for its author on its own task, and changes of one
+/// file reach the worker in the order they were seen.
+#[derive(Default)]
+struct Attributing {
+    /// The last change submitted per path: done when it reached the worker.
+    last: std::collections::HashMap<String, tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Attributing {
+    fn submit(
+        &mut self,
+        destination: &str,
+        mut change: Change,
+        lookup: Lookup,
+        resolver: Arc<Resolver>,
+        worker: WorkerHandle,
+        metrics: Arc<Metrics>,
+    ) {
+        if self.last.len() > 4096 {
+            self.last.retain(|_, done| !*done.borrow());
+        }
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let previous = self.last.insert(change.file.path.clone(), done_rx);
+        let destination = destination.to_string();
+        tokio::spawn(async move {
+            let who = resolver.resolve(lookup).await;
+            if let Some(mut previous) = previous {
+                let _ = previous.wait_for(|done| *done).await;
+            }
+            if who.source == crate::attribution::facts::Source::Unknown {
+                metrics.record_unattributed();
+            }
+            change.author = who.author;
+            change.user = who.user;
+            change.impersonator = who.impersonator;
+            change.audit_id = who.audit_id;
+            change.received = who.time;
+            if let Err(e) = worker.send(change).await {
+                tracing::error!(%destination, error = %e, "worker stopped; change not queued");
+            }
+            let _ = done_tx.send(true);
+        });
+    }
+
+    /// Waits until every submitted change has reached the worker.
+    async fn drained(&mut self) {
+        for (_, mut done) in self.last.drain() {
+            let _ = done.wait_for(|done| *done).await;
+        }
+    }
+}

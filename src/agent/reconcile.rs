@@ -1,0 +1,187 @@
+//! The initial reconcile of one destination: list everything its rules select, render the
+//! folder and write the difference as one snapshot commit, pruning only documents that are
+//! provably the destination's (their type listed completely, routed to it).
+
+use super::capture::{Layout, render_folder};
+use super::destination::{Input, fill_type};
+use super::watches::api_for;
+use crate::config::{self, ObjectKey, ObjectRef, Plan};
+use crate::crd::Operation;
+use crate::git::worker::{Prune, SnapshotRequest, WorkerHandle};
+use crate::manifest::ContentHash;
+use crate::manifest::exclude::ExclusionPolicy;
+use kube::api::ListParams;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// How an initial reconcile went: done, with what was not pruned and why (empty: everything
+/// was), or incomplete and why.
+pub type ReconcileResult = Result<Vec<String>, String>;
+
+/// A finished initial reconcile: the destination, how it went, and the hashes of the files it
+/// wrote or found (path from the repository root → content hash).
+pub type Reconciled = (ObjectKey, ReconcileResult, Vec<(String, ContentHash)>);
+
+/// What one reconcile works with.
+pub struct Request {
+    pub client: kube::Client,
+    pub plan: Arc<Plan>,
+    pub key: ObjectKey,
+    pub worker: WorkerHandle,
+    /// The destination's task: drained before listing, so no older change lands after the
+    /// snapshot.
+    pub destination: mpsc::Sender<Input>,
+    pub layout: Layout,
+    pub prune: bool,
+    /// Why some types are not watched (rules that did not resolve): not pruned, and said so.
+    pub unresolved: Vec<String>,
+    pub policy: ExclusionPolicy,
+}
+
+/// Lists everything the destination's rules select and writes the folder's difference as one
+/// commit. A listing that fails removes nothing.
+pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
+    let Request {
+        client,
+        plan,
+        key,
+        worker,
+        destination,
+        layout,
+        prune,
+        unresolved,
+        policy,
+    } = request;
+    let folder = layout.folder.clone();
+    // Every change decided before the reconcile reaches the worker first.
+    let (drained, barrier) = oneshot::channel();
+    if destination.send(Input::Barrier(drained)).await.is_ok() {
+        let _ = barrier.await;
+    }
+    let started = Instant::now();
+    let mut objects = Vec::new();
+    let mut failures = Vec::new();
+    let mut listed = Vec::new();
+    for watch in plan.watches_for(&key) {
+        let api = api_for(client.clone(), &watch);
+        let mut params = ListParams::default().limit(500);
+        loop {
+            match api.list(&params).await {
+                Ok(list) => {
+                    let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    for object in list.items {
+                        let labels = object.metadata.labels.clone().unwrap_or_default();
+                        let r = ObjectRef {
+                            group: &watch.group,
+                            version: &watch.version,
+                            resource: &watch.resource,
+                            namespace: namespace_of(&object.metadata),
+                            labels: &labels,
+                        };
+                        if !plan
+                            .route(&r, Operation::All)
+                            .iter()
+                            .any(|route| route.destination == key)
+                        {
+                            continue;
+                        }
+                        if let Ok(mut value) = serde_json::to_value(&object) {
+                            fill_type(&mut value, &watch);
+                            objects.push((watch.resource.clone(), value));
+                        }
+                    }
+                    match next {
+                        Some(token) => params = params.continue_token(&token),
+                        None => {
+                            listed.push(watch.clone());
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures.push(format!("listing {watch} failed: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    let content = render_folder(objects, &layout, &policy);
+    for problem in &content.invalid {
+        tracing::warn!(destination = %key, %problem, "object not written");
+    }
+    // What is not pruned, and why: said in the log, the commit message and `Reconciled`.
+    let not_pruned: Vec<String> = unresolved
+        .iter()
+        .chain(&failures)
+        .map(|why| format!("Not pruned: {why}"))
+        .collect();
+    if prune {
+        for why in &not_pruned {
+            tracing::warn!(destination = %key, reason = %why, "files of a resource type are not pruned");
+        }
+    }
+    let request = SnapshotRequest {
+        folder,
+        destination: key.to_string(),
+        files: content.files,
+        prune: if prune {
+            owned_by(plan.clone(), key.clone(), listed)
+        } else {
+            Prune::Nothing
+        },
+        notes: if prune {
+            not_pruned.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    let complete = failures.is_empty();
+    let result = match worker.snapshot(request).await {
+        Err(e) => Err(e),
+        Ok(_) if !complete && prune => Err(not_pruned.join("; ")),
+        Ok(_) if !complete => Err(failures.join("; ")),
+        Ok(_) if prune => Ok(not_pruned),
+        Ok(_) => Ok(Vec::new()),
+    };
+    tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
+    let _ = done.send((key, result, content.hashes)).await;
+}
+
+/// The prune rule of one destination's snapshot: a document is ours when its type was listed
+/// completely for this destination and the object it describes routes here (namespace, labels),
+/// so the listing would have contained it had it still existed.
+fn owned_by(plan: Arc<Plan>, destination: ObjectKey, listed: Vec<config::WatchKey>) -> Prune {
+    Prune::Owned(Arc::new(move |doc: &Value| {
+        let Ok(id) = crate::manifest::ObjectId::of(doc) else {
+            return false;
+        };
+        let labels: BTreeMap<String, String> = doc
+            .pointer("/metadata/labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        listed
+            .iter()
+            .filter(|w| w.group == id.group && w.kind == id.kind)
+            .any(|w| {
+                let r = ObjectRef {
+                    group: &w.group,
+                    version: &w.version,
+                    resource: &w.resource,
+                    namespace: id.namespace.as_deref(),
+                    labels: &labels,
+                };
+                plan.route(&r, Operation::All)
+                    .iter()
+                    .any(|route| route.destination == destination)
+            })
+    }))
+}
+
+/// An object's namespace, `None` for cluster-scoped objects however the server spelled it
+/// (a missing field or `namespace: ""`).
+pub fn namespace_of(meta: &kube::api::ObjectMeta) -> Option<&str> {
+    meta.namespace.as_deref().filter(|ns| !ns.is_empty())
+}
