@@ -2,7 +2,7 @@
 //! 10,000 ConfigMaps in 100 namespaces, then 1,000 changes at full speed until all are pushed,
 //! and the process's peak memory. Run: `cargo bench --bench agent`.
 
-use gitops_reverser::agent::runtime::{AgentOptions, handle, run};
+use gitops_reverser::agent::runtime::{AgentOptions, spawn};
 use gitops_reverser::git::transport::GitCli;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -180,12 +180,9 @@ async fn bench(namespaces: usize, per_namespace: usize, changes: usize) {
         resolver: None,
         ..AgentOptions::default()
     };
-    let agent = handle(&options);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let task = tokio::spawn(run(client.clone(), options, agent.clone(), async {
-        let _ = stopped.await;
-    }));
+    let running = spawn(client.clone(), options);
+    let agent = running.handle.clone();
     while !agent.readiness.is_ready() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -245,8 +242,7 @@ async fn bench(namespaces: usize, per_namespace: usize, changes: usize) {
     let rss_after = rss_kib("VmRSS:");
     let heap_after = ALLOCATOR.allocated();
     let peak = rss_kib("VmHWM:");
-    let _ = stop.send(());
-    task.await.expect("agent").expect("agent");
+    running.stop().await.expect("agent");
     let _ = sim.kill();
     let _ = sim.wait();
     println!("agent, {total} ConfigMaps in {namespaces} namespaces (simulator in another process)");

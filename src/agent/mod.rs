@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod destination;
 pub mod reconcile;
+pub mod remotes;
 pub mod runtime;
 pub mod status;
 pub mod triggers;

@@ -4,23 +4,24 @@
 use super::capture::Layout;
 use super::destination::{self, Input, Routed};
 use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
+pub use super::remotes::DEFAULT_RECHECK;
+use super::remotes::{Probed, PushLedger, Remotes};
 use super::status::{self, Snapshot};
 use super::triggers::{Triggers, nudge_reconcilers};
 use super::watches::{WatchEvent, WatchManager};
-use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan, ProblemKind, RemoteProblem};
+use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan};
 use crate::crd::{
     ClusterWatchRule, GitDestination, GitRepoConfig, Operation, PrunePolicy, WatchRule,
 };
-use crate::git::credentials::Credentials;
 use crate::git::registry::Registry;
 use crate::git::transport::{GitCli, Remote, Transport};
 use crate::git::window::WindowConfig;
-use crate::git::worker::{PushEvent, WorkerConfig, WorkerError, WorkerHandle};
+use crate::git::worker::{PushEvent, WorkerConfig, WorkerHandle};
 use crate::manifest::exclude::ExclusionPolicy;
 use crate::ops::Readiness;
 use crate::ops::metrics::{EventDecision, Metrics};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -28,7 +29,7 @@ use kube::{Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// How the agent runs.
@@ -107,59 +108,6 @@ pub enum AgentError {
     },
     #[error("the agent task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-/// How often a repository's reachability is checked again while nothing changes.
-const PROBE_INTERVAL: Duration = Duration::from_secs(300);
-/// How soon an unreachable repository is checked again, so its condition recovers promptly,
-/// and how often credentials Secrets are read again (a rotated token is used from then on).
-pub const DEFAULT_RECHECK: Duration = Duration::from_secs(20);
-
-/// What a reachability check was about: a change of any of these checks again at once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ProbeKey {
-    url: String,
-    generation: Option<i64>,
-    /// The credentials probed with (`Debug` prints no secret): a rotated token is verified
-    /// again at once.
-    credentials: Option<Credentials>,
-}
-
-/// A reachability check: what, when, and the answer (`None` while it runs).
-type Probe = (ProbeKey, Instant, Option<Result<(), RemoteProblem>>);
-
-/// The outcome of the latest push round per repository URL, written by the workers (from
-/// their blocking threads) and taken by the main loop: a failed push marks the repository
-/// unreachable at once, a successful one clears it. Bounded: one entry per repository.
-#[derive(Default)]
-pub struct PushLedger {
-    latest: std::sync::Mutex<BTreeMap<crate::git::url::NormalizedUrl, Result<(), RemoteProblem>>>,
-    changed: Notify,
-}
-
-impl PushLedger {
-    fn record(&self, key: &crate::git::url::RepoKey, event: &PushEvent<'_>) {
-        let result = match event {
-            PushEvent::Pushed { .. } => Ok(()),
-            PushEvent::Failed(WorkerError::Transport { source, .. }) => Err(RemoteProblem::new(
-                format!("the last push failed: {source}"),
-                source.rejects_credentials(),
-            )),
-            // Contention and local cache problems say nothing about reachability.
-            PushEvent::Failed(_) => return,
-        };
-        if let Ok(mut latest) = self.latest.lock() {
-            latest.insert(key.url.clone(), result);
-        }
-        self.changed.notify_one();
-    }
-
-    fn take(&self) -> BTreeMap<crate::git::url::NormalizedUrl, Result<(), RemoteProblem>> {
-        self.latest
-            .lock()
-            .map(|mut latest| std::mem::take(&mut *latest))
-            .unwrap_or_default()
-    }
 }
 
 /// Events held for a destination while its reconcile runs, at most; past it they are dropped
@@ -321,24 +269,6 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
     }
 }
 
-/// What to probe a repository with, or `None` when it names a Secret that gave no usable
-/// credentials (`CredentialsValid` says why; probing without them would only mislead).
-fn probe_key(
-    repo: &config::RepoPlan,
-    credentials: Option<&Result<Credentials, String>>,
-) -> Option<ProbeKey> {
-    let creds = match (&repo.secret, credentials) {
-        (None, _) => None,
-        (Some(_), Some(Ok(c))) => Some(c.clone()),
-        (Some(_), _) => return None,
-    };
-    Some(ProbeKey {
-        url: repo.remote_url.clone(),
-        generation: repo.generation,
-        credentials: creds,
-    })
-}
-
 /// Runs the agent until `shutdown` resolves; then flushes every worker.
 pub async fn run(
     client: kube::Client,
@@ -357,8 +287,7 @@ pub async fn run(
     let (tx, mut events) = mpsc::channel(1024);
     let mut watches = WatchManager::new(client.clone(), tx, options.streaming_lists);
     let (done_tx, mut reconciled) = mpsc::channel::<Reconciled>(64);
-    let (probe_tx, mut probed) =
-        mpsc::channel::<(ObjectKey, ProbeKey, Result<(), RemoteProblem>)>(64);
+    let (probe_tx, mut probed) = mpsc::channel::<Probed>(64);
     let (status, status_writer) = status::spawn_writer(client.clone());
     let mut agent = Agent {
         client: client.clone(),
@@ -369,10 +298,13 @@ pub async fn run(
         reconcile_results: BTreeMap::new(),
         triggers: Triggers::default(),
         done_tx,
-        probes: BTreeMap::new(),
-        probe_tx,
-        credentials: BTreeMap::new(),
-        repos: Vec::new(),
+        remotes: Remotes::new(
+            client.clone(),
+            options.transport.clone(),
+            options.recheck,
+            handle.pushes.clone(),
+            probe_tx,
+        ),
         status,
         inputs: None,
     };
@@ -392,13 +324,13 @@ pub async fn run(
             _ = changed.notified() => { dirty = true; }
             _ = recheck.tick() => {
                 // A rotated, created or removed credentials Secret is picked up here too.
-                if agent.credentials_changed().await {
+                if agent.remotes.credentials_changed().await {
                     dirty = true;
                 }
-                agent.probe_repositories();
+                agent.remotes.probe(&agent.plan);
             }
             _ = handle.pushes.changed.notified() => {
-                if agent.take_push_results() {
+                if agent.remotes.take_push_results(&agent.plan) {
                     dirty = true;
                 }
             }
@@ -414,7 +346,7 @@ pub async fn run(
                         .collect(),
                     discovery: discover(&client).await,
                     credentials: BTreeMap::new(),
-                    reachability: agent.reachability(),
+                    reachability: agent.remotes.reachability(),
                     allow_secrets: options.allow_secrets,
                 };
                 agent.apply(inputs, &mut watches).await;
@@ -424,12 +356,10 @@ pub async fn run(
                     dirty = true;
                 }
             }
-            Some((key, probe, result)) = probed.recv() => {
-                let before = agent.probes.get(&key).and_then(|(_, _, r)| r.clone());
-                if before.as_ref() != Some(&result) {
+            Some(done) = probed.recv() => {
+                if agent.remotes.probed(done) {
                     dirty = true;
                 }
-                agent.probes.insert(key, (probe, Instant::now(), Some(result)));
             }
             Some((key, result, hashes)) = reconciled.recv() => {
                 if agent.reconciled(key, result, hashes) {
@@ -451,14 +381,8 @@ struct Agent {
     plan: Arc<Plan>,
     destinations: BTreeMap<ObjectKey, Destination>,
     reconcile_results: BTreeMap<ObjectKey, ReconcileResult>,
-    /// Reachability of each GitRepoConfig's repository: what was probed (URL, credentials,
-    /// generation), when, and the answer (`None` while the probe runs).
-    probes: BTreeMap<ObjectKey, Probe>,
-    probe_tx: mpsc::Sender<(ObjectKey, ProbeKey, Result<(), RemoteProblem>)>,
-    /// The credentials read at the last apply (for reachability checks between applies).
-    credentials: BTreeMap<ObjectKey, Result<Credentials, String>>,
-    /// The GitRepoConfigs of the last apply (their Secrets are read again between applies).
-    repos: Vec<GitRepoConfig>,
+    /// Credentials and reachability of the repositories.
+    remotes: Remotes,
     triggers: Triggers,
     done_tx: mpsc::Sender<Reconciled>,
     /// The status writer's input: the latest plan and reconcile results.
@@ -470,8 +394,7 @@ struct Agent {
 impl Agent {
     /// Recomputes the plan and makes the world match it.
     async fn apply(&mut self, mut inputs: Inputs, watches: &mut WatchManager) {
-        let credentials = self.check_credentials(&inputs.repos).await;
-        self.repos = inputs.repos.clone();
+        inputs.credentials = self.remotes.read_credentials(&inputs.repos).await;
         if let Ok(mut triggers) = self.triggers.lock() {
             *triggers = inputs
                 .destinations
@@ -492,27 +415,25 @@ impl Agent {
                 })
                 .collect();
         }
-        inputs.credentials = credentials
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(|_| ()).map_err(Clone::clone)))
-            .collect();
         let plan = Arc::new(config::plan(&inputs));
         let delta = plan.delta_from(&self.plan);
-        self.credentials = credentials;
         self.plan = plan.clone();
-        self.probe_repositories();
-        let credentials = &self.credentials;
+        self.remotes.probe(&plan);
         self.inputs = Some(inputs);
 
         // Destinations the plan releases (gone, moved, reconfigured) stop; then the ones it
         // acquires start (plus any whose start failed before).
-        for key in delta.release.keys() {
+        for (key, repo) in &delta.release {
             if let Some(gone) = self.destinations.remove(key) {
                 gone.triggers.abort();
                 self.handle.metrics.forget_destination(&key.to_string());
                 // Its task finishes what is queued; the worker lands it when released.
             }
-            self.handle.registry.release(&key.to_string());
+            // Reconfigured on the same repository: the worker stays (one per cache), only
+            // the destination's task starts anew.
+            if delta.acquire.get(key) != Some(repo) {
+                self.handle.registry.release(&key.to_string());
+            }
             self.reconcile_results.remove(key);
         }
         let holders = plan.holders();
@@ -525,9 +446,7 @@ impl Agent {
             let creds = resolved
                 .credentials
                 .as_ref()
-                .and_then(|_| credentials.get(&resolved.repo))
-                .and_then(|r| r.as_ref().ok())
-                .cloned();
+                .and_then(|_| self.remotes.credentials_of(&resolved.repo));
             let remote = Remote::new(resolved.remote_url.clone(), creds);
             if let Some(existing) = self.destinations.get(key) {
                 if existing.worker.set_remote(remote) {
@@ -603,19 +522,7 @@ impl Agent {
                 .get(key)
                 .map(|d| d.rules.clone())
                 .unwrap_or_default();
-            // Types a rule names but that did not resolve (a CRD briefly gone, a resource
-            // not served or not listable) are not watched, so their files are never pruned;
-            // every other type still is. Excluded resources are no problem: never written.
-            let unresolved: Vec<String> = rules
-                .iter()
-                .filter_map(|r| plan.rules.get(r).map(|p| (r, p)))
-                .flat_map(|(r, p)| {
-                    p.problems
-                        .iter()
-                        .filter(|problem| problem.explicit && problem.kind != ProblemKind::Excluded)
-                        .map(move |problem| format!("{r}: {}", problem.message))
-                })
-                .collect();
+            let unresolved = plan.unresolved_types(key);
             let covered = (rules, plan.watches_for(key));
             if covered.1.is_empty() {
                 // Nothing is selected yet: no listing can be complete, so nothing is written or
@@ -775,138 +682,6 @@ impl Agent {
                 pending.join(", ")
             ));
         }
-    }
-
-    fn reachability(&self) -> BTreeMap<ObjectKey, Result<(), RemoteProblem>> {
-        self.probes
-            .iter()
-            .filter_map(|(key, (_, _, result))| Some((key.clone(), result.clone()?)))
-            .collect()
-    }
-
-    /// Starts a cheap remote check (`git ls-remote`) for each repository whose URL, credentials
-    /// or generation changed, or whose last check is older than [`PROBE_INTERVAL`] (or
-    /// [`AgentOptions::recheck`] while it is unreachable).
-    fn probe_repositories(&mut self) {
-        let plan = self.plan.clone();
-        let credentials = &self.credentials;
-        self.probes.retain(|key, _| plan.repos.contains_key(key));
-        for (key, repo) in &plan.repos {
-            if repo.url.is_none() {
-                continue;
-            }
-            let Some(probe) = probe_key(repo, credentials.get(key)) else {
-                continue; // CredentialsValid already says why
-            };
-            let creds = probe.credentials.clone();
-            let fresh = self.probes.get(key).is_some_and(|(p, at, result)| {
-                let every = match result {
-                    Some(Err(_)) => self.options.recheck,
-                    _ => PROBE_INTERVAL,
-                };
-                *p == probe && at.elapsed() < every
-            });
-            if fresh {
-                continue;
-            }
-            let previous = self.probes.get(key).and_then(|(_, _, r)| r.clone());
-            self.probes
-                .insert(key.clone(), (probe.clone(), Instant::now(), previous));
-            let transport = self.options.transport.clone();
-            let remote = Remote::new(repo.remote_url.clone(), creds);
-            let tx = self.probe_tx.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                let result = tokio::task::spawn_blocking(move || {
-                    transport
-                        .probe(&remote)
-                        .map(|_| ())
-                        .map_err(|e| RemoteProblem::new(e.to_string(), e.rejects_credentials()))
-                })
-                .await
-                .unwrap_or_else(|e| Err(RemoteProblem::new(e.to_string(), false)));
-                let _ = tx.send((key, probe, result)).await;
-            });
-        }
-    }
-
-    /// Records the workers' latest push outcomes as each repository's reachability (a failed
-    /// push marks it unreachable at once; a successful one clears it). True when a condition
-    /// changes.
-    fn take_push_results(&mut self) -> bool {
-        let results = self.handle.pushes.take();
-        let mut changed = false;
-        for (url, result) in results {
-            for (key, repo) in &self.plan.repos {
-                if repo.url.as_ref() != Some(&url) {
-                    continue;
-                }
-                let Some(probe) = probe_key(repo, self.credentials.get(key)) else {
-                    continue;
-                };
-                let before = self.probes.get(key).and_then(|(_, _, r)| r.clone());
-                if before.as_ref() != Some(&result) {
-                    match &result {
-                        Ok(()) => {
-                            tracing::info!(repository = %key, "push succeeded; repository reachable")
-                        }
-                        Err(problem) => {
-                            tracing::warn!(repository = %key, reason = %problem.message,
-                            "push failed; repository marked unreachable until a push or probe succeeds")
-                        }
-                    }
-                    changed = true;
-                }
-                self.probes
-                    .insert(key.clone(), (probe, Instant::now(), Some(result.clone())));
-            }
-        }
-        changed
-    }
-
-    /// Reads the credentials Secrets again (between plan applies): true when any changed, so
-    /// the plan is applied again and the workers use the new credentials from their next push.
-    async fn credentials_changed(&mut self) -> bool {
-        if self.repos.is_empty() {
-            return false;
-        }
-        let fresh = self.check_credentials(&self.repos).await;
-        fresh != self.credentials
-    }
-
-    /// Reads each referenced credentials Secret and checks its shape.
-    async fn check_credentials(
-        &self,
-        repos: &[GitRepoConfig],
-    ) -> BTreeMap<ObjectKey, Result<Credentials, String>> {
-        let mut out = BTreeMap::new();
-        for repo in repos {
-            let Some(name) = repo.spec.secret_name() else {
-                continue;
-            };
-            let ns = repo.namespace().unwrap_or_default();
-            let key = ObjectKey::new(&ns, repo.name_any());
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-            let result = match api.get_opt(name).await {
-                Ok(Some(secret)) => {
-                    let mut data: BTreeMap<String, Vec<u8>> = secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    for (k, v) in secret.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
-                    }
-                    Credentials::from_secret_data(&data)
-                        .map_err(|e| format!("Secret {ns}/{name}: {e}"))
-                }
-                Ok(None) => Err(format!("Secret {ns}/{name} not found")),
-                Err(e) => Err(format!("Secret {ns}/{name} cannot be read: {e}")),
-            };
-            out.insert(key, result);
-        }
-        out
     }
 
     /// One watch event: a listing completed (a failed reconcile may retry), or an object to

@@ -11,7 +11,7 @@ use super::destinations::{DestinationPlan, plan_destinations};
 use super::discovery::Discovery;
 use super::repos::{RemoteProblem, RepoPlan, plan_repo};
 use super::rules::{
-    Context, NamespaceScope, Operations, Origin, RuleKey, RulePlan, RuleView, compile,
+    Context, NamespaceScope, Operations, Origin, ProblemKind, RuleKey, RulePlan, RuleView, compile,
 };
 use super::selector;
 use crate::crd::{ClusterWatchRule, GitDestination, GitRepoConfig, Operation, WatchRule};
@@ -363,9 +363,11 @@ impl Plan {
 pub struct Delta {
     pub stop_watches: BTreeSet<WatchKey>,
     pub start_watches: BTreeSet<WatchKey>,
-    /// Ready destinations of the previous plan that no longer hold this worker.
+    /// Ready destinations of the previous plan that no longer hold this worker, or whose path
+    /// template or prune policy changed (released, then acquired again).
     pub release: BTreeMap<ObjectKey, RepoKey>,
-    /// Ready destinations of this plan that did not hold this worker before.
+    /// Ready destinations of this plan that did not hold this worker before (or were
+    /// reconfigured).
     pub acquire: BTreeMap<ObjectKey, RepoKey>,
 }
 
@@ -388,6 +390,26 @@ impl Plan {
             .collect()
     }
 
+    /// Why some resource types a destination's rules name are not watched (the resource is not
+    /// served, not listable, has the wrong scope...), one line per problem naming the rule.
+    /// Their files are never pruned, and the reconcile says so. Excluded resources (Secrets,
+    /// events) are no problem: they are simply never written.
+    pub fn unresolved_types(&self, destination: &ObjectKey) -> Vec<String> {
+        let Some(plan) = self.destinations.get(destination) else {
+            return Vec::new();
+        };
+        plan.rules
+            .iter()
+            .filter_map(|r| self.rules.get(r).map(|p| (r, p)))
+            .flat_map(|(r, p)| {
+                p.problems
+                    .iter()
+                    .filter(|problem| problem.explicit && problem.kind != ProblemKind::Excluded)
+                    .map(move |problem| format!("{r}: {}", problem.message))
+            })
+            .collect()
+    }
+
     /// What to stop, start, release and acquire to go from `previous` to this plan.
     pub fn delta_from(&self, previous: &Plan) -> Delta {
         let (old, new) = (previous.holders(), self.holders());
@@ -397,6 +419,21 @@ impl Plan {
                 .map(|(k, repo)| (k.clone(), repo.clone()))
                 .collect()
         };
+        let mut release: BTreeMap<ObjectKey, RepoKey> = moved(&old, &new);
+        let mut acquire: BTreeMap<ObjectKey, RepoKey> = moved(&new, &old);
+        // Same worker, but the layout or the prune policy changed: started anew.
+        for (key, repo) in &new {
+            let settings = |p: &Plan| {
+                p.destinations
+                    .get(key)
+                    .and_then(|d| d.resolved.as_ref())
+                    .map(|r| (r.path_template.clone(), r.prune))
+            };
+            if old.get(key) == Some(repo) && settings(previous) != settings(self) {
+                release.insert(key.clone(), repo.clone());
+                acquire.insert(key.clone(), repo.clone());
+            }
+        }
         Delta {
             stop_watches: previous
                 .watches
@@ -408,8 +445,8 @@ impl Plan {
                 .difference(&previous.watches)
                 .cloned()
                 .collect(),
-            release: moved(&old, &new),
-            acquire: moved(&new, &old),
+            release,
+            acquire,
         }
     }
 }
@@ -529,6 +566,30 @@ mod tests {
                 "{namespace:?}"
             );
         }
+    }
+
+    /// A rule naming an excluded resource (Secrets) and one the server does not serve: only
+    /// the unserved one keeps its type from being pruned, and the line names the rule and it.
+    #[test]
+    fn unresolved_types_name_the_unserved_resource_not_the_excluded_one() {
+        let mut inputs = open_inputs(&["a"]);
+        inputs.watch_rules = vec![watch_rule(
+            "a",
+            "apps",
+            "d",
+            vec![
+                rr(&[""], &["configmaps", "secrets"]),
+                rr(&["example.org"], &["gadgets"]),
+            ],
+        )];
+        let p = plan(&inputs);
+        let lines = p.unresolved_types(&ObjectKey::new("a", "d"));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("WatchRule a/apps") && lines[0].contains("gadgets.example.org"),
+            "{lines:?}"
+        );
+        assert!(p.unresolved_types(&ObjectKey::new("a", "nope")).is_empty());
     }
 
     #[test]
@@ -781,6 +842,17 @@ mod tests {
             vec!["v1 configmaps in all namespaces"]
         );
         assert!(d.acquire.is_empty() && d.release.is_empty());
+
+        // A destination's path template or prune policy changes: it is started anew.
+        let mut reconfigured = inputs.clone();
+        reconfigured.destinations[0].spec.prune = crate::crd::PrunePolicy::Never;
+        let d = plan(&reconfigured).delta_from(&second);
+        let key = ObjectKey::new("a", "d");
+        assert!(
+            d.release.contains_key(&key) && d.acquire.contains_key(&key),
+            "{d:?}"
+        );
+        assert_eq!((d.release.len(), d.acquire.len()), (1, 1));
 
         // The repository moves: every destination releases the old worker and acquires the new.
         inputs.repos[0].spec.url = "https://example.com/other.git".into();

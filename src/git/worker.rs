@@ -212,8 +212,9 @@ impl WorkerHandle {
         })
     }
 
-    /// The bytes of `path` as last pushed to the branch (what Git holds, as far as this worker
-    /// knows), or `None`.
+    /// The bytes of `path` on the branch as this worker last committed it for a push (what Git
+    /// holds or is about to, as far as this worker knows), or `None`. Changes still in an open
+    /// commit window are not there yet.
     pub fn read_pushed(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tip = self
             .store
@@ -549,6 +550,14 @@ impl PushJob {
             let Some(head) = head.filter(|h| Some(*h) != base) else {
                 return Ok(tip); // every file already has its content
             };
+            // The local branch moves before the push: the remote may show the commit before
+            // `git push` returns, and a decision reading the branch meanwhile must not compare
+            // with the older content. If the push fails the branch holds what will be pushed
+            // (the next round rebuilds it on the remote tip), never less.
+            let local = format!("refs/heads/{}", self.key.branch);
+            if let Err(e) = self.store.force_ref(&local, head) {
+                tracing::warn!(repository = %self.key, error = %e, "cannot move the local branch");
+            }
             let started = std::time::Instant::now();
             let pushed =
                 self.transport
@@ -566,11 +575,13 @@ impl PushJob {
                     self.stats.pushes.fetch_add(1, Ordering::Relaxed);
                     self.pushed.send_modify(|n| *n += 1);
                     self.stats.commits.fetch_add(commits, Ordering::Relaxed);
-                    let local = format!("refs/heads/{}", self.key.branch);
-                    let _ = self.store.force_ref(&local, head);
-                    let _ = self
+                    if let Err(e) = self
                         .store
-                        .force_ref(&format!("refs/remotes/origin/{}", self.key.branch), head);
+                        .force_ref(&format!("refs/remotes/origin/{}", self.key.branch), head)
+                    {
+                        tracing::warn!(repository = %self.key, error = %e,
+                            "pushed, but the cache's remote-tracking branch did not move; the next fetch corrects it");
+                    }
                     tracing::info!(repository = %self.key, commit = %head, commits, attempt, "pushed");
                     return Ok(Some(head));
                 }

@@ -9,6 +9,7 @@ mod demo;
 mod git_engine;
 mod git_transport;
 mod install;
+mod isolation;
 mod ops;
 mod replay;
 mod support;
