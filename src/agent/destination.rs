@@ -246,6 +246,25 @@ impl Task {
     }
 }
 
+/// The metric label of a decision (the same words as [`Decision::label`]).
+impl From<&Decision> for EventDecision {
+    fn from(decision: &Decision) -> Self {
+        match decision {
+            Decision::Write { .. } => EventDecision::Written,
+            Decision::Delete { .. } => EventDecision::Deleted,
+            Decision::Unchanged {
+                why: super::capture::Unchanged::Equivalent(how),
+                ..
+            } => how.into(),
+            Decision::Unchanged {
+                why: super::capture::Unchanged::NoFile,
+                ..
+            } => EventDecision::NoFile,
+            Decision::Excluded { .. } => EventDecision::Excluded,
+        }
+    }
+}
+
 /// Puts `apiVersion` and `kind` on an object from its watch (list items may lack them).
 pub fn fill_type(object: &mut Value, key: &WatchKey) {
     if let Some(map) = object.as_object_mut() {
@@ -334,4 +353,43 @@ impl Attributing {
             let _ = done.wait_for(|done| *done).await;
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::capture::Unchanged;
+    use crate::manifest::equivalence::Equivalence;
+
+    #[test]
+    fn decisions_map_from_the_capture_decision_with_its_labels() {
+        let id = crate::manifest::object::ObjectId {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("shop".into()),
+            name: "web".into(),
+        };
+        let unchanged = |why| Decision::Unchanged {
+            path: "p".into(),
+            id: id.clone(),
+            why,
+        };
+        let cases = [
+            Decision::Delete {
+                path: "p".into(),
+                id: id.clone(),
+            },
+            unchanged(Unchanged::Equivalent(Equivalence::Exact)),
+            unchanged(Unchanged::Equivalent(Equivalence::HashAnnotation)),
+            unchanged(Unchanged::Equivalent(Equivalence::Near {
+                reason: "defaults".into(),
+            })),
+            unchanged(Unchanged::NoFile),
+        ];
+        for decision in &cases {
+            assert_eq!(EventDecision::from(decision).as_str(), decision.label());
+        }
+    }
+
 }

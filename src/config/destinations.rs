@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::ObjectKey;
 use super::conditions::{self, Check, Health, Status, reason, with_ready};
 use super::repos::{RepoPlan, admit_namespace};
-use super::rules::RuleKey;
+use super::RuleKey;
 use crate::crd::{GitDestination, GitRepoConfig, PrunePolicy, WindowSettings, validate_folder};
 use crate::git::url::RepoKey;
 use crate::manifest::layout::PathTemplate;

@@ -23,10 +23,26 @@ pub use discovery::{ApiResource, Discovery};
 pub use plan::{Delta, Inputs, ObjectRef, Plan, Route, WatchKey, plan};
 pub use repos::{RemoteProblem, RepoPlan};
 pub use rules::{
-    GroupResource, NamespaceScope, Operations, ProblemKind, ResourceProblem, RuleKey, RulePlan,
+    GroupResource, NamespaceScope, Operations, ProblemKind, ResourceProblem, RulePlan,
     SelectedResource,
 };
 pub use selector::SelectorError;
+
+/// A WatchRule (by namespace/name) or a ClusterWatchRule (by name); displays with its kind.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleKey {
+    Cluster(String),
+    Namespaced(ObjectKey),
+}
+
+impl fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleKey::Cluster(name) => write!(f, "ClusterWatchRule {name}"),
+            RuleKey::Namespaced(key) => write!(f, "WatchRule {key}"),
+        }
+    }
+}
 
 /// A namespaced object by namespace and name; displays as `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,12 +6,12 @@ use std::fmt;
 
 use kube::core::Selector;
 
-use super::ObjectKey;
+use super::{ObjectKey, RuleKey};
 use super::destinations::{DestinationPlan, plan_destinations};
 use super::discovery::Discovery;
 use super::repos::{RemoteProblem, RepoPlan, plan_repo};
 use super::rules::{
-    Context, NamespaceScope, Operations, Origin, ProblemKind, RuleKey, RulePlan, RuleView, compile,
+    Context, NamespaceScope, Operations, Origin, ProblemKind, RulePlan, RuleView, compile,
 };
 use super::selector;
 use crate::crd::{ClusterWatchRule, GitDestination, GitRepoConfig, Operation, WatchRule};

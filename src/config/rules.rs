@@ -7,7 +7,7 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::core::Selector;
 
-use super::ObjectKey;
+use super::{ObjectKey, RuleKey};
 use super::conditions::{self, Check, Health, Status, join_limited, reason, with_ready};
 use super::destinations::DestinationPlan;
 use super::discovery::{ApiResource, Discovery};
@@ -15,22 +15,6 @@ use super::repos::{RepoPlan, admit_cluster_rules, admit_namespace};
 use super::selector;
 use crate::crd::{GitRepoConfig, Operation, ResourceRule, RuleScope};
 use crate::manifest::exclude::{RULES as EXCLUSIONS, SECRETS};
-
-/// A WatchRule (by namespace/name) or a ClusterWatchRule (by name); displays with its kind.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RuleKey {
-    Cluster(String),
-    Namespaced(ObjectKey),
-}
-
-impl fmt::Display for RuleKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RuleKey::Cluster(name) => write!(f, "ClusterWatchRule {name}"),
-            RuleKey::Namespaced(key) => write!(f, "WatchRule {key}"),
-        }
-    }
-}
 
 /// A resource independent of version; displays kubectl-style (`deployments.apps`, `configmaps`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

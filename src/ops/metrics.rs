@@ -1,7 +1,6 @@
 //! Prometheus metrics of the agent: events by decision, reconcile and push latency, watches, and
 //! per-worker commits, pushes, queues and windows read from the workers' atomics at scrape time.
 
-use crate::agent::capture::{Decision, Unchanged};
 use crate::git::url::RepoKey;
 use crate::git::worker::WorkerHandle;
 use crate::manifest::equivalence::Equivalence;
@@ -89,24 +88,6 @@ impl From<&Equivalence> for EventDecision {
             Equivalence::Exact => EventDecision::Exact,
             Equivalence::HashAnnotation => EventDecision::HashAnnotation,
             Equivalence::Near { .. } => EventDecision::Near,
-        }
-    }
-}
-
-impl From<&Decision> for EventDecision {
-    fn from(decision: &Decision) -> Self {
-        match decision {
-            Decision::Write { .. } => EventDecision::Written,
-            Decision::Delete { .. } => EventDecision::Deleted,
-            Decision::Unchanged {
-                why: Unchanged::Equivalent(how),
-                ..
-            } => how.into(),
-            Decision::Unchanged {
-                why: Unchanged::NoFile,
-                ..
-            } => EventDecision::NoFile,
-            Decision::Excluded { .. } => EventDecision::Excluded,
         }
     }
 }
@@ -725,37 +706,6 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), labels.len());
         assert_eq!(EventDecision::StatusOnly.to_string(), "status-only");
-    }
-
-    #[test]
-    fn decisions_map_from_the_capture_decision_with_its_labels() {
-        let id = crate::manifest::object::ObjectId {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "ConfigMap".into(),
-            namespace: Some("shop".into()),
-            name: "web".into(),
-        };
-        let unchanged = |why| Decision::Unchanged {
-            path: "p".into(),
-            id: id.clone(),
-            why,
-        };
-        let cases = [
-            Decision::Delete {
-                path: "p".into(),
-                id: id.clone(),
-            },
-            unchanged(Unchanged::Equivalent(Equivalence::Exact)),
-            unchanged(Unchanged::Equivalent(Equivalence::HashAnnotation)),
-            unchanged(Unchanged::Equivalent(Equivalence::Near {
-                reason: "defaults".into(),
-            })),
-            unchanged(Unchanged::NoFile),
-        ];
-        for decision in &cases {
-            assert_eq!(EventDecision::from(decision).as_str(), decision.label());
-        }
     }
 
     #[test]
