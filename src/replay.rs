@@ -88,7 +88,9 @@ pub enum ReplayError {
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error("{0}")]
-    Push(String),
+    Push(std::sync::Arc<WorkerError>),
+    #[error("the fetch did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// One planned file change with the time it was made.
@@ -129,8 +131,7 @@ pub async fn replay(inputs: &[PathBuf], options: ReplayOptions) -> Result<Summar
             options.branch.clone(),
         );
         tokio::task::spawn_blocking(move || transport.fetch_branch(&dir, &remote, &branch))
-            .await
-            .map_err(|e| ReplayError::Push(e.to_string()))??
+            .await??
     };
     // Replaying the same log twice adds nothing: the history's Audit-ID trailers say which
     // changes an earlier replay recorded. Changes are in time order, so everything up to the

@@ -391,5 +391,4 @@ mod tests {
             assert_eq!(EventDecision::from(decision).as_str(), decision.label());
         }
     }
-
 }

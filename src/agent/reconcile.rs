@@ -140,7 +140,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
     };
     let complete = failures.is_empty();
     let result = match worker.snapshot(request).await {
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
         Ok(_) if !complete && prune => Err(not_pruned.join("; ")),
         Ok(_) if !complete => Err(failures.join("; ")),
         Ok(_) if prune => Ok(not_pruned),

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::ObjectKey;
+use super::RuleKey;
 use super::conditions::{self, Check, Health, Status, reason, with_ready};
 use super::repos::{RepoPlan, admit_namespace};
-use super::RuleKey;
 use crate::crd::{GitDestination, GitRepoConfig, PrunePolicy, WindowSettings, validate_folder};
 use crate::git::url::RepoKey;
 use crate::manifest::layout::PathTemplate;

@@ -6,7 +6,6 @@ use std::fmt;
 
 use kube::core::Selector;
 
-use super::{ObjectKey, RuleKey};
 use super::destinations::{DestinationPlan, plan_destinations};
 use super::discovery::Discovery;
 use super::repos::{RemoteProblem, RepoPlan, plan_repo};
@@ -14,6 +13,7 @@ use super::rules::{
     Context, NamespaceScope, Operations, Origin, ProblemKind, RulePlan, RuleView, compile,
 };
 use super::selector;
+use super::{ObjectKey, RuleKey};
 use crate::crd::{ClusterWatchRule, GitDestination, GitRepoConfig, Operation, WatchRule};
 use crate::git::url::RepoKey;
 

@@ -7,12 +7,12 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::core::Selector;
 
-use super::{ObjectKey, RuleKey};
 use super::conditions::{self, Check, Health, Status, join_limited, reason, with_ready};
 use super::destinations::DestinationPlan;
 use super::discovery::{ApiResource, Discovery};
 use super::repos::{RepoPlan, admit_cluster_rules, admit_namespace};
 use super::selector;
+use super::{ObjectKey, RuleKey};
 use crate::crd::{GitRepoConfig, Operation, ResourceRule, RuleScope};
 use crate::manifest::exclude::{RULES as EXCLUSIONS, SECRETS};
 

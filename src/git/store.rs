@@ -139,14 +139,19 @@ impl Store {
             name: full,
             deref: false,
         };
-        repo.edit_reference(edit)
-            .map(|_| ())
-            .map_err(|_| StoreError::RefMoved {
-                name: name.to_string(),
-                dir: self.dir.clone(),
-                expected,
-                found: self.resolve(name).ok().flatten(),
-            })
+        repo.edit_reference(edit).map(|_| ()).map_err(|e| {
+            // Only a ref that really moved is contention; anything else (a lock file left
+            // behind, a broken cache) is reported as the failure it is.
+            match self.resolve(name) {
+                Ok(found) if found != expected => StoreError::RefMoved {
+                    name: name.to_string(),
+                    dir: self.dir.clone(),
+                    expected,
+                    found,
+                },
+                _ => self.fail("updating a ref", e),
+            }
+        })
     }
 
     /// Sets `name` to `new` whatever it was (for remote-tracking refs after a fetch).
@@ -682,6 +687,22 @@ mod tests {
         );
         assert_eq!(store.resolve("refs/heads/main").unwrap(), Some(second));
         assert_eq!(store.resolve("refs/heads/nope").unwrap(), None);
+        // A lock left behind (a crash) is not contention: the error says what failed.
+        std::fs::write(store.dir().join("refs/heads/main.lock"), b"").unwrap();
+        let err = store
+            .update_ref("refs/heads/main", first, Some(second))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Git {
+                    action: "updating a ref",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(store.dir().join("refs/heads/main.lock")).unwrap();
 
         // The author and committer are the ones given, with their times.
         let out = std::process::Command::new("git")

@@ -111,18 +111,21 @@ pub enum WorkerError {
     Stopped { key: String },
 }
 
+/// Why a flush or snapshot did not land (shared by every caller waiting for the same round).
+pub type RoundError = Arc<WorkerError>;
+
+/// The answer to a flush or snapshot: the remote tip once everything is on the remote.
+pub type RoundResult = Result<Option<ObjectId>, RoundError>;
+
 /// Commands taken from the queue before one push.
 const BATCH: usize = 1000;
 
 enum Command {
     Change(Box<Change>),
     /// Close every window and push; answer when the remote has everything (or why not).
-    Flush(oneshot::Sender<Result<Option<ObjectId>, String>>),
+    Flush(oneshot::Sender<RoundResult>),
     /// Make a folder hold exactly the given files, as one commit after everything before it.
-    Snapshot(
-        Arc<SnapshotRequest>,
-        oneshot::Sender<Result<Option<ObjectId>, String>>,
-    ),
+    Snapshot(Arc<SnapshotRequest>, oneshot::Sender<RoundResult>),
 }
 
 /// The complete desired content of one destination folder (initial reconcile).
@@ -244,27 +247,31 @@ impl WorkerHandle {
 
     /// Closes every open window and pushes; returns the remote tip once everything queued
     /// before this call is on the remote, or the reason it is not (the changes stay queued).
-    pub async fn flush(&self) -> Result<Option<ObjectId>, String> {
+    pub async fn flush(&self) -> RoundResult {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Flush(tx))
             .await
-            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?;
-        rx.await
-            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> RoundError {
+        Arc::new(WorkerError::Stopped {
+            key: self.key.to_string(),
+        })
     }
 
     /// Writes the difference between `request.files` and the folder as one commit (after
     /// everything queued before it) and pushes; returns the remote tip. No commit when the
     /// folder already holds exactly that.
-    pub async fn snapshot(&self, request: SnapshotRequest) -> Result<Option<ObjectId>, String> {
+    pub async fn snapshot(&self, request: SnapshotRequest) -> RoundResult {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Snapshot(Arc::new(request), tx))
             .await
-            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?;
-        rx.await
-            .map_err(|_| format!("repository {}: the worker has stopped", self.key))?
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
     }
 }
 
@@ -379,7 +386,7 @@ impl Worker {
                     .push_pending()
                     .await
                     .map(|()| self.remote_tip)
-                    .map_err(|e| e.to_string());
+                    .map_err(Arc::new);
                 // Counters are current before anyone hears back.
                 self.publish_waiting();
                 for reply in flushes {

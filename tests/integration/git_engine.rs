@@ -245,7 +245,7 @@ async fn an_outage_delays_changes_and_they_land_once_in_order() {
             .expect("send");
     }
     let err = worker.flush().await.expect_err("the remote is gone");
-    assert!(err.contains("repo.git"), "{err}");
+    assert!(err.to_string().contains("repo.git"), "{err}");
     assert!(
         worker
             .stats()
