@@ -2,6 +2,8 @@
 //! Each module drives the built `gitops-reverser` binary or the library as a user would.
 
 mod agent;
+mod agent_authors;
+mod agent_pairing;
 mod attribution;
 mod cli;
 mod crds;
