@@ -17,6 +17,7 @@ use gitops_reverser::git::pack::PackWriter;
 use gitops_reverser::git::url::{NormalizedUrl, redact};
 use gitops_reverser::manifest::equivalence::{compare, verified_hash_annotation};
 use gitops_reverser::manifest::hash::{HASH_ANNOTATION, annotated_hash, content_hash};
+use gitops_reverser::manifest::layout::{Location, PathTemplate, escape};
 use gitops_reverser::manifest::sanitize::sanitized;
 use gitops_reverser::manifest::yaml::{parse_documents, parse_single_document, to_yaml};
 use gitops_reverser::manifest::{ExclusionPolicy, Outcome, prepare};
@@ -56,7 +57,7 @@ fn files_under(dirs: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
     paths.sort();
     let files: Vec<_> = paths
         .into_iter()
-        .filter(|p| !p.extension().is_some_and(|e| e == "md"))
+        .filter(|p| p.extension().is_none_or(|e| e != "md"))
         .map(|p| {
             let bytes = std::fs::read(&p).expect("seed file");
             (p, bytes)
@@ -504,12 +505,11 @@ fn arb_seed_object() -> BoxedStrategy<Value> {
 /// Walks down `path` (each index picks a child) and replaces the value where the walk ends (at a
 /// leaf, an empty container, or the end of the path). The top level itself is never replaced.
 fn set_somewhere(obj: &mut Value, path: &[prop::sample::Index], value: Value) {
-    if let Some((first, rest)) = path.split_first() {
-        if has_children(obj) {
-            if let Some(child) = child_at(obj, first) {
-                set_in(child, rest, value);
-            }
-        }
+    if let Some((first, rest)) = path.split_first()
+        && has_children(obj)
+        && let Some(child) = child_at(obj, first)
+    {
+        set_in(child, rest, value);
     }
 }
 
@@ -803,10 +803,10 @@ proptest! {
 
     #[test]
     fn yaml_reader_takes_mutated_manifests(bytes in mutated(manifest_bytes())) {
-        if let Ok(text) = std::str::from_utf8(&bytes) {
-            if let Err(e) = parse_documents(text, "fuzz.yaml") {
-                prop_assert!(e.to_string().starts_with("fuzz.yaml: "), "{e}");
-            }
+        if let Ok(text) = std::str::from_utf8(&bytes)
+            && let Err(e) = parse_documents(text, "fuzz.yaml")
+        {
+            prop_assert!(e.to_string().starts_with("fuzz.yaml: "), "{e}");
         }
         let _ = parse_single_document(&bytes, "fuzz.yaml");
     }
@@ -1202,6 +1202,115 @@ proptest! {
                 .expect("git");
             prop_assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stderr));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. File paths (src/manifest/layout.rs): names, namespaces and groups chosen by whoever creates
+//    the objects must never lead a file out of its folder, nor two objects into one file
+
+fn arb_template() -> impl Strategy<Value = PathTemplate> {
+    (
+        proptest::sample::select(vec!["{resource}", "{kind}", "r-{resource}"]),
+        proptest::collection::vec(
+            proptest::sample::select(vec!["{version}", "static", "v{version}", "_{kind}"]),
+            0..2,
+        ),
+        proptest::sample::select(vec!["{name}.yaml", "{name}.yml", "obj-{name}.yaml"]),
+    )
+        .prop_flat_map(|(kind_or_resource, extra, file)| {
+            let mut segments = vec!["{namespace}", "{group}", kind_or_resource];
+            segments.extend(extra);
+            Just(segments).prop_shuffle().prop_map(move |mut segments| {
+                segments.push(file);
+                segments.join("/")
+            })
+        })
+        .prop_map(|template| PathTemplate::parse(&template).expect("a valid template"))
+}
+
+/// Values as anyone may choose them (names are validated by the API server, but group, kind and
+/// resource of a custom resource, and values read from Git or audit logs, are free text).
+fn arb_segment_value() -> BoxedStrategy<String> {
+    prop_oneof![
+        2 => arb_string(),
+        1 => proptest::sample::select(vec![
+            "..", ".", "../..", "/", "a/../../b", "%2E%2E", "%", "", "~", "a~0123456789abcdef",
+            "\\", "C:", "\u{0}", "kube-system", "system:view",
+        ])
+        .prop_map(str::to_string),
+        1 => "[a-z.%~/-]{150,260}",
+    ]
+    .boxed()
+}
+
+fn location(v: &[String], namespaced: bool) -> Location<'_> {
+    Location {
+        group: &v[0],
+        version: &v[1],
+        kind: &v[2],
+        resource: &v[3],
+        namespace: namespaced.then_some(v[4].as_str()),
+        name: &v[5],
+    }
+}
+
+fn stays_inside(folder: &str, path: &str) -> Result<(), TestCaseError> {
+    let rest = path.strip_prefix(&format!("{folder}/"));
+    prop_assert!(rest.is_some(), "{path} is not in {folder}");
+    for segment in rest.unwrap_or_default().split('/') {
+        prop_assert!(
+            !matches!(segment, "" | "." | ".."),
+            "segment {segment:?} in {path:?}"
+        );
+        prop_assert!(
+            !segment.chars().any(|c| c.is_control() || c == '\\'),
+            "segment {segment:?} in {path:?}"
+        );
+    }
+    let mut components = std::path::Path::new(path).components();
+    prop_assert!(components.all(|c| matches!(c, std::path::Component::Normal(_))));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(Config::default())]
+
+    #[test]
+    fn paths_stay_in_their_folder_and_never_collide(
+        template in arb_template(),
+        folder in proptest::sample::select(vec!["clusters/prod", "a", "x/y/z"]),
+        values in proptest::collection::vec(arb_segment_value(), 6),
+        other in arb_segment_value(),
+        which in 0..6usize,
+        namespaced in any::<bool>(),
+    ) {
+        let path = template.path_in(folder, &location(&values, namespaced));
+        stays_inside(folder, &path)?;
+        // Change one value: the file changes when the template uses that value.
+        let mut changed = values.clone();
+        changed[which] = other.clone();
+        let other_path = template.path_in(folder, &location(&changed, namespaced));
+        stays_inside(folder, &other_path)?;
+        let used = match which {
+            0 | 5 => true,
+            4 => namespaced,
+            _ => false,
+        };
+        if used && values[which] != other {
+            prop_assert_ne!(&path, &other_path, "{:?} and {:?}", values[which], other);
+        }
+    }
+
+    /// Escaping is a single visible segment, and distinct values never share one.
+    #[test]
+    fn escaped_values_are_single_distinct_segments(a in arb_segment_value(), b in arb_segment_value()) {
+        let (ea, eb) = (escape(&a), escape(&b));
+        for e in [&ea, &eb] {
+            prop_assert!(!e.is_empty() && !e.contains('/') && !e.starts_with('.'), "{e:?}");
+            prop_assert!(e.len() <= 200, "{} bytes", e.len());
+        }
+        prop_assert_eq!(a == b, ea == eb, "{:?} / {:?} → {:?}", a, b, ea);
     }
 }
 
