@@ -784,6 +784,218 @@ fn check_admission(body: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+// The same bodies through the real HTTPS server: any method, path, content type and body, with
+// or without the API server's client certificate, gets a well-formed 2xx or 4xx answer (never a
+// 5xx, a hang or a dead server), and a valid batch is still accepted right after.
+
+struct LiveWebhook {
+    runtime: tokio::runtime::Runtime,
+    _pki: crate::attribution::Pki,
+    _server: gitops_reverser::attribution::WebhookServer,
+    addr: std::net::SocketAddr,
+    with_cert: std::sync::Arc<rustls::ClientConfig>,
+    without_cert: std::sync::Arc<rustls::ClientConfig>,
+}
+
+/// Bodies above this are refused with a 413 (kept small so that the limit is exercised).
+const LIVE_MAX_BODY: usize = 16 * 1024;
+
+fn live_webhook() -> &'static LiveWebhook {
+    static LIVE: OnceLock<LiveWebhook> = OnceLock::new();
+    LIVE.get_or_init(|| {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pki = crate::attribution::pki();
+        let (server, _index) = runtime.block_on(crate::attribution::start(&pki, LIVE_MAX_BODY));
+        let addr = server.local_addr();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA"))
+            .expect("root");
+        let builder = || {
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots.clone())
+        };
+        let chain =
+            vec![CertificateDer::from_pem_slice(pki.client_cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(pki.client_key_pem.as_bytes()).expect("key");
+        let with_cert = std::sync::Arc::new(
+            builder()
+                .with_client_auth_cert(chain, key)
+                .expect("client auth"),
+        );
+        let without_cert = std::sync::Arc::new(builder().with_no_client_auth());
+        LiveWebhook {
+            runtime,
+            _pki: pki,
+            _server: server,
+            addr,
+            with_cert,
+            without_cert,
+        }
+    })
+}
+
+/// Sends one request (`Connection: close`) and returns the status and body of the answer.
+fn send(request: &[u8], client_cert: bool) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let live = live_webhook();
+    let config = if client_cert {
+        &live.with_cert
+    } else {
+        &live.without_cert
+    };
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(live.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The server may answer (and close) before reading all of a refused body.
+        let _ = tls.write_all(request).await;
+        let _ = tls.flush().await;
+        let mut raw = Vec::new();
+        let _ = tls.read_to_end(&mut raw).await;
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no HTTP status in {text:?}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    };
+    live.runtime
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await
+        })
+        .map_err(|_| "no answer within 10 s".to_string())?
+}
+
+fn request(method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let content_type = content_type
+        .map(|c| format!("Content-Type: {c}\r\n"))
+        .unwrap_or_default();
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn arb_webhook_body() -> BoxedStrategy<Vec<u8>> {
+    prop_oneof![
+        arb_event_list(),
+        (
+            arb_event_list(),
+            proptest::collection::vec(arb_edit(), 1..6)
+        )
+            .prop_map(|(b, e)| mutate(&b, &e)),
+        mutated(admission_seeds()),
+        proptest::collection::vec(any::<u8>(), 0..512),
+        (0..3usize).prop_map(|n| vec![b'{'; LIVE_MAX_BODY + n]),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(cases_or(64)))]
+
+    #[test]
+    fn the_webhook_server_answers_every_request_with_a_2xx_or_4xx(
+        method in proptest::sample::select(vec!["POST", "POST", "POST", "GET", "PUT", "DELETE"]),
+        path in prop_oneof![
+            3 => proptest::sample::select(vec!["/audit", "/admission"]).prop_map(str::to_string),
+            1 => proptest::sample::select(vec!["/", "/audit/", "/admission?x=1", "/metrics", "//audit", "/%61udit"]).prop_map(str::to_string),
+        ],
+        content_type in proptest::option::of(proptest::sample::select(vec![
+            "application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "text/plain",
+            "application/yaml", "", "application/json;;;",
+        ])),
+        body in arb_webhook_body(),
+        client_cert in any::<bool>(),
+    ) {
+        let (status, answer) = send(&request(method, &path, content_type, &body), client_cert)
+            .map_err(TestCaseError::fail)?;
+        prop_assert!((200..300).contains(&status) || (400..500).contains(&status), "{status}: {answer}");
+        prop_assert!(serde_json::from_str::<Value>(&answer).is_ok(), "{status}: not JSON: {answer:?}");
+        // The server is still there, and still takes a valid batch.
+        let valid = event_list_body(&[]);
+        let (status, answer) = send(&request("POST", "/audit", Some("application/json"), &valid), true)
+            .map_err(TestCaseError::fail)?;
+        prop_assert_eq!(status, 200, "{}", answer);
+    }
+}
+
+/// Batches as the API server sends them: copied events that have what an audit.k8s.io Event
+/// always has.
+fn arb_valid_event_list() -> BoxedStrategy<(Vec<u8>, usize)> {
+    let events: Vec<Value> = seed_events()
+        .iter()
+        .filter(|e| e.stage().is_some() && e.verb().is_some())
+        .enumerate()
+        .map(|(i, e)| {
+            let mut v = serde_json::to_value(e).expect("event");
+            if v.get("auditID").is_none() {
+                v["auditID"] = json!(format!("fuzz-{i}"));
+            }
+            v
+        })
+        .collect();
+    proptest::collection::vec(proptest::sample::select(events), 0..12)
+        .prop_map(|items| (event_list_body(&items), items.len()))
+        .boxed()
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(cases_or(64)))]
+
+    /// What the API server sends is always taken: every event of a batch is accepted (or, with
+    /// a full queue, shed and counted), every AdmissionReview is allowed with its own uid.
+    #[test]
+    fn the_webhook_server_takes_what_the_api_server_sends(
+        audit in arb_valid_event_list(),
+        review in proptest::sample::select(admission_seeds()),
+        charset in any::<bool>(),
+    ) {
+        let content_type = if charset { "application/json; charset=utf-8" } else { "application/json" };
+        let (batch, n) = audit;
+        let (status, answer) = send(&request("POST", "/audit", Some(content_type), &batch), true)
+            .map_err(TestCaseError::fail)?;
+        prop_assert_eq!(status, 200, "{}", answer);
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        let taken = answer["accepted"].as_u64().unwrap_or(0) + answer["shed"].as_u64().unwrap_or(0);
+        prop_assert_eq!(taken, n as u64, "{}", answer);
+
+        let (status, answer) = send(&request("POST", "/admission", Some(content_type), &review), false)
+            .map_err(TestCaseError::fail)?;
+        prop_assert_eq!(status, 200, "{}", answer);
+        let answer: Value = serde_json::from_str(&answer).expect("JSON");
+        let sent: Value = serde_json::from_slice(&review).expect("seed");
+        prop_assert_eq!(&answer["response"]["uid"], &sent["request"]["uid"]);
+        prop_assert_eq!(&answer["response"]["allowed"], &json!(true));
+        prop_assert_eq!(&answer["kind"], "AdmissionReview");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. YAML documents from Git (src/manifest/yaml.rs): files anyone with push access writes
 
