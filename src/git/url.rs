@@ -137,8 +137,9 @@ impl NormalizedUrl {
             _ => None,
         };
         let port = port.filter(|p| Some(*p) != default_port);
+        // `.git` and trailing slashes go, as often as they come: the key of a key is itself.
         let mut path = path.trim_end_matches('/').to_string();
-        if let Some(stripped) = path.strip_suffix(".git") {
+        while let Some(stripped) = path.strip_suffix(".git") {
             path = stripped.trim_end_matches('/').to_string();
         }
         if path.is_empty() || path == "/" {
@@ -180,7 +181,10 @@ fn split_port(hostport: &str) -> Option<(&str, Option<u16>)> {
             Some(port) => port.parse().ok().map(|p| (host, Some(p))),
         };
     }
-    match hostport.rsplit_once(':') {
+    // Outside brackets a host has no colon: `example.com::` is no host and port.
+    match hostport.split_once(':') {
+        Some((host, _)) if host.is_empty() => None,
+        Some((_, port)) if port.contains(':') => None,
         Some((host, "")) => Some((host, None)),
         Some((host, port)) => port.parse().ok().map(|p| (host, Some(p))),
         None => Some((hostport, None)),
