@@ -93,6 +93,10 @@ pub enum ReplayError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// How often `replay` tries again to push to a remote that does not answer (about 4 minutes in
+/// all) before it gives up.
+const REPLAY_RETRIES: u32 = 8;
+
 /// One planned file change with the time it was made.
 struct Planned {
     change: Change,
@@ -161,7 +165,26 @@ pub async fn replay(inputs: &[PathBuf], options: ReplayOptions) -> Result<Summar
     for p in planned {
         worker.send(p.change).await?;
     }
-    let result = worker.flush().await;
+    // Another writer on the branch is retried inside the push round for as long as the remote
+    // answers; an unreachable remote is retried here a while; only a permanent error (or a
+    // remote that stays away) ends the replay with a non-zero exit.
+    let mut result = worker.flush().await;
+    let mut retries = 0u32;
+    while let Err(e) = &result {
+        let transient = match &**e {
+            WorkerError::Transport { source, .. } => !source.is_permanent(),
+            WorkerError::Contended { .. } => true,
+            _ => false,
+        };
+        if !transient || retries >= REPLAY_RETRIES {
+            break;
+        }
+        retries += 1;
+        let wait = std::time::Duration::from_secs(1u64 << retries.min(5));
+        tracing::warn!(error = %e, retry_in = ?wait, attempt = retries, "push failed; retrying");
+        tokio::time::sleep(wait).await;
+        result = worker.flush().await;
+    }
     summary.commits = worker.stats().commits.load(Ordering::Relaxed);
     summary.pushes = worker.stats().pushes.load(Ordering::Relaxed);
     registry.release("replay");

@@ -169,6 +169,20 @@ impl TransportError {
         matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
     }
 
+    /// Retrying cannot help: authentication, an unknown host key, a missing repository, a
+    /// refusal that is not contention (a protected branch, a hook), an invalid branch. Such an
+    /// error ends `replay`; the agent keeps the changes pending and reports it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Authentication { .. }
+                | Self::HostKey { .. }
+                | Self::NotFound { .. }
+                | Self::RemoteRejected { .. }
+                | Self::InvalidBranch { .. }
+        )
+    }
+
     /// The remote refused the credentials (authentication failed) or the SSH host key did not
     /// match `known_hosts`: the credentials Secret is what needs fixing.
     pub fn rejects_credentials(&self) -> bool {
@@ -317,7 +331,7 @@ impl Transport for GitCli {
         match parse_push_status(&out.stdout, &target) {
             Some(('!', summary)) => {
                 let reason = session.scrub(summary);
-                if summary.contains("[remote rejected]") {
+                if summary.contains("[remote rejected]") && !is_contention(summary) {
                     Err(TransportError::RemoteRejected {
                         url: session.url.clone(),
                         branch: branch.to_string(),
@@ -333,6 +347,27 @@ impl Transport for GitCli {
             _ => Err(session.unexpected(&out.stdout)),
         }
     }
+}
+
+/// Whether a refused push means another writer moved or holds the branch (fetch, replay and
+/// push again) rather than a refusal that will not change (a protected branch, a hook).
+/// Servers spell it in several ways: a lease that no longer holds (`stale info`), a branch
+/// that moved (`fetch first`, `non-fast-forward`), a ref lock held by a concurrent push
+/// (`cannot lock ref`, `failed to update ref`, `atomic transaction failed`).
+pub fn is_contention(reason: &str) -> bool {
+    [
+        "stale info",
+        "fetch first",
+        "non-fast-forward",
+        "cannot lock ref",
+        "failed to update ref",
+        "failed to lock",
+        "atomic transaction failed",
+        "incorrect old value",
+        "reference already exists",
+    ]
+    .iter()
+    .any(|needle| reason.contains(needle))
 }
 
 /// The captured result of one `git` command; `stderr` already scrubbed.
@@ -505,6 +540,10 @@ impl<'a> Session<'a> {
             "Couldn't connect to server",
             "unable to connect to",
             "Connection reset by peer",
+            // A server busy updating refs may answer 5xx or drop the connection.
+            "returned error: 5",
+            "The remote end hung up unexpectedly",
+            "remote end hung up unexpectedly",
         ]) {
             return TransportError::Unreachable { op, url, detail };
         }
@@ -844,6 +883,42 @@ mod tests {
                 password: SecretString::new(password),
             }),
         )
+    }
+
+    /// Every spelling of "another writer moved or holds the branch" is contention (fetch,
+    /// replay, push again); a protected branch or a hook's refusal is not.
+    #[test]
+    fn contention_spellings_are_retried_and_refusals_are_not() {
+        for reason in [
+            "[rejected] (stale info)",
+            "[rejected] (fetch first)",
+            "[rejected] (non-fast-forward)",
+            "[remote rejected] (atomic transaction failed)",
+            "[remote rejected] (cannot lock ref 'refs/heads/main': is at 1234 but expected 5678)",
+            "[remote rejected] (failed to update ref)",
+            "[remote rejected] (incorrect old value provided)",
+        ] {
+            assert!(is_contention(reason), "{reason}");
+        }
+        for reason in [
+            "[remote rejected] (protected branch hook declined)",
+            "[remote rejected] (pre-receive hook declined)",
+            "[remote rejected] (shallow update not allowed)",
+        ] {
+            assert!(!is_contention(reason), "{reason}");
+        }
+        let permanent = TransportError::RemoteRejected {
+            url: "u".into(),
+            branch: "main".into(),
+            reason: "protected".into(),
+        };
+        assert!(permanent.is_permanent() && !permanent.is_transient());
+        let away = TransportError::Unreachable {
+            op: "push",
+            url: "u".into(),
+            detail: "The requested URL returned error: 503".into(),
+        };
+        assert!(away.is_transient() && !away.is_permanent());
     }
 
     #[test]

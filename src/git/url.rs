@@ -183,7 +183,7 @@ fn split_port(hostport: &str) -> Option<(&str, Option<u16>)> {
     }
     // Outside brackets a host has no colon: `example.com::` is no host and port.
     match hostport.split_once(':') {
-        Some((host, _)) if host.is_empty() => None,
+        Some(("", _)) => None,
         Some((_, port)) if port.contains(':') => None,
         Some((host, "")) => Some((host, None)),
         Some((host, port)) => port.parse().ok().map(|p| (host, Some(p))),

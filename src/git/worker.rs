@@ -22,7 +22,9 @@ pub struct WorkerConfig {
     /// The agent's identity on every commit it writes.
     pub committer_name: String,
     pub committer_email: String,
-    /// Push attempts per round before waiting for the next retry (another writer kept winning).
+    /// Push attempts per round while another writer keeps moving or holding the branch;
+    /// `0` (the default) never gives up while the remote answers. Each attempt fetches and
+    /// replays the changes on the new tip after a jittered, growing wait (at most `retry_max`).
     pub max_push_attempts: u32,
     /// First and longest wait between rounds while the remote fails.
     pub retry_initial: Duration,
@@ -65,7 +67,7 @@ impl Default for WorkerConfig {
             windows: WindowConfig::default(),
             committer_name: "gitops-reverser".into(),
             committer_email: "gitops-reverser@configbutler.ai".into(),
-            max_push_attempts: 10,
+            max_push_attempts: 0,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
             queue_capacity: 10_000,
@@ -546,7 +548,11 @@ impl PushJob {
             tip = self.fetch().map_err(|e| (transport_err(e), None))?;
             learned = Some(tip);
         }
-        for attempt in 1..=self.config.max_push_attempts.max(1) {
+        let limit = match self.config.max_push_attempts {
+            0 => u32::MAX,
+            n => n,
+        };
+        for attempt in 1..=limit {
             let base = match tip {
                 Some(tip) => Some(tip),
                 None => self
@@ -596,9 +602,9 @@ impl PushJob {
                     self.stats.push_conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(repository = %self.key, %reason, attempt,
                         "remote moved; fetching and replaying the changes on the new tip");
+                    std::thread::sleep(backoff(attempt, self.config.retry_max));
                     tip = self.fetch().map_err(|e| (transport_err(e), learned))?;
                     learned = Some(tip);
-                    std::thread::sleep(backoff(attempt));
                 }
                 Err(e) => return Err((transport_err(e), learned)),
             }
@@ -606,7 +612,7 @@ impl PushJob {
         Err((
             Box::new(WorkerError::Contended {
                 key,
-                attempts: self.config.max_push_attempts,
+                attempts: limit,
             }),
             learned,
         ))
@@ -804,6 +810,10 @@ impl PushJob {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(20u64.saturating_mul(1 << attempt.min(6)))
+/// The wait before the next attempt against a busy branch: exponential from 20 ms, at most
+/// `max`, with full jitter (a random point of the window), so writers that collided do not
+/// collide again in lockstep.
+fn backoff(attempt: u32, max: Duration) -> Duration {
+    let window = Duration::from_millis(20u64.saturating_mul(1 << attempt.min(16))).min(max);
+    window.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
