@@ -430,6 +430,41 @@ pub fn merge(live: &Value, config: &Value, builtin: bool) -> Value {
     Walker::new(builtin).merge(live, config)
 }
 
+/// Every field of an object as structured-merge-diff's `ToFieldSet` lists it (leaves, list
+/// items, atomic lists and maps, empty maps), server bookkeeping included.
+fn object_set(obj: &Value, builtin: bool) -> FieldSet {
+    let mut out = FieldSet::new();
+    Walker::new(builtin).apply_set(obj, &mut out);
+    out.with_named_fields_as_members()
+}
+
+/// Remove from `merged` what the applying manager applied last time (`last`), no longer applies
+/// and nobody else owns (`owned`: every manager's set, the applier's new configuration included).
+/// Structured-merge-diff's `prune`, `addBackOwnedItems` and `addBackDanglingItems`, in that
+/// order: remove everything last applied, add back what anyone owns, then remove only what the
+/// removal took that was in the last applied set. A field below a removed map or list item that
+/// someone still owns keeps its parent, so an apply never removes a field of its own
+/// configuration.
+fn prune(merged: Value, last: &FieldSet, owned: &FieldSet, builtin: bool) -> Value {
+    if last.is_empty() {
+        return merged;
+    }
+    let last = last.with_named_fields_as_members();
+    let owned = owned.with_named_fields_as_members();
+    let merged_set = object_set(&merged, builtin);
+    let mut first = merged.clone();
+    remove_fields(&mut first, &last);
+    let kept = object_set(&first, builtin).union(&owned);
+    let mut added_back = merged.clone();
+    remove_fields(&mut added_back, &merged_set.difference(&kept));
+    let dangling = merged_set
+        .difference(&object_set(&added_back, builtin))
+        .intersection(&last);
+    let mut out = merged;
+    remove_fields(&mut out, &dangling);
+    out
+}
+
 /// Remove the member fields of `set` from an object; maps emptied by the removal go too.
 pub fn remove_fields(obj: &mut Value, set: &FieldSet) {
     for path in set.paths().into_iter().rev() {
@@ -518,42 +553,57 @@ impl Conflicts {
     }
 }
 
+/// Why a `metadata.managedFields` value cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagedFieldsError {
+    #[error("metadata.managedFields must be a list")]
+    NotAList,
+    #[error(
+        "metadata.managedFields[{index}].operation: Unsupported value: {value:?}: supported values: \"Apply\", \"Update\""
+    )]
+    Operation { index: usize, value: String },
+    #[error("metadata.managedFields[{index}].fieldsType: Unsupported value: must be \"FieldsV1\"")]
+    FieldsType { index: usize },
+    #[error("metadata.managedFields[{index}].fieldsV1: {message}")]
+    Fields { index: usize, message: String },
+}
+
 impl Managers {
-    /// Parse `metadata.managedFields` as a client sent or the server stored it.
-    pub fn from_object(obj: &Value) -> Result<Managers, String> {
+    /// Parse `metadata.managedFields` as a client sent or the server stored it. Entries without
+    /// fields (the `{}` of `[{}]`, which clients send to strip managedFields) are dropped.
+    pub fn from_object(obj: &Value) -> Result<Managers, ManagedFieldsError> {
         let Some(entries) = obj["metadata"].get("managedFields") else {
             return Ok(Managers::default());
         };
         if entries.is_null() {
             return Ok(Managers::default());
         }
-        let entries = entries
-            .as_array()
-            .ok_or("metadata.managedFields must be a list")?;
+        let entries = entries.as_array().ok_or(ManagedFieldsError::NotAList)?;
         let mut out = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            let manager = e["manager"].as_str().unwrap_or_default().to_string();
+        for (index, e) in entries.iter().enumerate() {
+            let fields = match e.get("fieldsV1") {
+                Some(v) => FieldSet::from_fields_v1(v)
+                    .map_err(|message| ManagedFieldsError::Fields { index, message })?,
+                None => FieldSet::new(),
+            };
+            if fields.is_empty() {
+                continue;
+            }
             let operation = match e["operation"].as_str() {
                 Some("Apply") => Operation::Apply,
                 Some("Update") => Operation::Update,
                 other => {
-                    return Err(format!(
-                        "metadata.managedFields[{i}].operation: unsupported value {other:?}"
-                    ));
+                    return Err(ManagedFieldsError::Operation {
+                        index,
+                        value: other.unwrap_or_default().to_string(),
+                    });
                 }
             };
             if e["fieldsType"].as_str().is_some_and(|t| t != "FieldsV1") {
-                return Err(format!(
-                    "metadata.managedFields[{i}].fieldsType: must be FieldsV1"
-                ));
+                return Err(ManagedFieldsError::FieldsType { index });
             }
-            let fields = match e.get("fieldsV1") {
-                Some(v) => FieldSet::from_fields_v1(v)
-                    .map_err(|m| format!("metadata.managedFields[{i}].fieldsV1: {m}"))?,
-                None => FieldSet::new(),
-            };
             out.push(ManagerEntry {
-                manager,
+                manager: e["manager"].as_str().unwrap_or_default().to_string(),
                 operation,
                 api_version: e["apiVersion"].as_str().unwrap_or_default().into(),
                 time: e["time"].as_str().unwrap_or_default().into(),
@@ -562,6 +612,17 @@ impl Managers {
             });
         }
         Ok(Managers(out))
+    }
+
+    /// The managers a write asks for through its object's `metadata.managedFields`, as the real
+    /// server reads them: `None` (keep the stored ones) when the field is absent, null or an
+    /// empty list — so clients unaware of the field never drop it — and an empty set for `[{}]`.
+    pub fn from_request(obj: &Value) -> Result<Option<Managers>, ManagedFieldsError> {
+        match obj["metadata"].get("managedFields") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) if a.is_empty() => Ok(None),
+            Some(_) => Managers::from_object(obj).map(Some),
+        }
     }
 
     /// The `metadata.managedFields` value, sorted as the real server sorts it.
@@ -660,20 +721,19 @@ impl Managers {
             has_status,
         );
         let base = live.cloned().unwrap_or_else(|| json!({}));
-        let mut merged = merge(&base, config, actor.builtin);
+        let merged = merge(&base, config, actor.builtin);
         let last = self
             .0
             .iter()
             .find(|e| e.same_identity(actor.manager, Operation::Apply, actor.subresource))
             .map(|e| e.fields.clone())
             .unwrap_or_default();
-        let others = self
+        let owned = self
             .0
             .iter()
             .filter(|e| !e.same_identity(actor.manager, Operation::Apply, actor.subresource))
-            .fold(FieldSet::new(), |acc, e| acc.union(&e.fields));
-        let prune = last.difference(&config_set).difference(&others);
-        remove_fields(&mut merged, &prune);
+            .fold(config_set.clone(), |acc, e| acc.union(&e.fields));
+        let merged = prune(merged, &last, &owned, actor.builtin);
         let c = compare(live, &merged, actor.builtin, actor.kind);
         let changed = c.modified.union(&c.added);
         let mut conflicts = Vec::new();
@@ -817,6 +877,56 @@ mod tests {
             .unwrap();
         assert_eq!(merged["data"], json!({"a": "1"}));
         assert!(merged["metadata"].get("labels").is_none());
+    }
+
+    #[test]
+    fn a_map_the_applier_owned_with_a_dot_keeps_the_keys_it_still_applies() {
+        // kubectl's migration gives the applier `f:data {".", f:a}`; applying `data.a` again
+        // owns `f:data.f:a` only, and must not take `a` away with the `data` map.
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {"old": "x"}}, "data": {"a": "1"}});
+        let mut m = Managers(vec![ManagerEntry {
+            manager: "flux".into(),
+            operation: Operation::Apply,
+            api_version: "v1".into(),
+            time: "t".into(),
+            subresource: String::new(),
+            fields: FieldSet::from_fields_v1(&json!({"f:data": {".": {}, "f:a": {}},
+                "f:metadata": {"f:annotations": {".": {}, "f:old": {}}}}))
+            .unwrap(),
+        }]);
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        let merged = m
+            .apply(
+                Some(&live),
+                &config,
+                &actor("flux", "ConfigMap"),
+                false,
+                false,
+            )
+            .unwrap();
+        assert_eq!(merged["data"], json!({"a": "1"}));
+        assert!(merged["metadata"].get("annotations").is_none(), "{merged}");
+        assert_eq!(m.to_value()[0]["fieldsV1"], json!({"f:data": {"f:a": {}}}));
+    }
+
+    #[test]
+    fn managed_fields_of_a_request_follow_the_real_server() {
+        let with = |v: Value| json!({"metadata": {"managedFields": v}});
+        assert_eq!(Managers::from_request(&json!({"metadata": {}})), Ok(None));
+        assert_eq!(Managers::from_request(&with(json!([]))), Ok(None));
+        assert_eq!(
+            Managers::from_request(&with(json!([{}]))),
+            Ok(Some(Managers::default()))
+        );
+        assert_eq!(
+            Managers::from_request(&with(
+                json!([{"manager": "x", "operation": "Nope", "fieldsV1": {"f:a": {}}}])
+            )),
+            Err(ManagedFieldsError::Operation {
+                index: 0,
+                value: "Nope".into()
+            })
+        );
     }
 
     #[test]

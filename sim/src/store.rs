@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::apply::{Actor, Managers};
+use crate::apply::{Actor, ManagedFieldsError, Managers};
 use crate::catalogue::{Catalogue, ResourceInfo, resource_from_crd};
 use crate::defaults::{self, Allocator};
 use crate::errors::{ApiError, Cause};
@@ -889,14 +889,8 @@ impl Store {
         } else {
             remove_meta(&mut body, "namespace");
         }
-        let managers = Managers::from_object(&body).map_err(|m| {
-            ApiError::invalid(
-                &res.group,
-                &res.kind,
-                &name,
-                vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)],
-            )
-        })?;
+        let managers =
+            Managers::from_object(&body).map_err(|e| invalid_managed_fields(res, &name, &e))?;
         self.finish_create(res, version, ns, body, managers, opts, None)
     }
 
@@ -971,21 +965,7 @@ impl Store {
         self.check_body(res, version, ns, &body)?;
         let old = self.get(res, ns, name)?;
         self.type_check(res, version, &body)?;
-        let request_managers = if body["metadata"]
-            .get("managedFields")
-            .is_some_and(|m| *m != old["metadata"]["managedFields"])
-        {
-            Some(Managers::from_object(&body).map_err(|m| {
-                ApiError::invalid(
-                    &res.group,
-                    &res.kind,
-                    name,
-                    vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)],
-                )
-            })?)
-        } else {
-            None
-        };
+        let request_managers = request_managers(res, name, &old, &body)?;
         self.finish_update(
             res,
             version,
@@ -1144,15 +1124,7 @@ impl Store {
         })?;
         self.check_body(res, version, ns, &patched)?;
         self.type_check(res, version, &patched)?;
-        let request_managers =
-            if patched["metadata"].get("managedFields") != old["metadata"].get("managedFields") {
-                Some(
-                    Managers::from_object(&patched)
-                        .map_err(|m| ApiError::bad_request(m.to_string()))?,
-                )
-            } else {
-                None
-            };
+        let request_managers = request_managers(res, name, &old, &patched)?;
         self.finish_update(
             res,
             version,
@@ -1488,6 +1460,33 @@ fn unreachable_apply() -> Result<Value, PatchError> {
     Err(PatchError::Malformed(
         "apply patches are handled separately".into(),
     ))
+}
+
+fn invalid_managed_fields(res: &ResourceInfo, name: &str, e: &ManagedFieldsError) -> ApiError {
+    ApiError::invalid(
+        &res.group,
+        &res.kind,
+        name,
+        vec![Cause::invalid(
+            "metadata.managedFields",
+            &Value::Null,
+            &e.to_string(),
+        )],
+    )
+}
+
+/// The managers an update or patch asks for, when its object carries other `managedFields`
+/// than the stored object (`None`: keep the stored ones).
+fn request_managers(
+    res: &ResourceInfo,
+    name: &str,
+    old: &Value,
+    new: &Value,
+) -> Result<Option<Managers>, ApiError> {
+    if new["metadata"].get("managedFields") == old["metadata"].get("managedFields") {
+        return Ok(None);
+    }
+    Managers::from_request(new).map_err(|e| invalid_managed_fields(res, name, &e))
 }
 
 fn set_managers(obj: &mut Value, managers: &Managers) {

@@ -11,5 +11,6 @@ mod discovery;
 mod errors;
 mod faults;
 mod kubectl;
+mod migration;
 mod support;
 mod watch;
