@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
 use crate::fieldpath::{FieldSet, Path, PathElement};
-use crate::schema::{self, ListType};
+use crate::schema::{self, ListType, Slot};
 
 /// Whether a manager applied (server-side apply) or updated (create, update, patch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +65,13 @@ pub struct Actor<'a> {
     pub time: &'a str,
     pub builtin: bool,
     pub kind: &'a str,
+}
+
+impl Actor<'_> {
+    /// Where this actor's kind starts in the schema.
+    pub fn root(&self) -> Slot {
+        Slot::root(self.api_version, self.kind, self.builtin)
+    }
 }
 
 fn f(name: &str) -> PathElement {
@@ -141,32 +148,44 @@ fn keyed_items<'v>(items: &'v [Value], keys: &[&str]) -> Option<Vec<(PathElement
 
 static EMPTY_ARRAY: Value = Value::Array(Vec::new());
 
-struct Walker<'a> {
-    builtin: bool,
-    names: Vec<&'a str>,
+struct Walker {
+    /// Where the walk stands in the schema; the last is the current value's.
+    slots: Vec<Slot>,
     prefix: Vec<PathElement>,
 }
 
-impl<'a> Walker<'a> {
-    fn new(builtin: bool) -> Self {
+impl Walker {
+    fn new(root: &Slot) -> Self {
         Walker {
-            builtin,
-            names: vec![],
+            slots: vec![root.clone()],
             prefix: vec![],
         }
     }
 
+    fn slot(&self) -> &Slot {
+        self.slots.last().expect("the walk has a root")
+    }
+
     fn list_type(&self) -> ListType {
-        schema::list_type(self.builtin, &self.names)
+        self.slot().list_type()
     }
 
-    /// The set server-side apply records for a configuration: leaves, atomic lists and list items,
-    /// not the maps that contain them.
+    /// Whether the map or struct here is owned and replaced as a whole.
     fn atomic_map(&self) -> bool {
-        schema::atomic_map(self.builtin, &self.names)
+        self.slot().atomic()
     }
 
-    fn apply_set(&mut self, v: &'a Value, out: &mut FieldSet) {
+    /// Walk into the list item `pe` of the list here.
+    fn descend_item(&mut self, pe: PathElement, body: impl FnOnce(&mut Self)) {
+        let item = self.slot().item();
+        self.slots.push(item);
+        self.prefix.push(pe);
+        body(self);
+        self.prefix.pop();
+        self.slots.pop();
+    }
+
+    fn apply_set(&mut self, v: &Value, out: &mut FieldSet) {
         match v {
             Value::Object(m) if !m.is_empty() && !self.atomic_map() => {
                 for (k, child) in m {
@@ -184,14 +203,10 @@ impl<'a> Walker<'a> {
                 ListType::Map(keys) => match keyed_items(items, &keys) {
                     Some(keyed) => {
                         for (k, item) in keyed {
-                            self.prefix.push(k);
-                            out.insert(&self.prefix);
-                            if let Value::Object(m) = item {
-                                for (name, child) in m {
-                                    self.descend_field(name, |w| w.apply_set(child, out));
-                                }
-                            }
-                            self.prefix.pop();
+                            self.descend_item(k, |w| {
+                                out.insert(&w.prefix);
+                                w.apply_set(item, out);
+                            });
                         }
                     }
                     None => out.insert(&self.prefix),
@@ -202,16 +217,17 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn descend_field(&mut self, name: &'a str, body: impl FnOnce(&mut Self)) {
-        self.names.push(name);
+    fn descend_field(&mut self, name: &str, body: impl FnOnce(&mut Self)) {
+        let slot = self.slot().field(name);
+        self.slots.push(slot);
         self.prefix.push(f(name));
         body(self);
         self.prefix.pop();
-        self.names.pop();
+        self.slots.pop();
     }
 
     /// Every node of `v`, each a member (what an Update that created `v` here owns).
-    fn all_nodes(&mut self, v: &'a Value, out: &mut FieldSet) {
+    fn all_nodes(&mut self, v: &Value, out: &mut FieldSet) {
         out.insert(&self.prefix);
         match v {
             Value::Object(m) if !self.atomic_map() => {
@@ -230,9 +246,7 @@ impl<'a> Walker<'a> {
                 ListType::Map(keys) => {
                     if let Some(keyed) = keyed_items(items, &keys) {
                         for (k, item) in keyed {
-                            self.prefix.push(k);
-                            self.all_nodes(item, out);
-                            self.prefix.pop();
+                            self.descend_item(k, |w| w.all_nodes(item, out));
                         }
                     }
                 }
@@ -242,7 +256,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn compare(&mut self, old: Option<&'a Value>, new: Option<&'a Value>, c: &mut Comparison) {
+    fn compare(&mut self, old: Option<&Value>, new: Option<&Value>, c: &mut Comparison) {
         match (old, new) {
             (None, None) => {}
             (None, Some(n)) => self.all_nodes(n, &mut c.added),
@@ -299,9 +313,7 @@ impl<'a> Walker<'a> {
                         for k in all {
                             let ov = ka.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
                             let nv = kb.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
-                            self.prefix.push(k.clone());
-                            self.compare(ov, nv, c);
-                            self.prefix.pop();
+                            self.descend_item(k.clone(), |w| w.compare(ov, nv, c));
                         }
                     }
                     _ => {
@@ -325,7 +337,7 @@ impl<'a> Walker<'a> {
     }
 
     /// The server-side apply merge of a configuration into a live object.
-    fn merge(&mut self, live: &'a Value, config: &'a Value) -> Value {
+    fn merge(&mut self, live: &Value, config: &Value) -> Value {
         match (live, config) {
             (Value::Object(l), Value::Object(c)) if !self.atomic_map() => {
                 let mut out = l.clone();
@@ -357,7 +369,11 @@ impl<'a> Walker<'a> {
                         let mut out = Vec::new();
                         for (k, item) in &kl {
                             match kc.iter().find(|(x, _)| x == k) {
-                                Some((_, citem)) => out.push(self.merge(item, citem)),
+                                Some((_, citem)) => {
+                                    let mut r = Value::Null;
+                                    self.descend_item(k.clone(), |w| r = w.merge(item, citem));
+                                    out.push(r);
+                                }
                                 None => out.push((*item).clone()),
                             }
                         }
@@ -404,20 +420,20 @@ fn with_zero(v: &Value, zero: &Value) -> Value {
 }
 
 /// The apply-style field set of a configuration (what an Apply manager owns).
-pub fn apply_set(config: &Value, builtin: bool) -> FieldSet {
+pub fn apply_set(config: &Value, root: &Slot) -> FieldSet {
     let mut out = FieldSet::new();
-    Walker::new(builtin).apply_set(config, &mut out);
+    Walker::new(root).apply_set(config, &mut out);
     strip(out)
 }
 
 /// Compare two objects of a kind (`old` is `None` for a create).
-pub fn compare(old: Option<&Value>, new: &Value, builtin: bool, kind: &str) -> Comparison {
-    let zero = schema::zero_object(builtin, kind);
+pub fn compare(old: Option<&Value>, new: &Value, actor: &Actor) -> Comparison {
+    let zero = schema::zero_object(actor.builtin, actor.kind);
     let old = with_zero(old.unwrap_or(&Value::Null), &zero);
     let old = if old.is_null() { zero.clone() } else { old };
     let new = with_zero(new, &zero);
     let mut c = Comparison::default();
-    Walker::new(builtin).compare(Some(&old), Some(&new), &mut c);
+    Walker::new(&actor.root()).compare(Some(&old), Some(&new), &mut c);
     Comparison {
         added: strip(c.added),
         modified: strip(c.modified),
@@ -426,15 +442,15 @@ pub fn compare(old: Option<&Value>, new: &Value, builtin: bool, kind: &str) -> C
 }
 
 /// Merge an apply configuration into a live object.
-pub fn merge(live: &Value, config: &Value, builtin: bool) -> Value {
-    Walker::new(builtin).merge(live, config)
+pub fn merge(live: &Value, config: &Value, root: &Slot) -> Value {
+    Walker::new(root).merge(live, config)
 }
 
 /// Every field of an object as structured-merge-diff's `ToFieldSet` lists it (leaves, list
 /// items, atomic lists and maps, empty maps), server bookkeeping included.
-fn object_set(obj: &Value, builtin: bool) -> FieldSet {
+fn object_set(obj: &Value, root: &Slot) -> FieldSet {
     let mut out = FieldSet::new();
-    Walker::new(builtin).apply_set(obj, &mut out);
+    Walker::new(root).apply_set(obj, &mut out);
     out.with_named_fields_as_members()
 }
 
@@ -445,20 +461,20 @@ fn object_set(obj: &Value, builtin: bool) -> FieldSet {
 /// removal took that was in the last applied set. A field below a removed map or list item that
 /// someone still owns keeps its parent, so an apply never removes a field of its own
 /// configuration.
-fn prune(merged: Value, last: &FieldSet, owned: &FieldSet, builtin: bool) -> Value {
+fn prune(merged: Value, last: &FieldSet, owned: &FieldSet, root: &Slot) -> Value {
     if last.is_empty() {
         return merged;
     }
     let last = last.with_named_fields_as_members();
     let owned = owned.with_named_fields_as_members();
-    let merged_set = object_set(&merged, builtin);
+    let merged_set = object_set(&merged, root);
     let mut first = merged.clone();
     remove_fields(&mut first, &last);
-    let kept = object_set(&first, builtin).union(&owned);
+    let kept = object_set(&first, root).union(&owned);
     let mut added_back = merged.clone();
     remove_fields(&mut added_back, &merged_set.difference(&kept));
     let dangling = merged_set
-        .difference(&object_set(&added_back, builtin))
+        .difference(&object_set(&added_back, root))
         .intersection(&last);
     let mut out = merged;
     remove_fields(&mut out, &dangling);
@@ -690,7 +706,7 @@ impl Managers {
     /// Record an Update (create, update, patch): the actor owns what it added or changed; other
     /// managers lose what changed and what was removed.
     pub fn update(&mut self, old: Option<&Value>, new: &Value, actor: &Actor, has_status: bool) {
-        let c = compare(old, new, actor.builtin, actor.kind);
+        let c = compare(old, new, actor);
         let changed =
             scope_to_subresource(c.added.union(&c.modified), actor.subresource, has_status);
         let removed = c.removed;
@@ -716,12 +732,12 @@ impl Managers {
         has_status: bool,
     ) -> Result<Value, Conflicts> {
         let config_set = scope_to_subresource(
-            apply_set(config, actor.builtin),
+            apply_set(config, &actor.root()),
             actor.subresource,
             has_status,
         );
         let base = live.cloned().unwrap_or_else(|| json!({}));
-        let merged = merge(&base, config, actor.builtin);
+        let merged = merge(&base, config, &actor.root());
         let last = self
             .0
             .iter()
@@ -733,8 +749,8 @@ impl Managers {
             .iter()
             .filter(|e| !e.same_identity(actor.manager, Operation::Apply, actor.subresource))
             .fold(config_set.clone(), |acc, e| acc.union(&e.fields));
-        let merged = prune(merged, &last, &owned, actor.builtin);
-        let c = compare(live, &merged, actor.builtin, actor.kind);
+        let merged = prune(merged, &last, &owned, &actor.root());
+        let c = compare(live, &merged, actor);
         let changed = c.modified.union(&c.added);
         let mut conflicts = Vec::new();
         for e in &self.0 {
@@ -933,7 +949,7 @@ mod tests {
     fn keyed_lists_merge_by_key() {
         let live = json!({"spec": {"containers": [{"name": "a", "image": "x", "imagePullPolicy": "Always"}, {"name": "b", "image": "y"}]}});
         let config = json!({"spec": {"containers": [{"name": "a", "image": "z"}, {"name": "c", "image": "w"}]}});
-        let merged = merge(&live, &config, true);
+        let merged = merge(&live, &config, &Slot::root("v1", "Pod", true));
         assert_eq!(
             merged["spec"]["containers"][0],
             json!({"name": "a", "image": "z", "imagePullPolicy": "Always"})
@@ -943,7 +959,10 @@ mod tests {
 
     #[test]
     fn ports_are_keyed_with_a_defaulted_protocol() {
-        let s = apply_set(&json!({"spec": {"ports": [{"port": 80}]}}), true);
+        let s = apply_set(
+            &json!({"spec": {"ports": [{"port": 80}]}}),
+            &Slot::root("v1", "Service", true),
+        );
         assert_eq!(
             s.to_fields_v1(),
             json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}})

@@ -1,6 +1,9 @@
 //! What the simulator knows of the built-in types' structure: which lists are atomic, sets or maps
 //! keyed by fields (server-side apply), their strategic-merge-patch keys, and each kind's zero object.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
 use serde_json::{Value, json};
 
 /// How server-side apply treats a list.
@@ -29,51 +32,163 @@ fn in_container(path: &[&str]) -> bool {
         .any(|p| matches!(*p, "containers" | "initContainers" | "ephemeralContainers"))
 }
 
-/// The list type of the list at `path` (field names from the root, list items skipped).
-/// Custom resources get the metadata rules only; every other list of theirs is atomic.
-pub fn list_type(builtin: bool, path: &[&str]) -> ListType {
-    let n = path.len();
-    let Some(last) = path.last() else {
-        return ListType::Atomic;
-    };
-    let parent = if n >= 2 { path[n - 2] } else { "" };
-    match (*last, parent) {
-        ("finalizers", "metadata") => return ListType::Set,
-        ("ownerReferences", "metadata") => return ListType::Map(vec!["uid"]),
-        _ => {}
-    }
-    if !builtin {
-        return ListType::Atomic;
-    }
-    match *last {
-        "containers" | "initContainers" | "ephemeralContainers" => ListType::Map(vec!["name"]),
-        "env" | "imagePullSecrets" | "webhooks" => ListType::Map(vec!["name"]),
-        "volumes" if parent == "spec" => ListType::Map(vec!["name"]),
-        "ports" if in_container(&path[..n - 1]) => ListType::Map(vec!["containerPort", "protocol"]),
-        "ports" if parent == "spec" && n == 2 => ListType::Map(vec!["port", "protocol"]),
-        "volumeMounts" => ListType::Map(vec!["mountPath"]),
-        "volumeDevices" => ListType::Map(vec!["devicePath"]),
-        "hostAliases" => ListType::Map(vec!["ip"]),
-        "topologySpreadConstraints" => ListType::Map(vec!["topologyKey", "whenUnsatisfiable"]),
-        "conditions" if parent == "status" => ListType::Map(vec!["type"]),
-        _ => ListType::Atomic,
-    }
+/// What `builtin_schema.txt` says of one field: its shape and the type of its value or items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FieldShape {
+    /// A struct (or a map of scalars) walked field by field.
+    Struct,
+    /// A map from names to structs of the target type.
+    MapOf,
+    Set,
+    /// A list keyed by these fields.
+    Keyed(Vec<&'static str>),
+    AtomicMap,
 }
 
-/// Whether the map at `path` is atomic (owned and replaced as a whole), like every
-/// `metav1.LabelSelector` and a Service's `spec.selector`.
-pub fn atomic_map(builtin: bool, path: &[&str]) -> bool {
-    builtin
-        && matches!(
-            path.last(),
-            Some(
-                &("selector"
-                    | "podSelector"
-                    | "namespaceSelector"
-                    | "objectSelector"
-                    | "labelSelector")
-            )
-        )
+#[derive(Debug, Default)]
+struct BuiltinSchema {
+    /// (apiVersion, kind) → root type.
+    kinds: HashMap<(&'static str, &'static str), &'static str>,
+    /// type → field → (shape, type of the value or items).
+    fields: HashMap<&'static str, HashMap<&'static str, (FieldShape, Option<&'static str>)>>,
+    atomic_structs: HashSet<&'static str>,
+}
+
+const OBJECT_META: &str = "apimachinery::pkg::apis::meta::v1::ObjectMeta";
+/// The root of a custom resource: only its metadata is known.
+const CUSTOM_ROOT: &str = "kubesim::CustomResource";
+
+/// The list and map semantics of every built-in type of Kubernetes 1.33, generated from
+/// k8s-openapi's merge strategies and the Go types' markers by
+/// `sim/tests/tools/gen_builtin_schema.py` (see the file's header).
+static SCHEMA: LazyLock<BuiltinSchema> = LazyLock::new(|| {
+    let mut s = BuiltinSchema::default();
+    for line in include_str!("builtin_schema.txt").lines() {
+        let cols: Vec<&'static str> = line.split('\t').collect();
+        match cols.as_slice() {
+            ["K", api_version, kind, ty] => {
+                s.kinds.insert((*api_version, *kind), *ty);
+            }
+            ["A", ty] => {
+                s.atomic_structs.insert(*ty);
+            }
+            ["F", ty, field, shape, target] => {
+                let shape = match *shape {
+                    "struct" => FieldShape::Struct,
+                    "mapof" => FieldShape::MapOf,
+                    "set" => FieldShape::Set,
+                    "atomicmap" => FieldShape::AtomicMap,
+                    keyed => FieldShape::Keyed(
+                        keyed
+                            .strip_prefix("map:")
+                            .unwrap_or(keyed)
+                            .split(',')
+                            .collect(),
+                    ),
+                };
+                let target = (*target != "-").then_some(*target);
+                s.fields
+                    .entry(*ty)
+                    .or_default()
+                    .insert(*field, (shape, target));
+            }
+            _ => {}
+        }
+    }
+    s.fields
+        .entry(CUSTOM_ROOT)
+        .or_default()
+        .insert("metadata", (FieldShape::Struct, Some(OBJECT_META)));
+    s
+});
+
+/// Where a walk of an object stands in the schema: the shape of the value there and its type.
+/// Anything the schema does not know is a struct of unknown type: walked field by field, its
+/// lists atomic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    shape: Option<FieldShape>,
+    target: Option<&'static str>,
+}
+
+impl Slot {
+    /// The root of an object of a kind (`builtin` false: a custom resource, of which only the
+    /// metadata is known).
+    pub fn root(api_version: &str, kind: &str, builtin: bool) -> Slot {
+        let ty = builtin
+            .then(|| SCHEMA.kinds.get(&(api_version, kind)).copied())
+            .flatten()
+            .unwrap_or(CUSTOM_ROOT);
+        Slot {
+            shape: Some(FieldShape::Struct),
+            target: Some(ty),
+        }
+    }
+
+    fn unknown() -> Slot {
+        Slot {
+            shape: None,
+            target: None,
+        }
+    }
+
+    /// The value under `name` of the object here.
+    pub fn field(&self, name: &str) -> Slot {
+        match (&self.shape, self.target) {
+            (Some(FieldShape::Struct), Some(ty)) => SCHEMA
+                .fields
+                .get(ty)
+                .and_then(|f| f.get(name))
+                .map(|(shape, target)| Slot {
+                    shape: Some(shape.clone()),
+                    target: *target,
+                })
+                .unwrap_or_else(Slot::unknown),
+            (Some(FieldShape::MapOf), target) => Slot {
+                shape: Some(FieldShape::Struct),
+                target,
+            },
+            _ => Slot::unknown(),
+        }
+    }
+
+    /// An item of the list here.
+    pub fn item(&self) -> Slot {
+        Slot {
+            shape: Some(FieldShape::Struct),
+            target: self.target,
+        }
+    }
+
+    /// How server-side apply treats the list here.
+    pub fn list_type(&self) -> ListType {
+        match &self.shape {
+            Some(FieldShape::Set) => ListType::Set,
+            Some(FieldShape::Keyed(keys)) => ListType::Map(keys.clone()),
+            _ => ListType::Atomic,
+        }
+    }
+
+    /// Whether the map or struct here is atomic (owned and replaced as a whole), like every
+    /// `metav1.LabelSelector`, a Service's `spec.selector` or an `ownerReferences` item.
+    pub fn atomic(&self) -> bool {
+        match (&self.shape, self.target) {
+            (Some(FieldShape::AtomicMap), _) => true,
+            (Some(FieldShape::Struct), Some(ty)) => SCHEMA.atomic_structs.contains(ty),
+            _ => false,
+        }
+    }
+
+    /// The slot at a path of field names from the root (list items skipped).
+    pub fn at(mut self, path: &[&str]) -> Slot {
+        for name in path {
+            self = match self.shape {
+                Some(FieldShape::Set | FieldShape::Keyed(_)) => self.item().field(name),
+                _ => self.field(name),
+            };
+        }
+        self
+    }
 }
 
 /// The strategic-merge-patch strategy of the list at `path`.
@@ -141,18 +256,28 @@ pub fn zero_object(builtin: bool, kind: &str) -> Value {
 mod tests {
     use super::*;
 
+    fn deployment() -> Slot {
+        Slot::root("apps/v1", "Deployment", true)
+    }
+
     #[test]
     fn container_ports_and_service_ports_have_different_keys() {
         assert_eq!(
-            list_type(true, &["spec", "template", "spec", "containers", "ports"]),
+            deployment()
+                .at(&["spec", "template", "spec", "containers", "ports"])
+                .list_type(),
             ListType::Map(vec!["containerPort", "protocol"])
         );
         assert_eq!(
-            list_type(true, &["spec", "ports"]),
+            Slot::root("v1", "Service", true)
+                .at(&["spec", "ports"])
+                .list_type(),
             ListType::Map(vec!["port", "protocol"])
         );
         assert_eq!(
-            list_type(true, &["spec", "ingress", "ports"]),
+            Slot::root("networking.k8s.io/v1", "NetworkPolicy", true)
+                .at(&["spec", "ingress", "ports"])
+                .list_type(),
             ListType::Atomic
         );
         assert_eq!(
@@ -166,8 +291,46 @@ mod tests {
     }
 
     #[test]
+    fn selectors_and_references_are_atomic_and_finalizers_a_set() {
+        assert!(deployment().at(&["spec", "selector"]).atomic());
+        assert!(
+            Slot::root("v1", "Service", true)
+                .at(&["spec", "selector"])
+                .atomic()
+        );
+        assert!(
+            !deployment()
+                .at(&["spec", "template", "metadata", "labels"])
+                .atomic()
+        );
+        assert!(
+            deployment()
+                .at(&["metadata", "ownerReferences"])
+                .item()
+                .atomic()
+        );
+        assert_eq!(
+            deployment().at(&["metadata", "finalizers"]).list_type(),
+            ListType::Set
+        );
+        assert_eq!(
+            Slot::root("autoscaling/v2", "HorizontalPodAutoscaler", true)
+                .at(&["status", "conditions"])
+                .list_type(),
+            ListType::Map(vec!["type"])
+        );
+    }
+
+    #[test]
     fn custom_resources_have_atomic_lists_but_keyed_metadata() {
-        assert_eq!(list_type(false, &["spec", "containers"]), ListType::Atomic);
-        assert_eq!(list_type(false, &["metadata", "finalizers"]), ListType::Set);
+        let cr = Slot::root("example.com/v1", "Widget", false);
+        assert_eq!(
+            cr.clone().at(&["spec", "containers"]).list_type(),
+            ListType::Atomic
+        );
+        assert_eq!(
+            cr.at(&["metadata", "finalizers"]).list_type(),
+            ListType::Set
+        );
     }
 }
