@@ -354,43 +354,102 @@ impl Walker {
                 }
                 Value::Object(out)
             }
-            (Value::Array(l), Value::Array(c)) => match self.list_type() {
-                ListType::Set => {
-                    let mut out = l.clone();
-                    for item in c {
-                        if !out.contains(item) {
-                            out.push(item.clone());
+            (Value::Array(l), Value::Array(c)) => {
+                let (kl, kc) = match self.list_type() {
+                    ListType::Set => (set_items(l), set_items(c)),
+                    ListType::Map(keys) => match (keyed_items(l, &keys), keyed_items(c, &keys)) {
+                        (Some(kl), Some(kc)) => (kl, kc),
+                        _ => return config.clone(),
+                    },
+                    ListType::Atomic => return config.clone(),
+                };
+                let lpes: Vec<PathElement> = kl.iter().map(|(k, _)| k.clone()).collect();
+                let cpes: Vec<PathElement> = kc.iter().map(|(k, _)| k.clone()).collect();
+                let mut out = Vec::new();
+                for (li, ci) in merge_order(&lpes, &cpes) {
+                    match (li, ci) {
+                        (Some(li), Some(ci)) => {
+                            let mut r = Value::Null;
+                            let (pe, item) = &kl[li];
+                            let citem = kc[ci].1;
+                            self.descend_item(pe.clone(), |w| r = w.merge(item, citem));
+                            out.push(r);
                         }
+                        (Some(li), None) => out.push(kl[li].1.clone()),
+                        (None, Some(ci)) => out.push(kc[ci].1.clone()),
+                        (None, None) => {}
                     }
-                    Value::Array(out)
                 }
-                ListType::Map(keys) => match (keyed_items(l, &keys), keyed_items(c, &keys)) {
-                    (Some(kl), Some(kc)) => {
-                        let mut out = Vec::new();
-                        for (k, item) in &kl {
-                            match kc.iter().find(|(x, _)| x == k) {
-                                Some((_, citem)) => {
-                                    let mut r = Value::Null;
-                                    self.descend_item(k.clone(), |w| r = w.merge(item, citem));
-                                    out.push(r);
-                                }
-                                None => out.push((*item).clone()),
-                            }
-                        }
-                        for (k, citem) in &kc {
-                            if !kl.iter().any(|(x, _)| x == k) {
-                                out.push((*citem).clone());
-                            }
-                        }
-                        Value::Array(out)
-                    }
-                    _ => config.clone(),
-                },
-                ListType::Atomic => config.clone(),
-            },
+                Value::Array(out)
+            }
             _ => config.clone(),
         }
     }
+}
+
+/// The items of a set, each with its `v:` path element (duplicates once).
+fn set_items(items: &[Value]) -> Vec<(PathElement, &Value)> {
+    let mut out: Vec<(PathElement, &Value)> = Vec::new();
+    for item in items {
+        let pe = PathElement::Value(item.to_string());
+        if !out.iter().any(|(k, _)| *k == pe) {
+            out.push((pe, item));
+        }
+    }
+    out
+}
+
+/// The order of a merged associative list or set, as structured-merge-diff's merge makes it:
+/// the configuration's items in its order, the live object's other items kept where they were
+/// relative to the items both share. Each entry: (index in `live`, index in `config`).
+fn merge_order(
+    live: &[PathElement],
+    config: &[PathElement],
+) -> Vec<(Option<usize>, Option<usize>)> {
+    let in_config = |pe: &PathElement| config.iter().position(|c| c == pe);
+    let in_live = |pe: &PathElement| live.iter().position(|l| l == pe);
+    let mut shared = config.iter().filter(|pe| in_live(pe).is_some());
+    let mut next_shared = shared.next();
+    let mut merged: Vec<&PathElement> = Vec::new();
+    let mut out = Vec::new();
+    let (mut li, mut ci) = (0, 0);
+    while li < live.len() || ci < config.len() {
+        if li < live.len() && ci < config.len() {
+            let pe = &live[li];
+            if *pe == config[ci] {
+                merged.push(pe);
+                out.push((Some(li), Some(ci)));
+                li += 1;
+                ci += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if in_config(pe).is_some() && next_shared.is_some_and(|n| n != pe) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < live.len() {
+            let pe = &live[li];
+            if in_config(pe).is_none() {
+                out.push((Some(li), None));
+                li += 1;
+                continue;
+            } else if merged.contains(&pe) {
+                li += 1;
+            }
+        }
+        if ci < config.len() {
+            let pe = &config[ci];
+            merged.push(pe);
+            out.push((in_live(pe), Some(ci)));
+            ci += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.next();
+            }
+        }
+    }
+    out
 }
 
 /// What changed between two objects, as field sets.
@@ -481,56 +540,62 @@ fn prune(merged: Value, last: &FieldSet, owned: &FieldSet, root: &Slot) -> Value
     out
 }
 
-/// Remove the member fields of `set` from an object; maps emptied by the removal go too.
+/// Remove the members of `set` from an object, each with everything below it, as
+/// structured-merge-diff's `RemoveItems` does; maps and lists the removal empties go too.
 pub fn remove_fields(obj: &mut Value, set: &FieldSet) {
-    for path in set.paths().into_iter().rev() {
-        remove_path(obj, &path.0);
+    for (pe, member, below) in set.entries() {
+        match (&mut *obj, pe) {
+            (Value::Object(m), PathElement::Field(name)) => {
+                if member {
+                    m.remove(name);
+                } else if let Some(child) = m.get_mut(name) {
+                    let was_empty = is_empty_container(child);
+                    remove_fields(child, below);
+                    if !was_empty && is_empty_container(child) {
+                        m.remove(name);
+                    }
+                }
+            }
+            (Value::Array(items), pe) => {
+                let Some(idx) = items
+                    .iter()
+                    .enumerate()
+                    .position(|(i, item)| item_matches(item, i, pe))
+                else {
+                    continue;
+                };
+                if member {
+                    items.remove(idx);
+                } else {
+                    remove_fields(&mut items[idx], below);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-fn remove_path(obj: &mut Value, path: &[PathElement]) -> bool {
-    let Some((first, rest)) = path.split_first() else {
-        return false;
-    };
-
-    match (obj, first) {
-        (Value::Object(m), PathElement::Field(name)) => {
-            if rest.is_empty() {
-                m.remove(name).is_some()
-            } else {
-                let Some(child) = m.get_mut(name) else {
-                    return false;
-                };
-                let removed = remove_path(child, rest);
-                if removed && child.as_object().is_some_and(Map::is_empty) {
-                    m.remove(name);
-                }
-                removed
-            }
-        }
-        (Value::Array(items), pe) => {
-            let Some(idx) = items.iter().enumerate().position(|(i, item)| match pe {
-                PathElement::Key(k) => {
-                    let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
-                    key.iter().all(|(kk, kv)| {
-                        item.get(kk) == Some(kv)
-                            || (kk == "protocol" && item.get(kk).is_none() && kv == "TCP")
-                    })
-                }
-                PathElement::Value(v) => &item.to_string() == v,
-                PathElement::Index(n) => *n == i,
-                PathElement::Field(_) => false,
-            }) else {
-                return false;
-            };
-            if rest.is_empty() {
-                items.remove(idx);
-                true
-            } else {
-                remove_path(&mut items[idx], rest)
-            }
-        }
+fn is_empty_container(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
         _ => false,
+    }
+}
+
+/// Whether a list item is the one a path element names.
+fn item_matches(item: &Value, index: usize, pe: &PathElement) -> bool {
+    match pe {
+        PathElement::Key(k) => {
+            let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+            key.iter().all(|(kk, kv)| {
+                item.get(kk) == Some(kv)
+                    || (kk == "protocol" && item.get(kk).is_none() && kv == "TCP")
+            })
+        }
+        PathElement::Value(v) => &item.to_string() == v,
+        PathElement::Index(n) => *n == index,
+        PathElement::Field(_) => false,
     }
 }
 

@@ -236,6 +236,13 @@ impl FieldSet {
         out
     }
 
+    /// The top-level elements: each with whether it is a member and the set below it.
+    pub fn entries(&self) -> impl Iterator<Item = (&PathElement, bool, &FieldSet)> {
+        self.children
+            .iter()
+            .map(|(pe, node)| (pe, node.member, &node.children))
+    }
+
     /// Every member path, in order.
     pub fn paths(&self) -> Vec<Path> {
         let mut out = Vec::new();

@@ -24,6 +24,8 @@ pub mod routes;
 pub mod schema;
 pub mod selectors;
 pub mod server;
+#[cfg(test)]
+mod smd_scenarios;
 pub mod store;
 pub mod table;
 pub mod tls;
