@@ -307,3 +307,87 @@ async fn flux_takes_over_a_client_side_service() {
 async fn flux_takes_over_a_client_side_deployment() {
     flux_takes_over::<Deployment>(DEPLOYMENT, ".metadata.labels.app").await;
 }
+
+fn manager_entries(obj: &Value) -> Vec<(String, String, String)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["manager"].as_str().unwrap_or_default().to_string(),
+                        e["operation"].as_str().unwrap_or_default().to_string(),
+                        e["subresource"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn each_kubectl_verb_is_an_update_manager_of_its_own_name() {
+    let sim = sim_with(SimConfig::default().with_tls()).await;
+    let Some(k) = Kubectl::new(&sim, "admin") else {
+        return;
+    };
+    let f = k.file("deploy.yaml", DEPLOYMENT);
+    k.ok(&["create", "-f", &f]).await;
+    k.ok(&["label", "deployment", "web", "tier=front"]).await;
+    k.ok(&["annotate", "deployment", "web", "owner=team"]).await;
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minReadySeconds":3}}"#,
+    ])
+    .await;
+    k.ok(&["scale", "deployment", "web", "--replicas=4"]).await;
+    let live = json_of(
+        &k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await,
+    );
+    let entries = manager_entries(&live);
+    for (manager, subresource) in [
+        ("kubectl-create", ""),
+        ("kubectl-label", ""),
+        ("kubectl-annotate", ""),
+        ("kubectl-patch", ""),
+        // kubectl scale names no field manager: the server takes the User-Agent's program.
+        ("kubectl", "scale"),
+    ] {
+        assert!(
+            entries.contains(&(
+                manager.to_string(),
+                "Update".to_string(),
+                subresource.to_string()
+            )),
+            "{manager} missing: {entries:?}"
+        );
+    }
+    let scale = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subresource"] == "scale")
+        .unwrap();
+    assert_eq!(scale["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    // kubectl-create lost replicas to the scale, and only that.
+    let create = live["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "kubectl-create")
+        .unwrap();
+    assert!(create["fieldsV1"]["f:spec"].get("f:replicas").is_none());
+    assert!(create["fieldsV1"]["f:spec"].get("f:selector").is_some());
+}
