@@ -268,17 +268,234 @@ const BUILTINS: &[Builtin] = &[
         true,
         &[],
     ),
+    // The rest of the built-in resources a Kubernetes 1.33 server serves by default (GA and
+    // default-on groups; create-only reviews, bindings and component statuses left out).
+    b("", "v1", "LimitRange", "limitranges", true, &["limits"]),
+    b("", "v1", "Node", "nodes", false, &["no"]).status(),
+    b(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        &["pv"],
+    )
+    .status(),
+    b("", "v1", "PodTemplate", "podtemplates", true, &[]),
+    b(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+        &["rc"],
+    )
+    .status()
+    .scale()
+    .all()
+    .generation(),
+    b(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        &["quota"],
+    )
+    .status(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        false,
+        &[],
+    )
+    .status()
+    .generation(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        false,
+        &[],
+    )
+    .status(),
+    b(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        true,
+        &[],
+    ),
+    b(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+        &["hpa"],
+    )
+    .status()
+    .all()
+    .generation(),
+    b(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        false,
+        &["csr"],
+    )
+    .status(),
+    b(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
+    )
+    .generation(),
+    b("events.k8s.io", "v1", "Event", "events", true, &["ev"]),
+    b(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "FlowSchema",
+        "flowschemas",
+        false,
+        &[],
+    )
+    .status()
+    .generation(),
+    b(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "PriorityLevelConfiguration",
+        "prioritylevelconfigurations",
+        false,
+        &[],
+    )
+    .status()
+    .generation(),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "IPAddress",
+        "ipaddresses",
+        false,
+        &["ip"],
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ServiceCIDR",
+        "servicecidrs",
+        false,
+        &[],
+    )
+    .status(),
+    b(
+        "node.k8s.io",
+        "v1",
+        "RuntimeClass",
+        "runtimeclasses",
+        false,
+        &[],
+    ),
+    b(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        &["pdb"],
+    )
+    .status()
+    .generation(),
+    b(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+        &["pc"],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        false,
+        &[],
+    ),
+    b("storage.k8s.io", "v1", "CSINode", "csinodes", false, &[]),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        true,
+        &[],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        false,
+        &["sc"],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        false,
+        &[],
+    )
+    .status(),
 ];
 
 /// Group order of `/apis` for the built-in groups (as a real server lists them, roughly).
 const GROUP_ORDER: &[&str] = &[
+    "apiregistration.k8s.io",
     "apps",
+    "events.k8s.io",
+    "autoscaling",
     "batch",
+    "certificates.k8s.io",
     "networking.k8s.io",
+    "policy",
     "rbac.authorization.k8s.io",
-    "coordination.k8s.io",
+    "storage.k8s.io",
     "admissionregistration.k8s.io",
     "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
 ];
 
 /// Every resource the simulator serves right now.
@@ -641,7 +858,9 @@ mod tests {
                 .unwrap()
                 .namespaced
         );
-        assert_eq!(c.groups()[0].0, "apps");
+        let groups: Vec<String> = c.groups().into_iter().map(|(g, _)| g).collect();
+        assert_eq!(groups[0], "apiregistration.k8s.io");
+        assert!(groups.iter().position(|g| g == "apps") < groups.iter().position(|g| g == "batch"));
     }
 
     #[test]

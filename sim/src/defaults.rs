@@ -264,6 +264,73 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
                 }
             }
         }
+        ("", "ReplicationController") => {
+            if let Some(s) = spec_of(o) {
+                set_default(s, "replicas", json!(1));
+                if let Some(t) = s.get_mut("template") {
+                    default_pod_template(t);
+                }
+            }
+        }
+        ("", "PodTemplate") => {
+            if let Some(t) = o.get_mut("template") {
+                default_pod_template(t);
+            }
+        }
+        ("", "PersistentVolume") => {
+            if let Some(s) = spec_of(o) {
+                set_default(s, "persistentVolumeReclaimPolicy", json!("Retain"));
+                set_default(s, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("", "LimitRange") => {
+            if let Some(limits) = spec_of(o)
+                .and_then(|s| s.get_mut("limits"))
+                .and_then(Value::as_array_mut)
+            {
+                limits
+                    .iter_mut()
+                    .filter_map(obj)
+                    .for_each(default_limit_range_item);
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(s) = spec_of(o) {
+                default_hpa_spec(s);
+            }
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            if let Some(ports) = obj(o)
+                .and_then(|m| m.get_mut("ports"))
+                .and_then(Value::as_array_mut)
+            {
+                for p in ports.iter_mut().filter_map(obj) {
+                    set_default(p, "protocol", json!("TCP"));
+                }
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if let Some(m) = obj(o) {
+                set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+            }
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            if let Some(m) = obj(o) {
+                set_default(m, "reclaimPolicy", json!("Delete"));
+                set_default(m, "volumeBindingMode", json!("Immediate"));
+            }
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            if let Some(s) = spec_of(o) {
+                set_default(s, "attachRequired", json!(true));
+                set_default(s, "podInfoOnMount", json!(false));
+                set_default(s, "requiresRepublish", json!(false));
+                set_default(s, "storageCapacity", json!(false));
+                set_default(s, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+                set_default(s, "volumeLifecycleModes", json!(["Persistent"]));
+                set_default(s, "seLinuxMount", json!(false));
+            }
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             if let Some(s) = spec_of(o) {
                 set_default(s, "conversion", json!({"strategy": "None"}));
@@ -279,6 +346,71 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `SetDefaults_LimitRangeItem`: a Container item's default limit falls back to its max, its
+/// default request to the default limit, then to its min.
+fn default_limit_range_item(item: &mut Map<String, Value>) {
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let resources = |item: &Map<String, Value>, f: &str| -> Map<String, Value> {
+        item.get(f)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut default = resources(item, "default");
+    for (k, v) in resources(item, "max") {
+        default.entry(k).or_insert(v);
+    }
+    let mut request = resources(item, "defaultRequest");
+    for (k, v) in default.iter().chain(resources(item, "min").iter()) {
+        request.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if !default.is_empty() {
+        item.insert("default".into(), Value::Object(default));
+    }
+    if !request.is_empty() {
+        item.insert("defaultRequest".into(), Value::Object(request));
+    }
+}
+
+/// autoscaling/v2 `SetDefaults_HorizontalPodAutoscaler`: one replica at least, 80% CPU when no
+/// metric is given, and the scaling rules of a `behavior` that is given.
+fn default_hpa_spec(s: &mut Map<String, Value>) {
+    set_default(s, "minReplicas", json!(1));
+    if s.get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        s.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+    if let Some(b) = s.get_mut("behavior").and_then(obj) {
+        let up = b.entry("scaleUp").or_insert_with(|| json!({}));
+        if let Some(up) = obj(up) {
+            set_default(up, "stabilizationWindowSeconds", json!(0));
+            set_default(up, "selectPolicy", json!("Max"));
+            set_default(
+                up,
+                "policies",
+                json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+            );
+        }
+        let down = b.entry("scaleDown").or_insert_with(|| json!({}));
+        if let Some(down) = obj(down) {
+            set_default(down, "stabilizationWindowSeconds", json!(300));
+            set_default(down, "selectPolicy", json!("Max"));
+            set_default(
+                down,
+                "policies",
+                json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+            );
+        }
     }
 }
 

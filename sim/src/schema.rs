@@ -245,6 +245,28 @@ pub fn zero_object(builtin: bool, kind: &str) -> Value {
         "NetworkPolicy" => json!({"metadata": {}, "spec": {"podSelector": {}}}),
         "RoleBinding" | "ClusterRoleBinding" => json!({"metadata": {}, "roleRef": {}}),
         "Lease" => json!({"metadata": {}, "spec": {}}),
+        "HorizontalPodAutoscaler" => {
+            json!({"metadata": {}, "spec": {"scaleTargetRef": {}}, "status": {}})
+        }
+        "ReplicationController" => json!({"metadata": {}, "spec": {}, "status": {}}),
+        "PodTemplate" => json!({"metadata": {}, "template": pod_template}),
+        "PodDisruptionBudget"
+        | "ResourceQuota"
+        | "PersistentVolume"
+        | "Node"
+        | "ValidatingAdmissionPolicy"
+        | "CertificateSigningRequest"
+        | "FlowSchema"
+        | "PriorityLevelConfiguration"
+        | "ServiceCIDR"
+        | "APIService"
+        | "VolumeAttachment" => json!({"metadata": {}, "spec": {}, "status": {}}),
+        "LimitRange"
+        | "IngressClass"
+        | "ValidatingAdmissionPolicyBinding"
+        | "CSIDriver"
+        | "CSINode"
+        | "IPAddress" => json!({"metadata": {}, "spec": {}}),
         "CustomResourceDefinition" => {
             json!({"metadata": {}, "spec": {"names": {}}, "status": {"acceptedNames": {}}})
         }
