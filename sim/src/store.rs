@@ -906,6 +906,10 @@ impl Store {
         applied: Option<&Value>,
     ) -> Result<Value, ApiError> {
         let name = meta_str(&obj, "name").to_string();
+        // A real server never gives a cluster-scoped object a namespace, not even "".
+        if !res.namespaced {
+            remove_meta(&mut obj, "namespace");
+        }
         if !name.is_empty() && self.lookup(res, ns, &name).is_some() {
             return Err(ApiError::already_exists(&res.group, &res.plural, &name));
         }
@@ -1215,7 +1219,9 @@ impl Store {
                 if !opts.subresource.is_empty() {
                     return Err(ApiError::not_found(&res.group, &res.plural, name));
                 }
-                set_meta(&mut merged, "namespace", json!(ns));
+                if res.namespaced {
+                    set_meta(&mut merged, "namespace", json!(ns));
+                }
                 self.finish_create(res, version, ns, merged, managers, opts, Some(&config))
             }
             Some(old) => {
