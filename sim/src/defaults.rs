@@ -161,6 +161,22 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
                     "persistentVolumeClaimRetentionPolicy",
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
+                if let Some(templates) = s
+                    .get_mut("volumeClaimTemplates")
+                    .and_then(Value::as_array_mut)
+                {
+                    for t in templates.iter_mut().filter_map(obj) {
+                        // The claims are full PersistentVolumeClaims to the server's Go types.
+                        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+                        if let Some(m) = obj(meta) {
+                            m.entry("creationTimestamp").or_insert(Value::Null);
+                        }
+                        if let Some(spec) = t.get_mut("spec").and_then(obj) {
+                            set_default(spec, "volumeMode", json!("Filesystem"));
+                        }
+                        set_default(t, "status", json!({"phase": "Pending"}));
+                    }
+                }
                 if let Some(t) = s.get_mut("template") {
                     default_pod_template(t);
                 }

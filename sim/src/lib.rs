@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod routes;
 pub mod schema;
 pub mod selectors;

@@ -43,6 +43,12 @@ enum FieldShape {
     /// A list keyed by these fields.
     Keyed(Vec<&'static str>),
     AtomicMap,
+    /// A list replaced as a whole, of structs of the target type.
+    AtomicList,
+    /// A `resource.Quantity`.
+    Quantity,
+    /// A map of quantities (`requests`, `limits`, `hard`, ...).
+    QuantityMap,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +84,9 @@ static SCHEMA: LazyLock<BuiltinSchema> = LazyLock::new(|| {
                     "mapof" => FieldShape::MapOf,
                     "set" => FieldShape::Set,
                     "atomicmap" => FieldShape::AtomicMap,
+                    "quantity" => FieldShape::Quantity,
+                    "atomiclist" => FieldShape::AtomicList,
+                    "quantitymap" => FieldShape::QuantityMap,
                     keyed => FieldShape::Keyed(
                         keyed
                             .strip_prefix("map:")
@@ -148,6 +157,10 @@ impl Slot {
                 shape: Some(FieldShape::Struct),
                 target,
             },
+            (Some(FieldShape::QuantityMap), _) => Slot {
+                shape: Some(FieldShape::Quantity),
+                target: None,
+            },
             _ => Slot::unknown(),
         }
     }
@@ -179,12 +192,26 @@ impl Slot {
         }
     }
 
+    /// Whether the value here is a `resource.Quantity`.
+    pub fn is_quantity(&self) -> bool {
+        self.shape == Some(FieldShape::Quantity)
+    }
+
+    /// Whether the value here is a list whose items are objects of a known type.
+    pub fn is_list(&self) -> bool {
+        matches!(
+            self.shape,
+            Some(FieldShape::Set | FieldShape::Keyed(_) | FieldShape::AtomicList)
+        )
+    }
+
     /// The slot at a path of field names from the root (list items skipped).
     pub fn at(mut self, path: &[&str]) -> Slot {
         for name in path {
-            self = match self.shape {
-                Some(FieldShape::Set | FieldShape::Keyed(_)) => self.item().field(name),
-                _ => self.field(name),
+            self = if self.is_list() {
+                self.item().field(name)
+            } else {
+                self.field(name)
             };
         }
         self

@@ -13,6 +13,8 @@ use crate::defaults::{self, Allocator};
 use crate::errors::{ApiError, Cause};
 use crate::ids;
 use crate::patch::{self, PatchError};
+use crate::quantity;
+use crate::schema::Slot;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::validation;
 
@@ -915,6 +917,10 @@ impl Store {
         }
         if res.crd.is_none() {
             defaults::decode_defaults(&res.group, &res.kind, &mut obj);
+            quantity::canonicalize(
+                &mut obj,
+                &Slot::root(&res.api_version(version), &res.kind, true),
+            );
         }
         // A create never sets the status of a kind that has a status subresource.
         if res.status
@@ -1070,6 +1076,10 @@ impl Store {
         }
         if res.crd.is_none() {
             defaults::decode_defaults(&res.group, &res.kind, &mut obj);
+            quantity::canonicalize(
+                &mut obj,
+                &Slot::root(&res.api_version(version), &res.kind, true),
+            );
         }
         let mut managers = match request_managers {
             Some(m) => m,
@@ -1188,6 +1198,12 @@ impl Store {
         }
         self.type_check(res, version, config)?;
         let mut config = config.clone();
+        if res.crd.is_none() {
+            quantity::canonicalize(
+                &mut config,
+                &Slot::root(&res.api_version(version), &res.kind, true),
+            );
+        }
         set_meta(&mut config, "name", json!(name));
         if res.namespaced {
             set_meta(&mut config, "namespace", json!(ns));

@@ -4,6 +4,7 @@
 mod admission;
 mod apply;
 mod audit;
+mod canonical;
 mod catalogue;
 mod cli;
 mod crd;

@@ -126,6 +126,8 @@ for p in ["pkg/apis/meta/v1/types.go"]:
 for p in ["pkg/apis/apiextensions/v1/types.go", "pkg/apis/apiextensions/v1/types_jsonschema.go"]:
     scan_go(git_show(ext_git, p), "apiextensions_apiserver::pkg::apis::apiextensions::v1")
 
+QUANTITY = "apimachinery::pkg::api::resource::Quantity"
+
 # One shape per (type, json field).
 shapes = {}  # tid -> {json: (shape, target)}
 overrides = []
@@ -133,10 +135,19 @@ for tid, fields in types.items():
     out = {}
     for rf, (j, target, ty) in fields.items():
         st = strategies.get(tid, {}).get(rf)
+        go_type = go_list_type.get((tid, j))
+        if st is not None and st[0].startswith("list") and go_type:
+            ours = {"listmap": "map", "listset": "set", "listatomic": "atomic"}[st[0]]
+            if go_type != ours:
+                overrides.append(f"# {tid}.{j}: k8s-openapi list type {ours}, Go +listType={go_type}")
+                st = {"map": ("listmap", None), "set": ("listset", None), "atomic": ("listatomic", None)}[go_type]
+        if target == QUANTITY:
+            out[j] = ("quantitymap" if "BTreeMap" in ty else "quantity", None)
+            continue
         if st is None:
             shape = "struct" if target else None
         elif st[0] == "listmap":
-            keys = [types[target][k][0] for k in st[1]]
+            keys = [types[target][k][0] for k in (st[1] or [])]
             go_keys = go_list_keys.get((tid, j))
             if go_keys and go_keys != keys:
                 overrides.append(f"# {tid}.{j}: k8s-openapi keys {','.join(keys)}, Go +listMapKey {','.join(go_keys)}")
@@ -145,7 +156,7 @@ for tid, fields in types.items():
         elif st[0] == "listset":
             shape = "set"
         elif st[0] == "listatomic":
-            shape = None
+            shape = "atomiclist" if target else None
         elif st[0] == "mapatomic":
             shape = "atomicmap"
         elif st[0] == "mapgranular":
@@ -166,7 +177,7 @@ while changed:
         if tid in matters:
             continue
         for j, (shape, target) in fields.items():
-            if shape not in ("struct", "mapof") or (target in matters):
+            if shape not in ("struct", "mapof", "atomiclist") or (target in matters):
                 matters.add(tid)
                 changed = True
                 break
@@ -176,7 +187,8 @@ print("# types of Kubernetes v0.33.9. Do not edit by hand.")
 print("# K <apiVersion> <Kind> <type>: the root type of a kind")
 print("# A <type>: an atomic struct (+structType=atomic)")
 print("# F <type> <field> <shape> <type of the field or its items>: shape is struct, mapof (a map of")
-print("#   structs), set, map:<key>,<key> (a keyed list) or atomicmap; lists not listed are atomic")
+print("#   structs), set, map:<key>,<key> (a keyed list), atomiclist (of structs), atomicmap, quantity or")
+print("#   quantitymap (a map of quantities); lists not listed are atomic")
 print("# Where k8s-openapi keys a list by its patch merge key, the Go +listMapKey markers win:")
 for line in overrides:
     print(line)
@@ -189,6 +201,6 @@ for tid in sorted(shapes):
     if tid not in matters or tid in go_atomic_structs:
         continue
     for j, (shape, target) in sorted(shapes[tid].items()):
-        if shape in ("struct", "mapof") and target not in matters:
+        if shape in ("struct", "mapof", "atomiclist") and target not in matters:
             continue
         print(f"F\t{tid}\t{j}\t{shape}\t{target or '-'}")
