@@ -173,6 +173,49 @@ pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
     }))
 }
 
+/// `/openapi/v2` as JSON: a Swagger 2.0 document without paths or definitions. kubectl fetches
+/// it only to validate `kind: List` files on the client; with no definitions it validates no
+/// item, and the server validates each item as it is written.
+pub fn v2_document() -> Value {
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
+        "paths": {},
+        "definitions": {},
+    })
+}
+
+/// Content type of the protobuf `/openapi/v2` document (gnostic's `openapi_v2.Document`). Clients
+/// ask for `...spec.v2@v1.0+protobuf`; the server answers with this spelling, which Go's MIME
+/// parser accepts.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2` as the protobuf kubectl asks for: `Document{swagger: "2.0", info: {title,
+/// version}}` (fields 1 and 2; `Info` fields 1 and 2).
+pub fn v2_protobuf() -> Vec<u8> {
+    fn field(num: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(num << 3) | 2];
+        let mut len = payload.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+    let info = [
+        field(1, b"Kubernetes"),
+        field(2, crate::discovery::GIT_VERSION.as_bytes()),
+    ]
+    .concat();
+    [field(1, b"2.0"), field(2, &info)].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +244,14 @@ mod tests {
                 .starts_with("/openapi/v3/api/v1?hash=")
         );
         assert!(document(&cat, "apis/nope/v1").is_none());
+    }
+
+    #[test]
+    fn the_v2_document_is_a_valid_protobuf_message() {
+        let pb = v2_protobuf();
+        assert_eq!(&pb[..5], &[0x0a, 3, b'2', b'.', b'0']);
+        assert_eq!(pb[5], 0x12);
+        assert_eq!(pb[6] as usize, pb.len() - 7);
+        assert_eq!(v2_document()["swagger"], "2.0");
     }
 }

@@ -272,6 +272,18 @@ async fn handle(
             if req.method() != Method::GET {
                 return error_response(&ApiError::method_not_allowed());
             }
+            if matches!(other, Route::OpenApiV2) {
+                let accept = header_str(req.headers(), header::ACCEPT);
+                return if accept.contains("protobuf") {
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, openapi::V2_PROTOBUF)
+                        .body(Full::new(Bytes::from(openapi::v2_protobuf())).boxed())
+                        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+                } else {
+                    json_response(200, &openapi::v2_document())
+                };
+            }
             let store = shared.lock();
             let cat = store.catalogue();
             let doc = match other {

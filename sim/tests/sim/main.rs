@@ -13,6 +13,7 @@ mod discovery;
 mod errors;
 mod faults;
 mod kubectl;
+mod lists;
 mod migration;
 mod support;
 mod watch;
