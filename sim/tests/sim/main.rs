@@ -15,5 +15,6 @@ mod faults;
 mod kubectl;
 mod lists;
 mod migration;
+mod schema_source;
 mod support;
 mod watch;
