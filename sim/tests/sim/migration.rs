@@ -391,3 +391,57 @@ async fn each_kubectl_verb_is_an_update_manager_of_its_own_name() {
     assert!(create["fieldsV1"]["f:spec"].get("f:replicas").is_none());
     assert!(create["fieldsV1"]["f:spec"].get("f:selector").is_some());
 }
+
+/// Client-side, then server-side, then client-side again, then server-side again (an Argo CD
+/// application switching `ServerSideApply=true` on and off): no field is ever lost, and each
+/// round that repeats the same configuration stores nothing.
+#[tokio::test]
+async fn mixed_client_and_server_side_rounds_keep_every_field() {
+    let sim = sim_with(SimConfig::default().with_tls()).await;
+    let Some(k) = Kubectl::new(&sim, "admin") else {
+        return;
+    };
+    let f = k.file("deploy.yaml", DEPLOYMENT);
+    let mut config = yaml_of(DEPLOYMENT);
+    config["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let get = || async {
+        json_of(
+            &k.ok(&[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ])
+            .await,
+        )
+    };
+    let csa = ["apply", "-f", f.as_str()];
+    let ssa = [
+        "apply",
+        "--server-side",
+        "--field-manager=argocd-controller",
+        "--force-conflicts",
+        "-f",
+        f.as_str(),
+    ];
+    for (round, args) in [&csa[..], &ssa[..], &csa[..], &ssa[..], &ssa[..]]
+        .into_iter()
+        .enumerate()
+    {
+        k.ok(args).await;
+        let live = get().await;
+        assert_contains(&live, &config, &format!("round {round}"));
+    }
+    let before = get().await;
+    k.ok(&ssa).await;
+    let after = get().await;
+    assert_eq!(
+        before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"],
+        "{after:#}"
+    );
+}
