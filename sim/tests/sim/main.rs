@@ -8,6 +8,7 @@ mod canonical;
 mod catalogue;
 mod cli;
 mod crd;
+mod create;
 mod crud;
 mod discovery;
 mod errors;
