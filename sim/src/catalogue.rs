@@ -90,6 +90,8 @@ impl ResourceInfo {
 struct Builtin {
     group: &'static str,
     version: &'static str,
+    /// Another served version (converted, see `convert`).
+    also: Option<&'static str>,
     kind: &'static str,
     plural: &'static str,
     namespaced: bool,
@@ -111,6 +113,7 @@ const fn b(
     Builtin {
         group,
         version,
+        also: None,
         kind,
         plural,
         namespaced,
@@ -133,6 +136,10 @@ impl Builtin {
     }
     const fn all(mut self) -> Self {
         self.all = true;
+        self
+    }
+    const fn also(mut self, version: &'static str) -> Self {
+        self.also = Some(version);
         self
     }
     const fn generation(mut self) -> Self {
@@ -349,7 +356,8 @@ const BUILTINS: &[Builtin] = &[
     )
     .status()
     .all()
-    .generation(),
+    .generation()
+    .also("v1"),
     b(
         "certificates.k8s.io",
         "v1",
@@ -517,7 +525,10 @@ impl Catalogue {
             .iter()
             .map(|r| ResourceInfo {
                 group: r.group.into(),
-                versions: vec![r.version.into()],
+                versions: std::iter::once(r.version)
+                    .chain(r.also)
+                    .map(String::from)
+                    .collect(),
                 kind: r.kind.into(),
                 plural: r.plural.into(),
                 singular: r.kind.to_lowercase(),

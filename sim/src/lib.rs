@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod cli;
+pub mod convert;
 pub mod defaults;
 pub mod discovery;
 pub mod errors;

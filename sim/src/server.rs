@@ -187,7 +187,7 @@ fn text_response(code: u16, text: &str) -> Response<ResBody> {
 
 /// An object as a client of `version` sees it (`in_list`: built-in list items carry no type).
 pub(crate) fn present(res: &ResourceInfo, version: &str, obj: &Value, in_list: bool) -> Value {
-    let mut out = obj.clone();
+    let mut out = crate::convert::from_storage(&res.group, &res.kind, version, obj);
     if let Some(m) = out.as_object_mut() {
         if in_list && res.crd.is_none() {
             m.remove("apiVersion");

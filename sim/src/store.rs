@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::apply::{Actor, ManagedFieldsError, Managers};
 use crate::catalogue::{Catalogue, ResourceInfo, resource_from_crd};
+use crate::convert;
 use crate::defaults::{self, Allocator};
 use crate::errors::{ApiError, Cause};
 use crate::ids;
@@ -862,10 +863,12 @@ impl Store {
         res: &ResourceInfo,
         version: &str,
         ns: &str,
-        mut body: Value,
+        body: Value,
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         self.check_body(res, version, ns, &body)?;
+        let mut body = convert::to_storage(&res.group, &res.kind, version, &body);
+        let version = convert::storage_version(&res.group, &res.kind, version);
         if body["metadata"].is_null() {
             body["metadata"] = json!({});
         }
@@ -973,6 +976,8 @@ impl Store {
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         self.check_body(res, version, ns, &body)?;
+        let body = convert::to_storage(&res.group, &res.kind, version, &body);
+        let version = convert::storage_version(&res.group, &res.kind, version);
         let old = self.get(res, ns, name)?;
         self.type_check(res, version, &body)?;
         let request_managers = request_managers(res, name, &old, &body)?;
@@ -1126,16 +1131,20 @@ impl Store {
             return self.apply(res, version, ns, name, body, opts);
         }
         let old = self.get(res, ns, name)?;
+        // A patch is made against the object as its client's version shows it.
+        let view = convert::from_storage(&res.group, &res.kind, version, &old);
         let patched = match kind {
-            PatchKind::Json => patch::json_patch(&old, body),
-            PatchKind::Merge => patch::merge_patch(&old, body),
-            PatchKind::Strategic => patch::strategic_merge_patch(&old, body),
+            PatchKind::Json => patch::json_patch(&view, body),
+            PatchKind::Merge => patch::merge_patch(&view, body),
+            PatchKind::Strategic => patch::strategic_merge_patch(&view, body),
             PatchKind::Apply => unreachable_apply(),
         }
+        .map(|p| convert::to_storage(&res.group, &res.kind, version, &p))
         .map_err(|e| match e {
             PatchError::Malformed(m) => ApiError::bad_request(m),
             PatchError::Inapplicable(m) => ApiError::new(422, "Invalid", m),
         })?;
+        let version = convert::storage_version(&res.group, &res.kind, version);
         self.check_body(res, version, ns, &patched)?;
         self.type_check(res, version, &patched)?;
         let request_managers = request_managers(res, name, &old, &patched)?;
@@ -1196,8 +1205,9 @@ impl Store {
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
             )));
         }
-        self.type_check(res, version, config)?;
-        let mut config = config.clone();
+        let mut config = convert::to_storage(&res.group, &res.kind, version, config);
+        let version = convert::storage_version(&res.group, &res.kind, version);
+        self.type_check(res, version, &config)?;
         if res.crd.is_none() {
             quantity::canonicalize(
                 &mut config,

@@ -411,3 +411,47 @@ async fn every_new_kind_supports_the_verbs_a_controller_uses() {
         );
     }
 }
+
+/// HorizontalPodAutoscalers are stored as `autoscaling/v2` and served at `v1` too, converted:
+/// `targetCPUUtilizationPercentage` is the v2 CPU utilization metric.
+#[tokio::test]
+async fn hpa_v1_and_v2_are_two_views_of_one_object() {
+    use k8s_openapi::api::autoscaling::{v1, v2};
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let old: Api<v1::HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
+    let new: Api<v2::HorizontalPodAutoscaler> = Api::namespaced(client, "default");
+    let hpa: v1::HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": 4, "targetCPUUtilizationPercentage": 60}}))
+    .unwrap();
+    old.create(&PostParams::default(), &hpa).await.unwrap();
+    let v2 = new.get("web").await.unwrap();
+    let metric = &v2.spec.as_ref().unwrap().metrics.as_ref().unwrap()[0];
+    assert_eq!(
+        metric.resource.as_ref().unwrap().target.average_utilization,
+        Some(60)
+    );
+    new.patch(
+        "web",
+        &PatchParams::apply("flux").force(),
+        &Patch::Apply(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "maxReplicas": 4, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 75}}}]}})),
+    )
+    .await
+    .unwrap();
+    let v1 = old.get("web").await.unwrap();
+    assert_eq!(v1.spec.unwrap().target_cpu_utilization_percentage, Some(75));
+    let patched = old
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxReplicas": 9}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.unwrap().max_replicas, 9);
+    assert_eq!(new.get("web").await.unwrap().spec.unwrap().max_replicas, 9);
+}

@@ -158,6 +158,16 @@ async fn kubectl_create_of_each_kind_reaches_the_server_whole() {
             "--port=8080",
             "--target-port=80",
         ],
+        &[
+            "autoscale",
+            "deployment",
+            "web",
+            "-n",
+            "demo",
+            "--min=2",
+            "--max=5",
+            "--cpu-percent=70",
+        ],
     ];
     for args in commands {
         k.ok(args).await;
@@ -206,6 +216,27 @@ async fn kubectl_create_of_each_kind_reaches_the_server_whole() {
         get("service", "exposed").await["spec"]["ports"][0]["targetPort"],
         80
     );
+    let hpa = get("hpa", "web").await;
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["spec"]["maxReplicas"], 5);
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
+    let v1 = json_of(
+        &k.ok(&[
+            "get",
+            "horizontalpodautoscalers.v1.autoscaling",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "json",
+        ])
+        .await,
+    );
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 70);
     let cluster = json_of(
         &k.ok(&["get", "clusterrolebinding", "viewer", "-o", "json"])
             .await,

@@ -100,7 +100,7 @@ for pkg, (gitdir, files) in packages.items():
                 if not fm:
                     continue
                 tags = fm.group(3)
-                pm = re.search(r'protobuf:"([a-z0-9]+),(\d+),(opt|rep|req)(?:,[^"]*)?"', tags)
+                pm = re.search(r'protobuf:"([a-z0-9]+),(\d+),(?:(opt|rep|req),)?[^"]*"', tags)
                 jm = re.search(r'json:"([^"]*)"', tags)
                 if not pm or not jm:
                     continue
