@@ -36,6 +36,9 @@ pub struct ScalePaths {
 pub struct PrinterColumn {
     pub name: String,
     pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
     pub json_path: String,
 }
 
@@ -804,6 +807,9 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
                     Some(PrinterColumn {
                         name: c["name"].as_str()?.into(),
                         type_: c["type"].as_str().unwrap_or("string").into(),
+                        format: c["format"].as_str().unwrap_or_default().into(),
+                        description: c["description"].as_str().unwrap_or_default().into(),
+                        priority: c["priority"].as_i64().unwrap_or(0),
                         json_path: c["jsonPath"].as_str()?.into(),
                     })
                 })

@@ -16,6 +16,7 @@ pub mod errors;
 pub mod faults;
 pub mod fieldpath;
 pub mod ids;
+pub mod jsonpath;
 pub mod kubeconfig;
 pub mod openapi;
 pub mod outbound;

@@ -129,3 +129,79 @@ async fn an_invalid_crd_is_rejected_with_causes() {
     assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
     assert_eq!(s.details.unwrap().causes[0].field, "metadata.name");
 }
+
+/// `kubectl get` of a custom resource shows its printer columns as the server evaluates them:
+/// JSONPath filters, AGE once (the CRD's own), `priority: 1` columns only with `-o wide`.
+#[tokio::test]
+async fn kubectl_get_shows_printer_columns_as_the_server_evaluates_them() {
+    let sim = crate::support::sim_with(kubesim::SimConfig::default().with_tls()).await;
+    let Some(k) = crate::support::Kubectl::new(&sim, "admin") else {
+        return;
+    };
+    let crd = k.file(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+    additionalPrinterColumns:
+    - name: Ready
+      type: string
+      jsonPath: .status.conditions[?(@.type=="Ready")].status
+    - name: Size
+      type: integer
+      jsonPath: .spec.size
+    - name: Reason
+      type: string
+      priority: 1
+      jsonPath: .status.conditions[?(@.type=="Ready")].reason
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+"#,
+    );
+    k.ok(&["apply", "-f", &crd]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=10s",
+    ])
+    .await;
+    let cr = k.file(
+        "cr.yaml",
+        r#"apiVersion: example.com/v1
+kind: Gadget
+metadata: {name: g1, namespace: default}
+spec: {size: 3}
+status:
+  conditions:
+  - {type: Synced, status: "False", reason: Waiting}
+  - {type: Ready, status: "True", reason: AllGood}
+"#,
+    );
+    k.ok(&["apply", "-f", &cr]).await;
+    let out = k.ok(&["get", "gadgets"]).await;
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "READY", "SIZE", "AGE"], "{out}");
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], &["g1", "True", "3"], "{out}");
+    let wide = k.ok(&["get", "gadgets", "-o", "wide"]).await;
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        vec!["NAME", "READY", "SIZE", "REASON", "AGE"],
+        "{wide}"
+    );
+    assert!(wide.lines().nth(1).unwrap().contains("AllGood"), "{wide}");
+}
