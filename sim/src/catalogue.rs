@@ -62,6 +62,8 @@ pub struct ResourceInfo {
     /// Whether `metadata.generation` is tracked.
     pub generation: bool,
     pub printer_columns: Vec<PrinterColumn>,
+    /// A CRD's `openAPIV3Schema` per served version (what `/openapi/v3` serves for it).
+    pub schemas: Vec<(String, Value)>,
 }
 
 impl ResourceInfo {
@@ -553,6 +555,7 @@ impl Catalogue {
                     label_selector: Some(".spec.selector".into()),
                 }),
                 crd: None,
+                schemas: vec![],
                 generation: r.generation,
                 printer_columns: vec![],
             })
@@ -830,6 +833,14 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
         status: subresources.get("status").is_some_and(|s| s.is_object()),
         scale,
         crd: Some(name.to_string()),
+        schemas: versions
+            .iter()
+            .filter(|v| v["served"].as_bool() == Some(true))
+            .filter_map(|v| {
+                let schema = v["schema"]["openAPIV3Schema"].clone();
+                Some((v["name"].as_str()?.to_string(), schema)).filter(|(_, s)| s.is_object())
+            })
+            .collect(),
         generation: true,
         printer_columns,
         group,

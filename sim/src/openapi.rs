@@ -41,7 +41,7 @@ pub fn root(cat: &Catalogue) -> Value {
         let kinds: Vec<String> = cat
             .in_group_version(&g, &v)
             .iter()
-            .map(|r| format!("{}{}", r.plural, r.namespaced))
+            .map(|r| format!("{}{}{:?}", r.plural, r.namespaced, r.schemas))
             .collect();
         let hash = hash_of(&format!("{p}{}", kinds.join(",")));
         paths.insert(
@@ -75,6 +75,30 @@ fn schema_name(r: &ResourceInfo, version: &str) -> String {
         r.group.clone()
     };
     format!("{group}.{version}.{}", r.kind)
+}
+
+/// The schema of a kind: a CRD's own `openAPIV3Schema` for its version (what `kubectl explain`
+/// reads), with `apiVersion`, `kind` and `metadata` as the real server adds them; a placeholder for
+/// built-in kinds.
+fn kind_schema(r: &ResourceInfo, version: &str) -> Value {
+    let gvk = json!([{"group": r.group, "version": version, "kind": r.kind}]);
+    let own = r
+        .schemas
+        .iter()
+        .find(|(v, _)| v == version)
+        .map(|(_, s)| s.clone());
+    let mut schema = own.unwrap_or_else(|| {
+        json!({"type": "object", "description": format!("{} (kubesim: schema not modelled)", r.kind)})
+    });
+    if !schema["properties"].is_object() {
+        schema["properties"] = json!({});
+    }
+    let props = &mut schema["properties"];
+    props["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"});
+    props["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"});
+    props["metadata"] = json!({"type": "object", "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"});
+    schema["x-kubernetes-group-version-kind"] = gvk;
+    schema
 }
 
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
@@ -151,19 +175,7 @@ pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
                 }),
             );
         }
-        schemas.insert(
-            schema_name(r, &v),
-            json!({
-                "type": "object",
-                "description": format!("{} (kubesim: schema not modelled)", r.kind),
-                "properties": {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {"type": "object"},
-                },
-                "x-kubernetes-group-version-kind": [{"group": r.group, "version": v, "kind": r.kind}],
-            }),
-        );
+        schemas.insert(schema_name(r, &v), kind_schema(r, &v));
     }
     Some(json!({
         "openapi": "3.0.0",

@@ -205,3 +205,59 @@ status:
     );
     assert!(wide.lines().nth(1).unwrap().contains("AllGood"), "{wide}");
 }
+
+/// `kubectl explain` of a custom resource reads the CRD's own schema from `/openapi/v3`.
+#[tokio::test]
+async fn kubectl_explain_shows_a_custom_resources_fields() {
+    let sim = crate::support::sim_with(kubesim::SimConfig::default().with_tls()).await;
+    let Some(k) = crate::support::Kubectl::new(&sim, "admin") else {
+        return;
+    };
+    let crd = k.file(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gizmos.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gizmos, singular: gizmo, kind: Gizmo}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A gizmo of the example group.
+        properties:
+          spec:
+            type: object
+            description: What the gizmo should be.
+            properties:
+              size:
+                type: integer
+                description: How many parts the gizmo has.
+              colour:
+                type: string
+                description: The colour it is painted.
+"#,
+    );
+    k.ok(&["apply", "-f", &crd]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gizmos.example.com",
+        "--timeout=10s",
+    ])
+    .await;
+    let top = k.ok(&["explain", "gizmos"]).await;
+    assert!(top.contains("A gizmo of the example group."), "{top}");
+    let spec = k.ok(&["explain", "gizmos.spec"]).await;
+    assert!(spec.contains("What the gizmo should be."), "{spec}");
+    assert!(spec.contains("size") && spec.contains("colour"), "{spec}");
+    let size = k.ok(&["explain", "gizmos.spec.size"]).await;
+    assert!(size.contains("How many parts the gizmo has."), "{size}");
+    assert!(size.contains("integer"), "{size}");
+}
