@@ -65,12 +65,18 @@ pub struct Actor<'a> {
     pub time: &'a str,
     pub builtin: bool,
     pub kind: &'a str,
+    /// A custom resource's CRD schema for this version, if it has one.
+    pub schema: Option<std::sync::Arc<Value>>,
 }
 
 impl Actor<'_> {
     /// Where this actor's kind starts in the schema.
     pub fn root(&self) -> Slot {
-        Slot::root(self.api_version, self.kind, self.builtin)
+        if self.builtin {
+            Slot::root(self.api_version, self.kind, true)
+        } else {
+            Slot::custom(self.schema.clone())
+        }
     }
 }
 
@@ -118,13 +124,13 @@ fn strip(set: FieldSet) -> FieldSet {
 }
 
 /// The list item key of `item` under a keyed list, e.g. `{"name":"web"}`.
-fn item_key(item: &Value, keys: &[&str]) -> Option<PathElement> {
+fn item_key(item: &Value, keys: &[String]) -> Option<PathElement> {
     let obj = item.as_object()?;
     let mut key = Map::new();
     for k in keys {
-        match obj.get(*k) {
+        match obj.get(k) {
             Some(v) => {
-                key.insert((*k).to_string(), v.clone());
+                key.insert(k.clone(), v.clone());
             }
             // The real schema defaults `protocol` of ports, and it is part of their key.
             None if *k == "protocol" => {
@@ -139,7 +145,7 @@ fn item_key(item: &Value, keys: &[&str]) -> Option<PathElement> {
     Some(PathElement::Key(Value::Object(key).to_string()))
 }
 
-fn keyed_items<'v>(items: &'v [Value], keys: &[&str]) -> Option<Vec<(PathElement, &'v Value)>> {
+fn keyed_items<'v>(items: &'v [Value], keys: &[String]) -> Option<Vec<(PathElement, &'v Value)>> {
     items
         .iter()
         .map(|i| item_key(i, keys).map(|k| (k, i)))
@@ -857,6 +863,7 @@ mod tests {
             time: "2024-01-01T00:00:00Z",
             builtin: true,
             kind,
+            schema: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! with scope, kind, plural, short names, verbs and subresources. Pure data, no I/O.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -63,7 +64,7 @@ pub struct ResourceInfo {
     pub generation: bool,
     pub printer_columns: Vec<PrinterColumn>,
     /// A CRD's `openAPIV3Schema` per served version (what `/openapi/v3` serves for it).
-    pub schemas: Vec<(String, Value)>,
+    pub schemas: Vec<(String, Arc<Value>)>,
 }
 
 impl ResourceInfo {
@@ -85,6 +86,14 @@ impl ResourceInfo {
 
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
+    }
+
+    /// A CRD's `openAPIV3Schema` for one of its versions.
+    pub fn schema(&self, version: &str) -> Option<Arc<Value>> {
+        self.schemas
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, s)| s.clone())
     }
 
     pub fn has_verb(&self, verb: &str) -> bool {
@@ -838,7 +847,9 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
             .filter(|v| v["served"].as_bool() == Some(true))
             .filter_map(|v| {
                 let schema = v["schema"]["openAPIV3Schema"].clone();
-                Some((v["name"].as_str()?.to_string(), schema)).filter(|(_, s)| s.is_object())
+                Some((v["name"].as_str()?.to_string(), schema))
+                    .filter(|(_, s)| s.is_object())
+                    .map(|(n, s)| (n, Arc::new(s)))
             })
             .collect(),
         generation: true,

@@ -86,7 +86,7 @@ fn kind_schema(r: &ResourceInfo, version: &str) -> Value {
         .schemas
         .iter()
         .find(|(v, _)| v == version)
-        .map(|(_, s)| s.clone());
+        .map(|(_, s)| (**s).clone());
     let mut schema = own.unwrap_or_else(|| {
         json!({"type": "object", "description": format!("{} (kubesim: schema not modelled)", r.kind)})
     });

@@ -2,7 +2,7 @@
 //! keyed by fields (server-side apply), their strategic-merge-patch keys, and each kind's zero object.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Value, json};
 
@@ -14,7 +14,7 @@ pub enum ListType {
     /// A set of scalars; each value is owned (`v:"x"`).
     Set,
     /// Items identified by these key fields (`k:{"name":"x"}`).
-    Map(Vec<&'static str>),
+    Map(Vec<String>),
 }
 
 /// How a strategic merge patch treats a list.
@@ -114,10 +114,13 @@ static SCHEMA: LazyLock<BuiltinSchema> = LazyLock::new(|| {
 /// Where a walk of an object stands in the schema: the shape of the value there and its type.
 /// Anything the schema does not know is a struct of unknown type: walked field by field, its
 /// lists atomic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
     shape: Option<FieldShape>,
     target: Option<&'static str>,
+    /// Inside a custom resource with a structural schema: the CRD's `openAPIV3Schema` and the
+    /// path to the schema of the value here.
+    crd: Option<(Arc<Value>, Vec<String>)>,
 }
 
 impl Slot {
@@ -131,6 +134,21 @@ impl Slot {
         Slot {
             shape: Some(FieldShape::Struct),
             target: Some(ty),
+            crd: None,
+        }
+    }
+
+    /// The root of a custom resource whose CRD has this `openAPIV3Schema` for its version: list
+    /// and map types from its `x-kubernetes-list-type`, `x-kubernetes-list-map-keys` and
+    /// `x-kubernetes-map-type`, `metadata` as for every object.
+    pub fn custom(schema: Option<Arc<Value>>) -> Slot {
+        match schema {
+            Some(root) => Slot {
+                shape: Some(FieldShape::Struct),
+                target: None,
+                crd: Some((root, vec![])),
+            },
+            None => Slot::root("", "", false),
         }
     }
 
@@ -138,11 +156,46 @@ impl Slot {
         Slot {
             shape: None,
             target: None,
+            crd: None,
+        }
+    }
+
+    /// The CRD schema of the value here.
+    fn crd_schema(&self) -> Option<&Value> {
+        let (root, path) = self.crd.as_ref()?;
+        path.iter().try_fold(&**root, |s, p| s.get(p.as_str()))
+    }
+
+    fn crd_child(&self, steps: &[&str]) -> Slot {
+        let Some((root, path)) = &self.crd else {
+            return Slot::unknown();
+        };
+        let mut path = path.clone();
+        path.extend(steps.iter().map(|s| s.to_string()));
+        Slot {
+            shape: Some(FieldShape::Struct),
+            target: None,
+            crd: Some((root.clone(), path)),
         }
     }
 
     /// The value under `name` of the object here.
     pub fn field(&self, name: &str) -> Slot {
+        if let Some((_, path)) = &self.crd {
+            if path.is_empty() && name == "metadata" {
+                return Slot::root("", "", false).field("metadata");
+            }
+            let Some(s) = self.crd_schema() else {
+                return Slot::unknown();
+            };
+            return if s["properties"].get(name).is_some() {
+                self.crd_child(&["properties", name])
+            } else if s["additionalProperties"].is_object() {
+                self.crd_child(&["additionalProperties"])
+            } else {
+                Slot::unknown()
+            };
+        }
         match (&self.shape, self.target) {
             (Some(FieldShape::Struct), Some(ty)) => SCHEMA
                 .fields
@@ -151,15 +204,18 @@ impl Slot {
                 .map(|(shape, target)| Slot {
                     shape: Some(shape.clone()),
                     target: *target,
+                    crd: None,
                 })
                 .unwrap_or_else(Slot::unknown),
             (Some(FieldShape::MapOf), target) => Slot {
                 shape: Some(FieldShape::Struct),
                 target,
+                crd: None,
             },
             (Some(FieldShape::QuantityMap), _) => Slot {
                 shape: Some(FieldShape::Quantity),
                 target: None,
+                crd: None,
             },
             _ => Slot::unknown(),
         }
@@ -167,17 +223,40 @@ impl Slot {
 
     /// An item of the list here.
     pub fn item(&self) -> Slot {
+        if self.crd.is_some() {
+            return self.crd_child(&["items"]);
+        }
         Slot {
             shape: Some(FieldShape::Struct),
             target: self.target,
+            crd: None,
         }
     }
 
     /// How server-side apply treats the list here.
     pub fn list_type(&self) -> ListType {
+        if self.crd.is_some() {
+            let s = self.crd_schema().unwrap_or(&Value::Null);
+            return match s["x-kubernetes-list-type"].as_str() {
+                Some("set") => ListType::Set,
+                Some("map") => ListType::Map(
+                    s["x-kubernetes-list-map-keys"]
+                        .as_array()
+                        .map(|ks| {
+                            ks.iter()
+                                .filter_map(|k| k.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
+                _ => ListType::Atomic,
+            };
+        }
         match &self.shape {
             Some(FieldShape::Set) => ListType::Set,
-            Some(FieldShape::Keyed(keys)) => ListType::Map(keys.clone()),
+            Some(FieldShape::Keyed(keys)) => {
+                ListType::Map(keys.iter().map(|k| k.to_string()).collect())
+            }
             _ => ListType::Atomic,
         }
     }
@@ -185,6 +264,11 @@ impl Slot {
     /// Whether the map or struct here is atomic (owned and replaced as a whole), like every
     /// `metav1.LabelSelector`, a Service's `spec.selector` or an `ownerReferences` item.
     pub fn atomic(&self) -> bool {
+        if self.crd.is_some() {
+            return self
+                .crd_schema()
+                .is_some_and(|s| s["x-kubernetes-map-type"] == "atomic");
+        }
         match (&self.shape, self.target) {
             (Some(FieldShape::AtomicMap), _) => true,
             (Some(FieldShape::Struct), Some(ty)) => SCHEMA.atomic_structs.contains(ty),
@@ -199,6 +283,9 @@ impl Slot {
 
     /// Whether the value here is a list whose items are objects of a known type.
     pub fn is_list(&self) -> bool {
+        if self.crd.is_some() {
+            return self.crd_schema().is_some_and(|s| s["type"] == "array");
+        }
         matches!(
             self.shape,
             Some(FieldShape::Set | FieldShape::Keyed(_) | FieldShape::AtomicList)
@@ -315,13 +402,13 @@ mod tests {
             deployment()
                 .at(&["spec", "template", "spec", "containers", "ports"])
                 .list_type(),
-            ListType::Map(vec!["containerPort", "protocol"])
+            ListType::Map(vec!["containerPort".into(), "protocol".into()])
         );
         assert_eq!(
             Slot::root("v1", "Service", true)
                 .at(&["spec", "ports"])
                 .list_type(),
-            ListType::Map(vec!["port", "protocol"])
+            ListType::Map(vec!["port".into(), "protocol".into()])
         );
         assert_eq!(
             Slot::root("networking.k8s.io/v1", "NetworkPolicy", true)
@@ -366,7 +453,7 @@ mod tests {
             Slot::root("autoscaling/v2", "HorizontalPodAutoscaler", true)
                 .at(&["status", "conditions"])
                 .list_type(),
-            ListType::Map(vec!["type"])
+            ListType::Map(vec!["type".into()])
         );
     }
 

@@ -38,6 +38,7 @@ fn actor<'a>(s: &'a Scenario, manager: &'a str) -> Actor<'a> {
         time: "2025-01-01T00:00:00Z",
         builtin: true,
         kind: s.kind,
+        schema: None,
     }
 }
 

@@ -940,6 +940,7 @@ impl Store {
                 time: &now,
                 builtin: res.crd.is_none(),
                 kind: &res.kind,
+                schema: res.schema(version),
             };
             managers.update(None, &obj, &actor, res.status);
         }
@@ -1101,6 +1102,7 @@ impl Store {
                 time: &now,
                 builtin: res.crd.is_none(),
                 kind: &res.kind,
+                schema: res.schema(version),
             };
             managers.update(Some(&old), &obj, &actor, res.status);
         }
@@ -1227,6 +1229,7 @@ impl Store {
             time: &now,
             builtin: res.crd.is_none(),
             kind: &res.kind,
+            schema: res.schema(version),
         };
         let live = self.lookup(res, ns, name);
         let mut managers = match &live {

@@ -261,3 +261,78 @@ spec:
     assert!(size.contains("How many parts the gizmo has."), "{size}");
     assert!(size.contains("integer"), "{size}");
 }
+
+/// Server-side apply follows a CRD's structural schema: `x-kubernetes-list-type: map` lists merge
+/// by their keys, `set` lists by value, `x-kubernetes-map-type: atomic` maps are owned whole;
+/// lists without a type stay atomic.
+#[tokio::test]
+async fn apply_follows_the_list_and_map_types_of_a_crd_schema() {
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "routers.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "routers", "singular": "router", "kind": "Router"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": {
+                    "routes": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+                    "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                    "selector": {"type": "object", "x-kubernetes-map-type": "atomic", "additionalProperties": {"type": "string"}},
+                    "plain": {"type": "array", "items": {"type": "string"}}
+                }}}}}}]}
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Router"),
+        "routers",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+    let cfg = |spec: serde_json::Value| {
+        Patch::Apply(
+            json!({"apiVersion": "example.com/v1", "kind": "Router", "metadata": {"name": "r"}, "spec": spec}),
+        )
+    };
+    api.patch("r", &PatchParams::apply("flux"), &cfg(json!({
+        "routes": [{"name": "a", "port": 1}], "tags": ["x"], "selector": {"app": "a"}, "plain": ["p"]})))
+        .await
+        .unwrap();
+    let r = api
+        .patch(
+            "r",
+            &PatchParams::apply("argo"),
+            &cfg(json!({
+            "routes": [{"name": "b", "port": 2}], "tags": ["y"]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.data["spec"]["routes"],
+        json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])
+    );
+    assert_eq!(r.data["spec"]["tags"], json!(["x", "y"]));
+    let entries = r.metadata.managed_fields.unwrap();
+    let argo = entries
+        .iter()
+        .find(|e| e.manager.as_deref() == Some("argo"))
+        .unwrap();
+    assert_eq!(
+        argo.fields_v1.as_ref().unwrap().0,
+        json!({"f:spec": {"f:routes": {"k:{\"name\":\"b\"}": {".": {}, "f:name": {}, "f:port": {}}}, "f:tags": {"v:\"y\"": {}}}})
+    );
+    // An atomic map and an untyped list are owned whole: changing them conflicts.
+    for spec in [json!({"selector": {"app": "b"}}), json!({"plain": ["q"]})] {
+        let err = api
+            .patch("r", &PatchParams::apply("argo"), &cfg(spec.clone()))
+            .await
+            .unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(status.code, 409, "{spec}");
+    }
+}
