@@ -79,7 +79,41 @@ fn default_container(c: &mut Value) {
             set_default(p, "periodSeconds", json!(10));
             set_default(p, "successThreshold", json!(1));
             set_default(p, "failureThreshold", json!(3));
+            default_http_get(p);
         }
+    }
+    if let Some(lc) = c.get_mut("lifecycle").and_then(obj) {
+        for hook in ["postStart", "preStop"] {
+            if let Some(h) = lc.get_mut(hook).and_then(obj) {
+                default_http_get(h);
+            }
+        }
+    }
+    // `SetDefaults_ObjectFieldSelector`: a fieldRef without apiVersion means v1.
+    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+        for e in env.iter_mut().filter_map(obj) {
+            if let Some(r) = e
+                .get_mut("valueFrom")
+                .and_then(obj)
+                .and_then(|v| v.get_mut("fieldRef"))
+                .and_then(obj)
+            {
+                set_default(r, "apiVersion", json!("v1"));
+            }
+        }
+    }
+}
+
+/// `SetDefaults_HTTPGetAction`: path `/`, scheme HTTP.
+fn default_http_get(handler: &mut Map<String, Value>) {
+    if let Some(h) = handler.get_mut("httpGet").and_then(obj) {
+        if h.get("path")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            h.insert("path".into(), json!("/"));
+        }
+        set_default(h, "scheme", json!("HTTP"));
     }
 }
 
@@ -97,10 +131,13 @@ fn default_pod_spec(spec: &mut Value) {
     }
     if let Some(vols) = s.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in vols.iter_mut().filter_map(obj) {
-            for source in ["configMap", "secret"] {
+            for source in ["configMap", "secret", "projected", "downwardAPI"] {
                 if let Some(src) = v.get_mut(source).and_then(obj) {
                     set_default(src, "defaultMode", json!(420));
                 }
+            }
+            if let Some(src) = v.get_mut("hostPath").and_then(obj) {
+                set_default(src, "type", json!(""));
             }
         }
     }
@@ -536,6 +573,24 @@ mod tests {
         );
         assert_eq!(pod["containers"][0]["ports"][0]["protocol"], "TCP");
         assert!(s["template"]["metadata"]["creationTimestamp"].is_null());
+    }
+
+    #[test]
+    fn probes_hooks_field_refs_and_volume_sources_get_their_defaults() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1",
+            "livenessProbe": {"httpGet": {"port": 80}},
+            "lifecycle": {"preStop": {"httpGet": {"path": "/stop", "port": 80}}},
+            "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}],
+            "volumes": [{"name": "p", "projected": {"sources": []}}, {"name": "h", "hostPath": {"path": "/x"}}]}}}});
+        decode_defaults("apps", "Deployment", &mut d);
+        let pod = &d["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["livenessProbe"]["httpGet"]["scheme"], "HTTP");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/");
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["scheme"], "HTTP");
+        assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(pod["volumes"][0]["projected"]["defaultMode"], 420);
+        assert_eq!(pod["volumes"][1]["hostPath"]["type"], "");
     }
 
     #[test]
