@@ -449,34 +449,52 @@ fn package(api_version: &str) -> String {
     }
 }
 
+/// Why a protobuf body cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtobufError {
+    #[error("missing the protobuf magic prefix")]
+    NoMagic,
+    #[error(
+        "kubesim decodes protobuf for the built-in kinds of Kubernetes 1.33; {api_version} {kind:?} is not one (send JSON or YAML)"
+    )]
+    UnknownKind { api_version: String, kind: String },
+    #[error("{0}")]
+    Malformed(String),
+}
+
 /// Decode a protobuf request body (`k8s\0` + `runtime.Unknown`) into a JSON object.
-pub fn decode(body: &[u8]) -> Result<Value, String> {
+pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     let rest = body
         .strip_prefix(b"k8s\x00")
-        .ok_or("missing the protobuf magic prefix")?;
+        .ok_or(ProtobufError::NoMagic)?;
+    decode_envelope(rest)
+}
+
+fn decode_envelope(rest: &[u8]) -> Result<Value, ProtobufError> {
     let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &b""[..]);
-    for (num, p) in Reader::new(rest).fields()? {
+    let malformed = ProtobufError::Malformed;
+    for (num, p) in Reader::new(rest).fields().map_err(malformed)? {
         match num {
             1 => {
-                for (n, f) in Reader::new(bytes_of(p, "Unknown.typeMeta")?).fields()? {
+                let type_meta = bytes_of(p, "Unknown.typeMeta").map_err(malformed)?;
+                for (n, f) in Reader::new(type_meta).fields().map_err(malformed)? {
+                    let text = bytes_of(f, "TypeMeta").and_then(utf8).map_err(malformed)?;
                     match n {
-                        1 => api_version = utf8(bytes_of(f, "TypeMeta.apiVersion")?)?,
-                        2 => kind = utf8(bytes_of(f, "TypeMeta.kind")?)?,
+                        1 => api_version = text,
+                        2 => kind = text,
                         _ => {}
                     }
                 }
             }
-            2 => raw = bytes_of(p, "Unknown.raw")?,
+            2 => raw = bytes_of(p, "Unknown.raw").map_err(malformed)?,
             _ => {}
         }
     }
     let ty = format!("{}.{kind}", package(&api_version));
     if !TABLE.contains_key(ty.as_str()) {
-        return Err(format!(
-            "kubesim decodes protobuf for the built-in kinds of Kubernetes 1.33; {api_version} {kind:?} is not one (send JSON or YAML)"
-        ));
+        return Err(ProtobufError::UnknownKind { api_version, kind });
     }
-    let mut obj = message(raw, &ty, &kind)?;
+    let mut obj = message(raw, &ty, &kind).map_err(ProtobufError::Malformed)?;
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
     Ok(Value::Object(obj))
