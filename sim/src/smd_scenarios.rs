@@ -446,6 +446,94 @@ fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            upstream: "key_test.go TestUpdateAssociativeLists/removing_obsolete_applied_structs",
+            api_version: "v1",
+            kind: "Pod",
+            steps: vec![
+                Apply("default", containers(json!([{"name": "a", "image": "1"}]))),
+                Apply("default", containers(json!([{"name": "b", "image": "2"}]))),
+            ],
+            object: containers(json!([{"name": "b", "image": "2"}])),
+            managers: vec![(
+                "default",
+                json!({"f:spec": {"f:containers": {k("b"): {".": {}, "f:name": {}, "f:image": {}}}}}),
+            )],
+        },
+        Scenario {
+            upstream: "leaf_test.go TestUpdateLeaf/apply_update_apply_with_conflict",
+            api_version: "v1",
+            kind: "ConfigMap",
+            steps: vec![
+                Apply(
+                    "default",
+                    json!({"data": {"numeric": "1", "string": "string"}}),
+                ),
+                Update(
+                    "controller",
+                    json!({"data": {"numeric": "1", "string": "controller string", "bool": "true"}}),
+                ),
+                Conflicts(
+                    "default",
+                    json!({"data": {"numeric": "2", "string": "user string"}}),
+                    &["\"controller\" using v1 .data.string"],
+                ),
+                ForceApply(
+                    "default",
+                    json!({"data": {"numeric": "2", "string": "user string"}}),
+                ),
+            ],
+            object: json!({"data": {"numeric": "2", "string": "user string", "bool": "true"}}),
+            managers: vec![
+                (
+                    "default",
+                    json!({"f:data": {"f:numeric": {}, "f:string": {}}}),
+                ),
+                ("controller", json!({"f:data": {"f:bool": {}}})),
+            ],
+        },
+        Scenario {
+            upstream: "nested_test.go TestUpdateNestedType/struct_apply_update_remove_all",
+            api_version: "v1",
+            kind: "Pod",
+            steps: vec![
+                Apply(
+                    "default",
+                    json!({"spec": {"securityContext": {"runAsUser": 1}}}),
+                ),
+                Update(
+                    "controller",
+                    json!({"spec": {"securityContext": {"runAsUser": 1, "runAsGroup": 2}}}),
+                ),
+                Apply("default", json!({})),
+            ],
+            object: json!({"spec": {"securityContext": {"runAsGroup": 2}}}),
+            managers: vec![(
+                "controller",
+                json!({"f:spec": {"f:securityContext": {"f:runAsGroup": {}}}}),
+            )],
+        },
+        Scenario {
+            upstream: "nested_test.go TestUpdateNestedType/struct_apply_update_took_over",
+            api_version: "v1",
+            kind: "Pod",
+            steps: vec![
+                Apply(
+                    "default",
+                    json!({"spec": {"securityContext": {"runAsUser": 1}}}),
+                ),
+                Update(
+                    "controller",
+                    json!({"spec": {"securityContext": {"runAsUser": 2, "runAsGroup": 2}}}),
+                ),
+                Apply("default", json!({})),
+            ],
+            object: json!({"spec": {"securityContext": {"runAsUser": 2, "runAsGroup": 2}}}),
+            managers: vec![(
+                "controller",
+                json!({"f:spec": {"f:securityContext": {"f:runAsUser": {}, "f:runAsGroup": {}}}}),
+            )],
+        },
+        Scenario {
             upstream: "set_test.go TestUpdateSet/apply_twice",
             api_version: "v1",
             kind: "ConfigMap",
