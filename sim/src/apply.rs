@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
 use crate::fieldpath::{FieldSet, Path, PathElement};
-use crate::schema::{self, ListType};
+use crate::schema::{self, ListType, Slot};
 
 /// Whether a manager applied (server-side apply) or updated (create, update, patch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +65,19 @@ pub struct Actor<'a> {
     pub time: &'a str,
     pub builtin: bool,
     pub kind: &'a str,
+    /// A custom resource's CRD schema for this version, if it has one.
+    pub schema: Option<std::sync::Arc<Value>>,
+}
+
+impl Actor<'_> {
+    /// Where this actor's kind starts in the schema.
+    pub fn root(&self) -> Slot {
+        if self.builtin {
+            Slot::root(self.api_version, self.kind, true)
+        } else {
+            Slot::custom(self.schema.clone())
+        }
+    }
 }
 
 fn f(name: &str) -> PathElement {
@@ -111,13 +124,13 @@ fn strip(set: FieldSet) -> FieldSet {
 }
 
 /// The list item key of `item` under a keyed list, e.g. `{"name":"web"}`.
-fn item_key(item: &Value, keys: &[&str]) -> Option<PathElement> {
+fn item_key(item: &Value, keys: &[String]) -> Option<PathElement> {
     let obj = item.as_object()?;
     let mut key = Map::new();
     for k in keys {
-        match obj.get(*k) {
+        match obj.get(k) {
             Some(v) => {
-                key.insert((*k).to_string(), v.clone());
+                key.insert(k.clone(), v.clone());
             }
             // The real schema defaults `protocol` of ports, and it is part of their key.
             None if *k == "protocol" => {
@@ -132,7 +145,7 @@ fn item_key(item: &Value, keys: &[&str]) -> Option<PathElement> {
     Some(PathElement::Key(Value::Object(key).to_string()))
 }
 
-fn keyed_items<'v>(items: &'v [Value], keys: &[&str]) -> Option<Vec<(PathElement, &'v Value)>> {
+fn keyed_items<'v>(items: &'v [Value], keys: &[String]) -> Option<Vec<(PathElement, &'v Value)>> {
     items
         .iter()
         .map(|i| item_key(i, keys).map(|k| (k, i)))
@@ -141,32 +154,44 @@ fn keyed_items<'v>(items: &'v [Value], keys: &[&str]) -> Option<Vec<(PathElement
 
 static EMPTY_ARRAY: Value = Value::Array(Vec::new());
 
-struct Walker<'a> {
-    builtin: bool,
-    names: Vec<&'a str>,
+struct Walker {
+    /// Where the walk stands in the schema; the last is the current value's.
+    slots: Vec<Slot>,
     prefix: Vec<PathElement>,
 }
 
-impl<'a> Walker<'a> {
-    fn new(builtin: bool) -> Self {
+impl Walker {
+    fn new(root: &Slot) -> Self {
         Walker {
-            builtin,
-            names: vec![],
+            slots: vec![root.clone()],
             prefix: vec![],
         }
     }
 
+    fn slot(&self) -> &Slot {
+        self.slots.last().expect("the walk has a root")
+    }
+
     fn list_type(&self) -> ListType {
-        schema::list_type(self.builtin, &self.names)
+        self.slot().list_type()
     }
 
-    /// The set server-side apply records for a configuration: leaves, atomic lists and list items,
-    /// not the maps that contain them.
+    /// Whether the map or struct here is owned and replaced as a whole.
     fn atomic_map(&self) -> bool {
-        schema::atomic_map(self.builtin, &self.names)
+        self.slot().atomic()
     }
 
-    fn apply_set(&mut self, v: &'a Value, out: &mut FieldSet) {
+    /// Walk into the list item `pe` of the list here.
+    fn descend_item(&mut self, pe: PathElement, body: impl FnOnce(&mut Self)) {
+        let item = self.slot().item();
+        self.slots.push(item);
+        self.prefix.push(pe);
+        body(self);
+        self.prefix.pop();
+        self.slots.pop();
+    }
+
+    fn apply_set(&mut self, v: &Value, out: &mut FieldSet) {
         match v {
             Value::Object(m) if !m.is_empty() && !self.atomic_map() => {
                 for (k, child) in m {
@@ -184,14 +209,10 @@ impl<'a> Walker<'a> {
                 ListType::Map(keys) => match keyed_items(items, &keys) {
                     Some(keyed) => {
                         for (k, item) in keyed {
-                            self.prefix.push(k);
-                            out.insert(&self.prefix);
-                            if let Value::Object(m) = item {
-                                for (name, child) in m {
-                                    self.descend_field(name, |w| w.apply_set(child, out));
-                                }
-                            }
-                            self.prefix.pop();
+                            self.descend_item(k, |w| {
+                                out.insert(&w.prefix);
+                                w.apply_set(item, out);
+                            });
                         }
                     }
                     None => out.insert(&self.prefix),
@@ -202,16 +223,17 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn descend_field(&mut self, name: &'a str, body: impl FnOnce(&mut Self)) {
-        self.names.push(name);
+    fn descend_field(&mut self, name: &str, body: impl FnOnce(&mut Self)) {
+        let slot = self.slot().field(name);
+        self.slots.push(slot);
         self.prefix.push(f(name));
         body(self);
         self.prefix.pop();
-        self.names.pop();
+        self.slots.pop();
     }
 
     /// Every node of `v`, each a member (what an Update that created `v` here owns).
-    fn all_nodes(&mut self, v: &'a Value, out: &mut FieldSet) {
+    fn all_nodes(&mut self, v: &Value, out: &mut FieldSet) {
         out.insert(&self.prefix);
         match v {
             Value::Object(m) if !self.atomic_map() => {
@@ -230,9 +252,7 @@ impl<'a> Walker<'a> {
                 ListType::Map(keys) => {
                     if let Some(keyed) = keyed_items(items, &keys) {
                         for (k, item) in keyed {
-                            self.prefix.push(k);
-                            self.all_nodes(item, out);
-                            self.prefix.pop();
+                            self.descend_item(k, |w| w.all_nodes(item, out));
                         }
                     }
                 }
@@ -242,7 +262,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn compare(&mut self, old: Option<&'a Value>, new: Option<&'a Value>, c: &mut Comparison) {
+    fn compare(&mut self, old: Option<&Value>, new: Option<&Value>, c: &mut Comparison) {
         match (old, new) {
             (None, None) => {}
             (None, Some(n)) => self.all_nodes(n, &mut c.added),
@@ -299,9 +319,7 @@ impl<'a> Walker<'a> {
                         for k in all {
                             let ov = ka.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
                             let nv = kb.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
-                            self.prefix.push(k.clone());
-                            self.compare(ov, nv, c);
-                            self.prefix.pop();
+                            self.descend_item(k.clone(), |w| w.compare(ov, nv, c));
                         }
                     }
                     _ => {
@@ -325,7 +343,7 @@ impl<'a> Walker<'a> {
     }
 
     /// The server-side apply merge of a configuration into a live object.
-    fn merge(&mut self, live: &'a Value, config: &'a Value) -> Value {
+    fn merge(&mut self, live: &Value, config: &Value) -> Value {
         match (live, config) {
             (Value::Object(l), Value::Object(c)) if !self.atomic_map() => {
                 let mut out = l.clone();
@@ -342,39 +360,102 @@ impl<'a> Walker<'a> {
                 }
                 Value::Object(out)
             }
-            (Value::Array(l), Value::Array(c)) => match self.list_type() {
-                ListType::Set => {
-                    let mut out = l.clone();
-                    for item in c {
-                        if !out.contains(item) {
-                            out.push(item.clone());
+            (Value::Array(l), Value::Array(c)) => {
+                let (kl, kc) = match self.list_type() {
+                    ListType::Set => (set_items(l), set_items(c)),
+                    ListType::Map(keys) => match (keyed_items(l, &keys), keyed_items(c, &keys)) {
+                        (Some(kl), Some(kc)) => (kl, kc),
+                        _ => return config.clone(),
+                    },
+                    ListType::Atomic => return config.clone(),
+                };
+                let lpes: Vec<PathElement> = kl.iter().map(|(k, _)| k.clone()).collect();
+                let cpes: Vec<PathElement> = kc.iter().map(|(k, _)| k.clone()).collect();
+                let mut out = Vec::new();
+                for (li, ci) in merge_order(&lpes, &cpes) {
+                    match (li, ci) {
+                        (Some(li), Some(ci)) => {
+                            let mut r = Value::Null;
+                            let (pe, item) = &kl[li];
+                            let citem = kc[ci].1;
+                            self.descend_item(pe.clone(), |w| r = w.merge(item, citem));
+                            out.push(r);
                         }
+                        (Some(li), None) => out.push(kl[li].1.clone()),
+                        (None, Some(ci)) => out.push(kc[ci].1.clone()),
+                        (None, None) => {}
                     }
-                    Value::Array(out)
                 }
-                ListType::Map(keys) => match (keyed_items(l, &keys), keyed_items(c, &keys)) {
-                    (Some(kl), Some(kc)) => {
-                        let mut out = Vec::new();
-                        for (k, item) in &kl {
-                            match kc.iter().find(|(x, _)| x == k) {
-                                Some((_, citem)) => out.push(self.merge(item, citem)),
-                                None => out.push((*item).clone()),
-                            }
-                        }
-                        for (k, citem) in &kc {
-                            if !kl.iter().any(|(x, _)| x == k) {
-                                out.push((*citem).clone());
-                            }
-                        }
-                        Value::Array(out)
-                    }
-                    _ => config.clone(),
-                },
-                ListType::Atomic => config.clone(),
-            },
+                Value::Array(out)
+            }
             _ => config.clone(),
         }
     }
+}
+
+/// The items of a set, each with its `v:` path element (duplicates once).
+fn set_items(items: &[Value]) -> Vec<(PathElement, &Value)> {
+    let mut out: Vec<(PathElement, &Value)> = Vec::new();
+    for item in items {
+        let pe = PathElement::Value(item.to_string());
+        if !out.iter().any(|(k, _)| *k == pe) {
+            out.push((pe, item));
+        }
+    }
+    out
+}
+
+/// The order of a merged associative list or set, as structured-merge-diff's merge makes it:
+/// the configuration's items in its order, the live object's other items kept where they were
+/// relative to the items both share. Each entry: (index in `live`, index in `config`).
+fn merge_order(
+    live: &[PathElement],
+    config: &[PathElement],
+) -> Vec<(Option<usize>, Option<usize>)> {
+    let in_config = |pe: &PathElement| config.iter().position(|c| c == pe);
+    let in_live = |pe: &PathElement| live.iter().position(|l| l == pe);
+    let mut shared = config.iter().filter(|pe| in_live(pe).is_some());
+    let mut next_shared = shared.next();
+    let mut merged: Vec<&PathElement> = Vec::new();
+    let mut out = Vec::new();
+    let (mut li, mut ci) = (0, 0);
+    while li < live.len() || ci < config.len() {
+        if li < live.len() && ci < config.len() {
+            let pe = &live[li];
+            if *pe == config[ci] {
+                merged.push(pe);
+                out.push((Some(li), Some(ci)));
+                li += 1;
+                ci += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if in_config(pe).is_some() && next_shared.is_some_and(|n| n != pe) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < live.len() {
+            let pe = &live[li];
+            if in_config(pe).is_none() {
+                out.push((Some(li), None));
+                li += 1;
+                continue;
+            } else if merged.contains(&pe) {
+                li += 1;
+            }
+        }
+        if ci < config.len() {
+            let pe = &config[ci];
+            merged.push(pe);
+            out.push((in_live(pe), Some(ci)));
+            ci += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.next();
+            }
+        }
+    }
+    out
 }
 
 /// What changed between two objects, as field sets.
@@ -404,20 +485,20 @@ fn with_zero(v: &Value, zero: &Value) -> Value {
 }
 
 /// The apply-style field set of a configuration (what an Apply manager owns).
-pub fn apply_set(config: &Value, builtin: bool) -> FieldSet {
+pub fn apply_set(config: &Value, root: &Slot) -> FieldSet {
     let mut out = FieldSet::new();
-    Walker::new(builtin).apply_set(config, &mut out);
+    Walker::new(root).apply_set(config, &mut out);
     strip(out)
 }
 
 /// Compare two objects of a kind (`old` is `None` for a create).
-pub fn compare(old: Option<&Value>, new: &Value, builtin: bool, kind: &str) -> Comparison {
-    let zero = schema::zero_object(builtin, kind);
+pub fn compare(old: Option<&Value>, new: &Value, actor: &Actor) -> Comparison {
+    let zero = schema::zero_object(actor.builtin, actor.kind);
     let old = with_zero(old.unwrap_or(&Value::Null), &zero);
     let old = if old.is_null() { zero.clone() } else { old };
     let new = with_zero(new, &zero);
     let mut c = Comparison::default();
-    Walker::new(builtin).compare(Some(&old), Some(&new), &mut c);
+    Walker::new(&actor.root()).compare(Some(&old), Some(&new), &mut c);
     Comparison {
         added: strip(c.added),
         modified: strip(c.modified),
@@ -426,60 +507,101 @@ pub fn compare(old: Option<&Value>, new: &Value, builtin: bool, kind: &str) -> C
 }
 
 /// Merge an apply configuration into a live object.
-pub fn merge(live: &Value, config: &Value, builtin: bool) -> Value {
-    Walker::new(builtin).merge(live, config)
+pub fn merge(live: &Value, config: &Value, root: &Slot) -> Value {
+    Walker::new(root).merge(live, config)
 }
 
-/// Remove the member fields of `set` from an object; maps emptied by the removal go too.
+/// Every field of an object as structured-merge-diff's `ToFieldSet` lists it (leaves, list
+/// items, atomic lists and maps, empty maps), server bookkeeping included.
+fn object_set(obj: &Value, root: &Slot) -> FieldSet {
+    let mut out = FieldSet::new();
+    Walker::new(root).apply_set(obj, &mut out);
+    out.with_named_fields_as_members()
+}
+
+/// Remove from `merged` what the applying manager applied last time (`last`), no longer applies
+/// and nobody else owns (`owned`: every manager's set, the applier's new configuration included).
+/// Structured-merge-diff's `prune`, `addBackOwnedItems` and `addBackDanglingItems`, in that
+/// order: remove everything last applied, add back what anyone owns, then remove only what the
+/// removal took that was in the last applied set. A field below a removed map or list item that
+/// someone still owns keeps its parent, so an apply never removes a field of its own
+/// configuration.
+fn prune(merged: Value, last: &FieldSet, owned: &FieldSet, root: &Slot) -> Value {
+    if last.is_empty() {
+        return merged;
+    }
+    let last = last.with_named_fields_as_members();
+    let owned = owned.with_named_fields_as_members();
+    let merged_set = object_set(&merged, root);
+    let mut first = merged.clone();
+    remove_fields(&mut first, &last);
+    let kept = object_set(&first, root).union(&owned);
+    let mut added_back = merged.clone();
+    remove_fields(&mut added_back, &merged_set.difference(&kept));
+    let dangling = merged_set
+        .difference(&object_set(&added_back, root))
+        .intersection(&last);
+    let mut out = merged;
+    remove_fields(&mut out, &dangling);
+    out
+}
+
+/// Remove the members of `set` from an object, each with everything below it, as
+/// structured-merge-diff's `RemoveItems` does; maps and lists the removal empties go too.
 pub fn remove_fields(obj: &mut Value, set: &FieldSet) {
-    for path in set.paths().into_iter().rev() {
-        remove_path(obj, &path.0);
+    for (pe, member, below) in set.entries() {
+        match (&mut *obj, pe) {
+            (Value::Object(m), PathElement::Field(name)) => {
+                if member {
+                    m.remove(name);
+                } else if let Some(child) = m.get_mut(name) {
+                    let was_empty = is_empty_container(child);
+                    remove_fields(child, below);
+                    if !was_empty && is_empty_container(child) {
+                        m.remove(name);
+                    }
+                }
+            }
+            (Value::Array(items), pe) => {
+                let Some(idx) = items
+                    .iter()
+                    .enumerate()
+                    .position(|(i, item)| item_matches(item, i, pe))
+                else {
+                    continue;
+                };
+                if member {
+                    items.remove(idx);
+                } else {
+                    remove_fields(&mut items[idx], below);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-fn remove_path(obj: &mut Value, path: &[PathElement]) -> bool {
-    let Some((first, rest)) = path.split_first() else {
-        return false;
-    };
-
-    match (obj, first) {
-        (Value::Object(m), PathElement::Field(name)) => {
-            if rest.is_empty() {
-                m.remove(name).is_some()
-            } else {
-                let Some(child) = m.get_mut(name) else {
-                    return false;
-                };
-                let removed = remove_path(child, rest);
-                if removed && child.as_object().is_some_and(Map::is_empty) {
-                    m.remove(name);
-                }
-                removed
-            }
-        }
-        (Value::Array(items), pe) => {
-            let Some(idx) = items.iter().enumerate().position(|(i, item)| match pe {
-                PathElement::Key(k) => {
-                    let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
-                    key.iter().all(|(kk, kv)| {
-                        item.get(kk) == Some(kv)
-                            || (kk == "protocol" && item.get(kk).is_none() && kv == "TCP")
-                    })
-                }
-                PathElement::Value(v) => &item.to_string() == v,
-                PathElement::Index(n) => *n == i,
-                PathElement::Field(_) => false,
-            }) else {
-                return false;
-            };
-            if rest.is_empty() {
-                items.remove(idx);
-                true
-            } else {
-                remove_path(&mut items[idx], rest)
-            }
-        }
+fn is_empty_container(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
         _ => false,
+    }
+}
+
+/// Whether a list item is the one a path element names.
+fn item_matches(item: &Value, index: usize, pe: &PathElement) -> bool {
+    match pe {
+        PathElement::Key(k) => {
+            let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+            key.iter().all(|(kk, kv)| {
+                item.get(kk) == Some(kv)
+                    || (kk == "protocol" && item.get(kk).is_none() && kv == "TCP")
+            })
+        }
+        PathElement::Value(v) => &item.to_string() == v,
+        PathElement::Index(n) => *n == index,
+        PathElement::Field(_) => false,
     }
 }
 
@@ -518,42 +640,57 @@ impl Conflicts {
     }
 }
 
+/// Why a `metadata.managedFields` value cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagedFieldsError {
+    #[error("metadata.managedFields must be a list")]
+    NotAList,
+    #[error(
+        "metadata.managedFields[{index}].operation: Unsupported value: {value:?}: supported values: \"Apply\", \"Update\""
+    )]
+    Operation { index: usize, value: String },
+    #[error("metadata.managedFields[{index}].fieldsType: Unsupported value: must be \"FieldsV1\"")]
+    FieldsType { index: usize },
+    #[error("metadata.managedFields[{index}].fieldsV1: {message}")]
+    Fields { index: usize, message: String },
+}
+
 impl Managers {
-    /// Parse `metadata.managedFields` as a client sent or the server stored it.
-    pub fn from_object(obj: &Value) -> Result<Managers, String> {
+    /// Parse `metadata.managedFields` as a client sent or the server stored it. Entries without
+    /// fields (the `{}` of `[{}]`, which clients send to strip managedFields) are dropped.
+    pub fn from_object(obj: &Value) -> Result<Managers, ManagedFieldsError> {
         let Some(entries) = obj["metadata"].get("managedFields") else {
             return Ok(Managers::default());
         };
         if entries.is_null() {
             return Ok(Managers::default());
         }
-        let entries = entries
-            .as_array()
-            .ok_or("metadata.managedFields must be a list")?;
+        let entries = entries.as_array().ok_or(ManagedFieldsError::NotAList)?;
         let mut out = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            let manager = e["manager"].as_str().unwrap_or_default().to_string();
+        for (index, e) in entries.iter().enumerate() {
+            let fields = match e.get("fieldsV1") {
+                Some(v) => FieldSet::from_fields_v1(v)
+                    .map_err(|message| ManagedFieldsError::Fields { index, message })?,
+                None => FieldSet::new(),
+            };
+            if fields.is_empty() {
+                continue;
+            }
             let operation = match e["operation"].as_str() {
                 Some("Apply") => Operation::Apply,
                 Some("Update") => Operation::Update,
                 other => {
-                    return Err(format!(
-                        "metadata.managedFields[{i}].operation: unsupported value {other:?}"
-                    ));
+                    return Err(ManagedFieldsError::Operation {
+                        index,
+                        value: other.unwrap_or_default().to_string(),
+                    });
                 }
             };
             if e["fieldsType"].as_str().is_some_and(|t| t != "FieldsV1") {
-                return Err(format!(
-                    "metadata.managedFields[{i}].fieldsType: must be FieldsV1"
-                ));
+                return Err(ManagedFieldsError::FieldsType { index });
             }
-            let fields = match e.get("fieldsV1") {
-                Some(v) => FieldSet::from_fields_v1(v)
-                    .map_err(|m| format!("metadata.managedFields[{i}].fieldsV1: {m}"))?,
-                None => FieldSet::new(),
-            };
             out.push(ManagerEntry {
-                manager,
+                manager: e["manager"].as_str().unwrap_or_default().to_string(),
                 operation,
                 api_version: e["apiVersion"].as_str().unwrap_or_default().into(),
                 time: e["time"].as_str().unwrap_or_default().into(),
@@ -562,6 +699,17 @@ impl Managers {
             });
         }
         Ok(Managers(out))
+    }
+
+    /// The managers a write asks for through its object's `metadata.managedFields`, as the real
+    /// server reads them: `None` (keep the stored ones) when the field is absent, null or an
+    /// empty list — so clients unaware of the field never drop it — and an empty set for `[{}]`.
+    pub fn from_request(obj: &Value) -> Result<Option<Managers>, ManagedFieldsError> {
+        match obj["metadata"].get("managedFields") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) if a.is_empty() => Ok(None),
+            Some(_) => Managers::from_object(obj).map(Some),
+        }
     }
 
     /// The `metadata.managedFields` value, sorted as the real server sorts it.
@@ -629,7 +777,7 @@ impl Managers {
     /// Record an Update (create, update, patch): the actor owns what it added or changed; other
     /// managers lose what changed and what was removed.
     pub fn update(&mut self, old: Option<&Value>, new: &Value, actor: &Actor, has_status: bool) {
-        let c = compare(old, new, actor.builtin, actor.kind);
+        let c = compare(old, new, actor);
         let changed =
             scope_to_subresource(c.added.union(&c.modified), actor.subresource, has_status);
         let removed = c.removed;
@@ -655,26 +803,25 @@ impl Managers {
         has_status: bool,
     ) -> Result<Value, Conflicts> {
         let config_set = scope_to_subresource(
-            apply_set(config, actor.builtin),
+            apply_set(config, &actor.root()),
             actor.subresource,
             has_status,
         );
         let base = live.cloned().unwrap_or_else(|| json!({}));
-        let mut merged = merge(&base, config, actor.builtin);
+        let merged = merge(&base, config, &actor.root());
         let last = self
             .0
             .iter()
             .find(|e| e.same_identity(actor.manager, Operation::Apply, actor.subresource))
             .map(|e| e.fields.clone())
             .unwrap_or_default();
-        let others = self
+        let owned = self
             .0
             .iter()
             .filter(|e| !e.same_identity(actor.manager, Operation::Apply, actor.subresource))
-            .fold(FieldSet::new(), |acc, e| acc.union(&e.fields));
-        let prune = last.difference(&config_set).difference(&others);
-        remove_fields(&mut merged, &prune);
-        let c = compare(live, &merged, actor.builtin, actor.kind);
+            .fold(config_set.clone(), |acc, e| acc.union(&e.fields));
+        let merged = prune(merged, &last, &owned, &actor.root());
+        let c = compare(live, &merged, actor);
         let changed = c.modified.union(&c.added);
         let mut conflicts = Vec::new();
         for e in &self.0 {
@@ -716,6 +863,7 @@ mod tests {
             time: "2024-01-01T00:00:00Z",
             builtin: true,
             kind,
+            schema: None,
         }
     }
 
@@ -820,10 +968,60 @@ mod tests {
     }
 
     #[test]
+    fn a_map_the_applier_owned_with_a_dot_keeps_the_keys_it_still_applies() {
+        // kubectl's migration gives the applier `f:data {".", f:a}`; applying `data.a` again
+        // owns `f:data.f:a` only, and must not take `a` away with the `data` map.
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {"old": "x"}}, "data": {"a": "1"}});
+        let mut m = Managers(vec![ManagerEntry {
+            manager: "flux".into(),
+            operation: Operation::Apply,
+            api_version: "v1".into(),
+            time: "t".into(),
+            subresource: String::new(),
+            fields: FieldSet::from_fields_v1(&json!({"f:data": {".": {}, "f:a": {}},
+                "f:metadata": {"f:annotations": {".": {}, "f:old": {}}}}))
+            .unwrap(),
+        }]);
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        let merged = m
+            .apply(
+                Some(&live),
+                &config,
+                &actor("flux", "ConfigMap"),
+                false,
+                false,
+            )
+            .unwrap();
+        assert_eq!(merged["data"], json!({"a": "1"}));
+        assert!(merged["metadata"].get("annotations").is_none(), "{merged}");
+        assert_eq!(m.to_value()[0]["fieldsV1"], json!({"f:data": {"f:a": {}}}));
+    }
+
+    #[test]
+    fn managed_fields_of_a_request_follow_the_real_server() {
+        let with = |v: Value| json!({"metadata": {"managedFields": v}});
+        assert_eq!(Managers::from_request(&json!({"metadata": {}})), Ok(None));
+        assert_eq!(Managers::from_request(&with(json!([]))), Ok(None));
+        assert_eq!(
+            Managers::from_request(&with(json!([{}]))),
+            Ok(Some(Managers::default()))
+        );
+        assert_eq!(
+            Managers::from_request(&with(
+                json!([{"manager": "x", "operation": "Nope", "fieldsV1": {"f:a": {}}}])
+            )),
+            Err(ManagedFieldsError::Operation {
+                index: 0,
+                value: "Nope".into()
+            })
+        );
+    }
+
+    #[test]
     fn keyed_lists_merge_by_key() {
         let live = json!({"spec": {"containers": [{"name": "a", "image": "x", "imagePullPolicy": "Always"}, {"name": "b", "image": "y"}]}});
         let config = json!({"spec": {"containers": [{"name": "a", "image": "z"}, {"name": "c", "image": "w"}]}});
-        let merged = merge(&live, &config, true);
+        let merged = merge(&live, &config, &Slot::root("v1", "Pod", true));
         assert_eq!(
             merged["spec"]["containers"][0],
             json!({"name": "a", "image": "z", "imagePullPolicy": "Always"})
@@ -833,7 +1031,10 @@ mod tests {
 
     #[test]
     fn ports_are_keyed_with_a_defaulted_protocol() {
-        let s = apply_set(&json!({"spec": {"ports": [{"port": 80}]}}), true);
+        let s = apply_set(
+            &json!({"spec": {"ports": [{"port": 80}]}}),
+            &Slot::root("v1", "Service", true),
+        );
         assert_eq!(
             s.to_fields_v1(),
             json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}})

@@ -2,6 +2,7 @@
 //! with scope, kind, plural, short names, verbs and subresources. Pure data, no I/O.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -36,6 +37,9 @@ pub struct ScalePaths {
 pub struct PrinterColumn {
     pub name: String,
     pub type_: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
     pub json_path: String,
 }
 
@@ -59,6 +63,8 @@ pub struct ResourceInfo {
     /// Whether `metadata.generation` is tracked.
     pub generation: bool,
     pub printer_columns: Vec<PrinterColumn>,
+    /// A CRD's `openAPIV3Schema` per served version (what `/openapi/v3` serves for it).
+    pub schemas: Vec<(String, Arc<Value>)>,
 }
 
 impl ResourceInfo {
@@ -82,6 +88,14 @@ impl ResourceInfo {
         self.versions.iter().any(|v| v == version)
     }
 
+    /// A CRD's `openAPIV3Schema` for one of its versions.
+    pub fn schema(&self, version: &str) -> Option<Arc<Value>> {
+        self.schemas
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, s)| s.clone())
+    }
+
     pub fn has_verb(&self, verb: &str) -> bool {
         self.verbs.iter().any(|v| v == verb)
     }
@@ -90,6 +104,8 @@ impl ResourceInfo {
 struct Builtin {
     group: &'static str,
     version: &'static str,
+    /// Another served version (converted, see `convert`).
+    also: Option<&'static str>,
     kind: &'static str,
     plural: &'static str,
     namespaced: bool,
@@ -111,6 +127,7 @@ const fn b(
     Builtin {
         group,
         version,
+        also: None,
         kind,
         plural,
         namespaced,
@@ -133,6 +150,10 @@ impl Builtin {
     }
     const fn all(mut self) -> Self {
         self.all = true;
+        self
+    }
+    const fn also(mut self, version: &'static str) -> Self {
+        self.also = Some(version);
         self
     }
     const fn generation(mut self) -> Self {
@@ -268,17 +289,235 @@ const BUILTINS: &[Builtin] = &[
         true,
         &[],
     ),
+    // The rest of the built-in resources a Kubernetes 1.33 server serves by default (GA and
+    // default-on groups; create-only reviews, bindings and component statuses left out).
+    b("", "v1", "LimitRange", "limitranges", true, &["limits"]),
+    b("", "v1", "Node", "nodes", false, &["no"]).status(),
+    b(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        &["pv"],
+    )
+    .status(),
+    b("", "v1", "PodTemplate", "podtemplates", true, &[]),
+    b(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+        &["rc"],
+    )
+    .status()
+    .scale()
+    .all()
+    .generation(),
+    b(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        &["quota"],
+    )
+    .status(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        false,
+        &[],
+    )
+    .status()
+    .generation(),
+    b(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        false,
+        &[],
+    )
+    .status(),
+    b(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        true,
+        &[],
+    ),
+    b(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+        &["hpa"],
+    )
+    .status()
+    .all()
+    .generation()
+    .also("v1"),
+    b(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        false,
+        &["csr"],
+    )
+    .status(),
+    b(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
+    )
+    .generation(),
+    b("events.k8s.io", "v1", "Event", "events", true, &["ev"]),
+    b(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "FlowSchema",
+        "flowschemas",
+        false,
+        &[],
+    )
+    .status()
+    .generation(),
+    b(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "PriorityLevelConfiguration",
+        "prioritylevelconfigurations",
+        false,
+        &[],
+    )
+    .status()
+    .generation(),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        false,
+        &[],
+    )
+    .generation(),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "IPAddress",
+        "ipaddresses",
+        false,
+        &["ip"],
+    ),
+    b(
+        "networking.k8s.io",
+        "v1",
+        "ServiceCIDR",
+        "servicecidrs",
+        false,
+        &[],
+    )
+    .status(),
+    b(
+        "node.k8s.io",
+        "v1",
+        "RuntimeClass",
+        "runtimeclasses",
+        false,
+        &[],
+    ),
+    b(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        &["pdb"],
+    )
+    .status()
+    .generation(),
+    b(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+        &["pc"],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "CSIDriver",
+        "csidrivers",
+        false,
+        &[],
+    ),
+    b("storage.k8s.io", "v1", "CSINode", "csinodes", false, &[]),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        true,
+        &[],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        false,
+        &["sc"],
+    ),
+    b(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        false,
+        &[],
+    )
+    .status(),
 ];
 
 /// Group order of `/apis` for the built-in groups (as a real server lists them, roughly).
 const GROUP_ORDER: &[&str] = &[
+    "apiregistration.k8s.io",
     "apps",
+    "events.k8s.io",
+    "autoscaling",
     "batch",
+    "certificates.k8s.io",
     "networking.k8s.io",
+    "policy",
     "rbac.authorization.k8s.io",
-    "coordination.k8s.io",
+    "storage.k8s.io",
     "admissionregistration.k8s.io",
     "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
 ];
 
 /// Every resource the simulator serves right now.
@@ -300,7 +539,10 @@ impl Catalogue {
             .iter()
             .map(|r| ResourceInfo {
                 group: r.group.into(),
-                versions: vec![r.version.into()],
+                versions: std::iter::once(r.version)
+                    .chain(r.also)
+                    .map(String::from)
+                    .collect(),
                 kind: r.kind.into(),
                 plural: r.plural.into(),
                 singular: r.kind.to_lowercase(),
@@ -322,6 +564,7 @@ impl Catalogue {
                     label_selector: Some(".spec.selector".into()),
                 }),
                 crd: None,
+                schemas: vec![],
                 generation: r.generation,
                 printer_columns: vec![],
             })
@@ -576,6 +819,9 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
                     Some(PrinterColumn {
                         name: c["name"].as_str()?.into(),
                         type_: c["type"].as_str().unwrap_or("string").into(),
+                        format: c["format"].as_str().unwrap_or_default().into(),
+                        description: c["description"].as_str().unwrap_or_default().into(),
+                        priority: c["priority"].as_i64().unwrap_or(0),
                         json_path: c["jsonPath"].as_str()?.into(),
                     })
                 })
@@ -596,6 +842,16 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, Vec<CrdProblem>> {
         status: subresources.get("status").is_some_and(|s| s.is_object()),
         scale,
         crd: Some(name.to_string()),
+        schemas: versions
+            .iter()
+            .filter(|v| v["served"].as_bool() == Some(true))
+            .filter_map(|v| {
+                let schema = v["schema"]["openAPIV3Schema"].clone();
+                Some((v["name"].as_str()?.to_string(), schema))
+                    .filter(|(_, s)| s.is_object())
+                    .map(|(n, s)| (n, Arc::new(s)))
+            })
+            .collect(),
         generation: true,
         printer_columns,
         group,
@@ -641,7 +897,9 @@ mod tests {
                 .unwrap()
                 .namespaced
         );
-        assert_eq!(c.groups()[0].0, "apps");
+        let groups: Vec<String> = c.groups().into_iter().map(|(g, _)| g).collect();
+        assert_eq!(groups[0], "apiregistration.k8s.io");
+        assert!(groups.iter().position(|g| g == "apps") < groups.iter().position(|g| g == "batch"));
     }
 
     #[test]

@@ -79,7 +79,41 @@ fn default_container(c: &mut Value) {
             set_default(p, "periodSeconds", json!(10));
             set_default(p, "successThreshold", json!(1));
             set_default(p, "failureThreshold", json!(3));
+            default_http_get(p);
         }
+    }
+    if let Some(lc) = c.get_mut("lifecycle").and_then(obj) {
+        for hook in ["postStart", "preStop"] {
+            if let Some(h) = lc.get_mut(hook).and_then(obj) {
+                default_http_get(h);
+            }
+        }
+    }
+    // `SetDefaults_ObjectFieldSelector`: a fieldRef without apiVersion means v1.
+    if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
+        for e in env.iter_mut().filter_map(obj) {
+            if let Some(r) = e
+                .get_mut("valueFrom")
+                .and_then(obj)
+                .and_then(|v| v.get_mut("fieldRef"))
+                .and_then(obj)
+            {
+                set_default(r, "apiVersion", json!("v1"));
+            }
+        }
+    }
+}
+
+/// `SetDefaults_HTTPGetAction`: path `/`, scheme HTTP.
+fn default_http_get(handler: &mut Map<String, Value>) {
+    if let Some(h) = handler.get_mut("httpGet").and_then(obj) {
+        if h.get("path")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            h.insert("path".into(), json!("/"));
+        }
+        set_default(h, "scheme", json!("HTTP"));
     }
 }
 
@@ -97,10 +131,13 @@ fn default_pod_spec(spec: &mut Value) {
     }
     if let Some(vols) = s.get_mut("volumes").and_then(Value::as_array_mut) {
         for v in vols.iter_mut().filter_map(obj) {
-            for source in ["configMap", "secret"] {
+            for source in ["configMap", "secret", "projected", "downwardAPI"] {
                 if let Some(src) = v.get_mut(source).and_then(obj) {
                     set_default(src, "defaultMode", json!(420));
                 }
+            }
+            if let Some(src) = v.get_mut("hostPath").and_then(obj) {
+                set_default(src, "type", json!(""));
             }
         }
     }
@@ -161,6 +198,22 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
                     "persistentVolumeClaimRetentionPolicy",
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
+                if let Some(templates) = s
+                    .get_mut("volumeClaimTemplates")
+                    .and_then(Value::as_array_mut)
+                {
+                    for t in templates.iter_mut().filter_map(obj) {
+                        // The claims are full PersistentVolumeClaims to the server's Go types.
+                        let meta = t.entry("metadata").or_insert_with(|| json!({}));
+                        if let Some(m) = obj(meta) {
+                            m.entry("creationTimestamp").or_insert(Value::Null);
+                        }
+                        if let Some(spec) = t.get_mut("spec").and_then(obj) {
+                            set_default(spec, "volumeMode", json!("Filesystem"));
+                        }
+                        set_default(t, "status", json!({"phase": "Pending"}));
+                    }
+                }
                 if let Some(t) = s.get_mut("template") {
                     default_pod_template(t);
                 }
@@ -264,6 +317,73 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
                 }
             }
         }
+        ("", "ReplicationController") => {
+            if let Some(s) = spec_of(o) {
+                set_default(s, "replicas", json!(1));
+                if let Some(t) = s.get_mut("template") {
+                    default_pod_template(t);
+                }
+            }
+        }
+        ("", "PodTemplate") => {
+            if let Some(t) = o.get_mut("template") {
+                default_pod_template(t);
+            }
+        }
+        ("", "PersistentVolume") => {
+            if let Some(s) = spec_of(o) {
+                set_default(s, "persistentVolumeReclaimPolicy", json!("Retain"));
+                set_default(s, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("", "LimitRange") => {
+            if let Some(limits) = spec_of(o)
+                .and_then(|s| s.get_mut("limits"))
+                .and_then(Value::as_array_mut)
+            {
+                limits
+                    .iter_mut()
+                    .filter_map(obj)
+                    .for_each(default_limit_range_item);
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            if let Some(s) = spec_of(o) {
+                default_hpa_spec(s);
+            }
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            if let Some(ports) = obj(o)
+                .and_then(|m| m.get_mut("ports"))
+                .and_then(Value::as_array_mut)
+            {
+                for p in ports.iter_mut().filter_map(obj) {
+                    set_default(p, "protocol", json!("TCP"));
+                }
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if let Some(m) = obj(o) {
+                set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+            }
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            if let Some(m) = obj(o) {
+                set_default(m, "reclaimPolicy", json!("Delete"));
+                set_default(m, "volumeBindingMode", json!("Immediate"));
+            }
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            if let Some(s) = spec_of(o) {
+                set_default(s, "attachRequired", json!(true));
+                set_default(s, "podInfoOnMount", json!(false));
+                set_default(s, "requiresRepublish", json!(false));
+                set_default(s, "storageCapacity", json!(false));
+                set_default(s, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+                set_default(s, "volumeLifecycleModes", json!(["Persistent"]));
+                set_default(s, "seLinuxMount", json!(false));
+            }
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             if let Some(s) = spec_of(o) {
                 set_default(s, "conversion", json!({"strategy": "None"}));
@@ -279,6 +399,71 @@ pub fn decode_defaults(group: &str, kind: &str, o: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `SetDefaults_LimitRangeItem`: a Container item's default limit falls back to its max, its
+/// default request to the default limit, then to its min.
+fn default_limit_range_item(item: &mut Map<String, Value>) {
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let resources = |item: &Map<String, Value>, f: &str| -> Map<String, Value> {
+        item.get(f)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut default = resources(item, "default");
+    for (k, v) in resources(item, "max") {
+        default.entry(k).or_insert(v);
+    }
+    let mut request = resources(item, "defaultRequest");
+    for (k, v) in default.iter().chain(resources(item, "min").iter()) {
+        request.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if !default.is_empty() {
+        item.insert("default".into(), Value::Object(default));
+    }
+    if !request.is_empty() {
+        item.insert("defaultRequest".into(), Value::Object(request));
+    }
+}
+
+/// autoscaling/v2 `SetDefaults_HorizontalPodAutoscaler`: one replica at least, 80% CPU when no
+/// metric is given, and the scaling rules of a `behavior` that is given.
+fn default_hpa_spec(s: &mut Map<String, Value>) {
+    set_default(s, "minReplicas", json!(1));
+    if s.get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        s.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+    if let Some(b) = s.get_mut("behavior").and_then(obj) {
+        let up = b.entry("scaleUp").or_insert_with(|| json!({}));
+        if let Some(up) = obj(up) {
+            set_default(up, "stabilizationWindowSeconds", json!(0));
+            set_default(up, "selectPolicy", json!("Max"));
+            set_default(
+                up,
+                "policies",
+                json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+            );
+        }
+        let down = b.entry("scaleDown").or_insert_with(|| json!({}));
+        if let Some(down) = obj(down) {
+            set_default(down, "stabilizationWindowSeconds", json!(300));
+            set_default(down, "selectPolicy", json!("Max"));
+            set_default(
+                down,
+                "policies",
+                json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+            );
+        }
     }
 }
 
@@ -388,6 +573,24 @@ mod tests {
         );
         assert_eq!(pod["containers"][0]["ports"][0]["protocol"], "TCP");
         assert!(s["template"]["metadata"]["creationTimestamp"].is_null());
+    }
+
+    #[test]
+    fn probes_hooks_field_refs_and_volume_sources_get_their_defaults() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1",
+            "livenessProbe": {"httpGet": {"port": 80}},
+            "lifecycle": {"preStop": {"httpGet": {"path": "/stop", "port": 80}}},
+            "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}],
+            "volumes": [{"name": "p", "projected": {"sources": []}}, {"name": "h", "hostPath": {"path": "/x"}}]}}}});
+        decode_defaults("apps", "Deployment", &mut d);
+        let pod = &d["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["livenessProbe"]["httpGet"]["scheme"], "HTTP");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/");
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["scheme"], "HTTP");
+        assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(pod["volumes"][0]["projected"]["defaultMode"], 420);
+        assert_eq!(pod["volumes"][1]["hostPath"]["type"], "");
     }
 
     #[test]

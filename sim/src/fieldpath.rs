@@ -221,6 +221,28 @@ impl FieldSet {
         out
     }
 
+    /// The set with every struct field that has members below it made a member too, as
+    /// structured-merge-diff's `EnsureNamedFieldsAreMembers` does (`a.b.c` also owns `a` and
+    /// `a.b`, but not a list item `k:{...}` or `v:...` above `c`). The simulator treats every
+    /// object field as a named field: built-in maps hold scalars, so their keys have no children.
+    pub fn with_named_fields_as_members(&self) -> FieldSet {
+        let mut out = FieldSet::new();
+        for (pe, node) in &self.children {
+            let children = node.children.with_named_fields_as_members();
+            let member =
+                node.member || (matches!(pe, PathElement::Field(_)) && !children.is_empty());
+            out.children.insert(pe.clone(), Node { member, children });
+        }
+        out
+    }
+
+    /// The top-level elements: each with whether it is a member and the set below it.
+    pub fn entries(&self) -> impl Iterator<Item = (&PathElement, bool, &FieldSet)> {
+        self.children
+            .iter()
+            .map(|(pe, node)| (pe, node.member, &node.children))
+    }
+
     /// Every member path, in order.
     pub fn paths(&self) -> Vec<Path> {
         let mut out = Vec::new();

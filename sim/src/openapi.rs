@@ -41,7 +41,7 @@ pub fn root(cat: &Catalogue) -> Value {
         let kinds: Vec<String> = cat
             .in_group_version(&g, &v)
             .iter()
-            .map(|r| format!("{}{}", r.plural, r.namespaced))
+            .map(|r| format!("{}{}{:?}", r.plural, r.namespaced, r.schemas))
             .collect();
         let hash = hash_of(&format!("{p}{}", kinds.join(",")));
         paths.insert(
@@ -75,6 +75,30 @@ fn schema_name(r: &ResourceInfo, version: &str) -> String {
         r.group.clone()
     };
     format!("{group}.{version}.{}", r.kind)
+}
+
+/// The schema of a kind: a CRD's own `openAPIV3Schema` for its version (what `kubectl explain`
+/// reads), with `apiVersion`, `kind` and `metadata` as the real server adds them; a placeholder for
+/// built-in kinds.
+fn kind_schema(r: &ResourceInfo, version: &str) -> Value {
+    let gvk = json!([{"group": r.group, "version": version, "kind": r.kind}]);
+    let own = r
+        .schemas
+        .iter()
+        .find(|(v, _)| v == version)
+        .map(|(_, s)| (**s).clone());
+    let mut schema = own.unwrap_or_else(|| {
+        json!({"type": "object", "description": format!("{} (kubesim: schema not modelled)", r.kind)})
+    });
+    if !schema["properties"].is_object() {
+        schema["properties"] = json!({});
+    }
+    let props = &mut schema["properties"];
+    props["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"});
+    props["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"});
+    props["metadata"] = json!({"type": "object", "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"});
+    schema["x-kubernetes-group-version-kind"] = gvk;
+    schema
 }
 
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
@@ -151,19 +175,7 @@ pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
                 }),
             );
         }
-        schemas.insert(
-            schema_name(r, &v),
-            json!({
-                "type": "object",
-                "description": format!("{} (kubesim: schema not modelled)", r.kind),
-                "properties": {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {"type": "object"},
-                },
-                "x-kubernetes-group-version-kind": [{"group": r.group, "version": v, "kind": r.kind}],
-            }),
-        );
+        schemas.insert(schema_name(r, &v), kind_schema(r, &v));
     }
     Some(json!({
         "openapi": "3.0.0",
@@ -171,6 +183,49 @@ pub fn document(cat: &Catalogue, path: &str) -> Option<Value> {
         "paths": paths,
         "components": {"schemas": schemas},
     }))
+}
+
+/// `/openapi/v2` as JSON: a Swagger 2.0 document without paths or definitions. kubectl fetches
+/// it only to validate `kind: List` files on the client; with no definitions it validates no
+/// item, and the server validates each item as it is written.
+pub fn v2_document() -> Value {
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
+        "paths": {},
+        "definitions": {},
+    })
+}
+
+/// Content type of the protobuf `/openapi/v2` document (gnostic's `openapi_v2.Document`). Clients
+/// ask for `...spec.v2@v1.0+protobuf`; the server answers with this spelling, which Go's MIME
+/// parser accepts.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2` as the protobuf kubectl asks for: `Document{swagger: "2.0", info: {title,
+/// version}}` (fields 1 and 2; `Info` fields 1 and 2).
+pub fn v2_protobuf() -> Vec<u8> {
+    fn field(num: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(num << 3) | 2];
+        let mut len = payload.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+    let info = [
+        field(1, b"Kubernetes"),
+        field(2, crate::discovery::GIT_VERSION.as_bytes()),
+    ]
+    .concat();
+    [field(1, b"2.0"), field(2, &info)].concat()
 }
 
 #[cfg(test)]
@@ -201,5 +256,14 @@ mod tests {
                 .starts_with("/openapi/v3/api/v1?hash=")
         );
         assert!(document(&cat, "apis/nope/v1").is_none());
+    }
+
+    #[test]
+    fn the_v2_document_is_a_valid_protobuf_message() {
+        let pb = v2_protobuf();
+        assert_eq!(&pb[..5], &[0x0a, 3, b'2', b'.', b'0']);
+        assert_eq!(pb[5], 0x12);
+        assert_eq!(pb[6] as usize, pb.len() - 7);
+        assert_eq!(v2_document()["swagger"], "2.0");
     }
 }

@@ -9,9 +9,14 @@ pub enum Route {
     CoreVersions,
     Groups,
     Group(String),
-    GroupVersion { group: String, version: String },
+    GroupVersion {
+        group: String,
+        version: String,
+    },
     OpenApiRoot,
     OpenApiDoc(String),
+    /// `/openapi/v2` (the whole-cluster Swagger 2.0 document).
+    OpenApiV2,
     Resource(Target),
     NotFound,
 }
@@ -38,6 +43,7 @@ pub fn route(path: &str) -> Route {
         ["livez", ..] => Route::Health("livez"),
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
+        ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3"] => Route::OpenApiRoot,
         ["openapi", "v3", rest @ ..] => Route::OpenApiDoc(rest.join("/")),
         ["api", version] => Route::GroupVersion {

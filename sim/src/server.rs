@@ -196,7 +196,7 @@ fn text_response(code: u16, text: &str) -> Response<ResBody> {
 
 /// An object as a client of `version` sees it (`in_list`: built-in list items carry no type).
 pub(crate) fn present(res: &ResourceInfo, version: &str, obj: &Value, in_list: bool) -> Value {
-    let mut out = obj.clone();
+    let mut out = crate::convert::from_storage(&res.group, &res.kind, version, obj);
     if let Some(m) = out.as_object_mut() {
         if in_list && res.crd.is_none() {
             m.remove("apiVersion");
@@ -280,6 +280,18 @@ async fn handle(
         other => {
             if req.method() != Method::GET {
                 return error_response(&ApiError::method_not_allowed());
+            }
+            if matches!(other, Route::OpenApiV2) {
+                let accept = header_str(req.headers(), header::ACCEPT);
+                return if accept.contains("protobuf") {
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, openapi::V2_PROTOBUF)
+                        .body(Full::new(Bytes::from(openapi::v2_protobuf())).boxed())
+                        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+                } else {
+                    json_response(200, &openapi::v2_document())
+                };
             }
             let store = shared.lock();
             let cat = store.catalogue();

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::apply::{Actor, Managers};
+use crate::apply::{Actor, ManagedFieldsError, Managers};
 use crate::catalogue::{Catalogue, ResourceInfo, resource_from_crd};
+use crate::convert;
 use crate::defaults::{self, Allocator};
 use crate::errors::{ApiError, Cause};
 use crate::ids;
 use crate::patch::{self, PatchError};
+use crate::quantity;
+use crate::schema::Slot;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::validation;
 
@@ -860,10 +863,12 @@ impl Store {
         res: &ResourceInfo,
         version: &str,
         ns: &str,
-        mut body: Value,
+        body: Value,
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         self.check_body(res, version, ns, &body)?;
+        let mut body = convert::to_storage(&res.group, &res.kind, version, &body);
+        let version = convert::storage_version(&res.group, &res.kind, version);
         if body["metadata"].is_null() {
             body["metadata"] = json!({});
         }
@@ -889,14 +894,8 @@ impl Store {
         } else {
             remove_meta(&mut body, "namespace");
         }
-        let managers = Managers::from_object(&body).map_err(|m| {
-            ApiError::invalid(
-                &res.group,
-                &res.kind,
-                &name,
-                vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)],
-            )
-        })?;
+        let managers =
+            Managers::from_object(&body).map_err(|e| invalid_managed_fields(res, &name, &e))?;
         self.finish_create(res, version, ns, body, managers, opts, None)
     }
 
@@ -912,11 +911,19 @@ impl Store {
         applied: Option<&Value>,
     ) -> Result<Value, ApiError> {
         let name = meta_str(&obj, "name").to_string();
+        // A real server never gives a cluster-scoped object a namespace, not even "".
+        if !res.namespaced {
+            remove_meta(&mut obj, "namespace");
+        }
         if !name.is_empty() && self.lookup(res, ns, &name).is_some() {
             return Err(ApiError::already_exists(&res.group, &res.plural, &name));
         }
         if res.crd.is_none() {
             defaults::decode_defaults(&res.group, &res.kind, &mut obj);
+            quantity::canonicalize(
+                &mut obj,
+                &Slot::root(&res.api_version(version), &res.kind, true),
+            );
         }
         // A create never sets the status of a kind that has a status subresource.
         if res.status
@@ -933,6 +940,7 @@ impl Store {
                 time: &now,
                 builtin: res.crd.is_none(),
                 kind: &res.kind,
+                schema: res.schema(version),
             };
             managers.update(None, &obj, &actor, res.status);
         }
@@ -969,23 +977,11 @@ impl Store {
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         self.check_body(res, version, ns, &body)?;
+        let body = convert::to_storage(&res.group, &res.kind, version, &body);
+        let version = convert::storage_version(&res.group, &res.kind, version);
         let old = self.get(res, ns, name)?;
         self.type_check(res, version, &body)?;
-        let request_managers = if body["metadata"]
-            .get("managedFields")
-            .is_some_and(|m| *m != old["metadata"]["managedFields"])
-        {
-            Some(Managers::from_object(&body).map_err(|m| {
-                ApiError::invalid(
-                    &res.group,
-                    &res.kind,
-                    name,
-                    vec![Cause::invalid("metadata.managedFields", &Value::Null, &m)],
-                )
-            })?)
-        } else {
-            None
-        };
+        let request_managers = request_managers(res, name, &old, &body)?;
         self.finish_update(
             res,
             version,
@@ -1086,6 +1082,10 @@ impl Store {
         }
         if res.crd.is_none() {
             defaults::decode_defaults(&res.group, &res.kind, &mut obj);
+            quantity::canonicalize(
+                &mut obj,
+                &Slot::root(&res.api_version(version), &res.kind, true),
+            );
         }
         let mut managers = match request_managers {
             Some(m) => m,
@@ -1102,6 +1102,7 @@ impl Store {
                 time: &now,
                 builtin: res.crd.is_none(),
                 kind: &res.kind,
+                schema: res.schema(version),
             };
             managers.update(Some(&old), &obj, &actor, res.status);
         }
@@ -1132,27 +1133,23 @@ impl Store {
             return self.apply(res, version, ns, name, body, opts);
         }
         let old = self.get(res, ns, name)?;
+        // A patch is made against the object as its client's version shows it.
+        let view = convert::from_storage(&res.group, &res.kind, version, &old);
         let patched = match kind {
-            PatchKind::Json => patch::json_patch(&old, body),
-            PatchKind::Merge => patch::merge_patch(&old, body),
-            PatchKind::Strategic => patch::strategic_merge_patch(&old, body),
+            PatchKind::Json => patch::json_patch(&view, body),
+            PatchKind::Merge => patch::merge_patch(&view, body),
+            PatchKind::Strategic => patch::strategic_merge_patch(&view, body),
             PatchKind::Apply => unreachable_apply(),
         }
+        .map(|p| convert::to_storage(&res.group, &res.kind, version, &p))
         .map_err(|e| match e {
             PatchError::Malformed(m) => ApiError::bad_request(m),
             PatchError::Inapplicable(m) => ApiError::new(422, "Invalid", m),
         })?;
+        let version = convert::storage_version(&res.group, &res.kind, version);
         self.check_body(res, version, ns, &patched)?;
         self.type_check(res, version, &patched)?;
-        let request_managers =
-            if patched["metadata"].get("managedFields") != old["metadata"].get("managedFields") {
-                Some(
-                    Managers::from_object(&patched)
-                        .map_err(|m| ApiError::bad_request(m.to_string()))?,
-                )
-            } else {
-                None
-            };
+        let request_managers = request_managers(res, name, &old, &patched)?;
         self.finish_update(
             res,
             version,
@@ -1210,8 +1207,15 @@ impl Store {
                 "the name of the object ({config_name}) does not match the name on the URL ({name})"
             )));
         }
-        self.type_check(res, version, config)?;
-        let mut config = config.clone();
+        let mut config = convert::to_storage(&res.group, &res.kind, version, config);
+        let version = convert::storage_version(&res.group, &res.kind, version);
+        self.type_check(res, version, &config)?;
+        if res.crd.is_none() {
+            quantity::canonicalize(
+                &mut config,
+                &Slot::root(&res.api_version(version), &res.kind, true),
+            );
+        }
         set_meta(&mut config, "name", json!(name));
         if res.namespaced {
             set_meta(&mut config, "namespace", json!(ns));
@@ -1225,6 +1229,7 @@ impl Store {
             time: &now,
             builtin: res.crd.is_none(),
             kind: &res.kind,
+            schema: res.schema(version),
         };
         let live = self.lookup(res, ns, name);
         let mut managers = match &live {
@@ -1243,7 +1248,9 @@ impl Store {
                 if !opts.subresource.is_empty() {
                     return Err(ApiError::not_found(&res.group, &res.plural, name));
                 }
-                set_meta(&mut merged, "namespace", json!(ns));
+                if res.namespaced {
+                    set_meta(&mut merged, "namespace", json!(ns));
+                }
                 self.finish_create(res, version, ns, merged, managers, opts, Some(&config))
             }
             Some(old) => {
@@ -1488,6 +1495,33 @@ fn unreachable_apply() -> Result<Value, PatchError> {
     Err(PatchError::Malformed(
         "apply patches are handled separately".into(),
     ))
+}
+
+fn invalid_managed_fields(res: &ResourceInfo, name: &str, e: &ManagedFieldsError) -> ApiError {
+    ApiError::invalid(
+        &res.group,
+        &res.kind,
+        name,
+        vec![Cause::invalid(
+            "metadata.managedFields",
+            &Value::Null,
+            &e.to_string(),
+        )],
+    )
+}
+
+/// The managers an update or patch asks for, when its object carries other `managedFields`
+/// than the stored object (`None`: keep the stored ones).
+fn request_managers(
+    res: &ResourceInfo,
+    name: &str,
+    old: &Value,
+    new: &Value,
+) -> Result<Option<Managers>, ApiError> {
+    if new["metadata"].get("managedFields") == old["metadata"].get("managedFields") {
+        return Ok(None);
+    }
+    Managers::from_request(new).map_err(|e| invalid_managed_fields(res, name, &e))
 }
 
 fn set_managers(obj: &mut Value, managers: &Managers) {

@@ -17,9 +17,11 @@ fn typed<T: DeserializeOwned>(obj: &Value) -> Result<(), String> {
 /// what follows "cannot be handled as a Kind: ".
 pub fn type_check(group: &str, kind: &str, obj: &Value) -> Result<(), String> {
     use k8s_openapi::api::{
-        admissionregistration, apps, batch, coordination, core, networking, rbac,
+        admissionregistration, apps, autoscaling, batch, certificates, coordination, core,
+        discovery, events, flowcontrol, networking, node, policy, rbac, scheduling, storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration;
     match (group, kind) {
         ("", "ConfigMap") => typed::<core::v1::ConfigMap>(obj),
         ("", "Endpoints") => typed::<core::v1::Endpoints>(obj),
@@ -54,6 +56,43 @@ pub fn type_check(group: &str, kind: &str, obj: &Value) -> Result<(), String> {
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
             typed::<admissionregistration::v1::MutatingWebhookConfiguration>(obj)
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            typed::<admissionregistration::v1::ValidatingAdmissionPolicy>(obj)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            typed::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(obj)
+        }
+        ("", "LimitRange") => typed::<core::v1::LimitRange>(obj),
+        ("", "Node") => typed::<core::v1::Node>(obj),
+        ("", "PersistentVolume") => typed::<core::v1::PersistentVolume>(obj),
+        ("", "PodTemplate") => typed::<core::v1::PodTemplate>(obj),
+        ("", "ReplicationController") => typed::<core::v1::ReplicationController>(obj),
+        ("", "ResourceQuota") => typed::<core::v1::ResourceQuota>(obj),
+        ("apiregistration.k8s.io", "APIService") => typed::<apiregistration::v1::APIService>(obj),
+        ("apps", "ControllerRevision") => typed::<apps::v1::ControllerRevision>(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            typed::<autoscaling::v2::HorizontalPodAutoscaler>(obj)
+        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            typed::<certificates::v1::CertificateSigningRequest>(obj)
+        }
+        ("discovery.k8s.io", "EndpointSlice") => typed::<discovery::v1::EndpointSlice>(obj),
+        ("events.k8s.io", "Event") => typed::<events::v1::Event>(obj),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => typed::<flowcontrol::v1::FlowSchema>(obj),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            typed::<flowcontrol::v1::PriorityLevelConfiguration>(obj)
+        }
+        ("networking.k8s.io", "IngressClass") => typed::<networking::v1::IngressClass>(obj),
+        ("networking.k8s.io", "IPAddress") => typed::<networking::v1::IPAddress>(obj),
+        ("networking.k8s.io", "ServiceCIDR") => typed::<networking::v1::ServiceCIDR>(obj),
+        ("node.k8s.io", "RuntimeClass") => typed::<node::v1::RuntimeClass>(obj),
+        ("policy", "PodDisruptionBudget") => typed::<policy::v1::PodDisruptionBudget>(obj),
+        ("scheduling.k8s.io", "PriorityClass") => typed::<scheduling::v1::PriorityClass>(obj),
+        ("storage.k8s.io", "CSIDriver") => typed::<storage::v1::CSIDriver>(obj),
+        ("storage.k8s.io", "CSINode") => typed::<storage::v1::CSINode>(obj),
+        ("storage.k8s.io", "CSIStorageCapacity") => typed::<storage::v1::CSIStorageCapacity>(obj),
+        ("storage.k8s.io", "StorageClass") => typed::<storage::v1::StorageClass>(obj),
+        ("storage.k8s.io", "VolumeAttachment") => typed::<storage::v1::VolumeAttachment>(obj),
         _ => match obj.get("metadata") {
             Some(Value::Object(_)) | None => Ok(()),
             Some(_) => Err("metadata must be an object".into()),

@@ -233,3 +233,55 @@ async fn dry_run_stores_nothing_and_sends_no_event() {
     assert!(api.get_opt("dry").await.unwrap().is_none());
     assert!(api.get_opt("dry2").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn cluster_scoped_objects_created_by_apply_have_no_namespace() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let sim = sim().await;
+    let client = sim.client().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let ns = namespaces
+        .patch(
+            "team",
+            &PatchParams::apply("flux"),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let role = roles
+        .patch(
+            "reader",
+            &PatchParams::apply("flux"),
+            &Patch::Apply(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "reader"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})),
+        )
+        .await
+        .unwrap();
+    let raw_ns = serde_json::to_value(&ns).unwrap();
+    let raw_role = serde_json::to_value(&role).unwrap();
+    assert!(raw_ns["metadata"].get("namespace").is_none(), "{raw_ns}");
+    assert!(
+        raw_role["metadata"].get("namespace").is_none(),
+        "{raw_role}"
+    );
+    // Also as stored and as a dry run sees it.
+    let got = serde_json::to_value(roles.get("reader").await.unwrap()).unwrap();
+    assert!(got["metadata"].get("namespace").is_none(), "{got}");
+    let dry = roles
+        .patch(
+            "writer",
+            &PatchParams::apply("flux").dry_run(),
+            &Patch::Apply(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "writer"}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_value(&dry).unwrap()["metadata"]
+            .get("namespace")
+            .is_none()
+    );
+}
