@@ -228,6 +228,10 @@ pub struct ReplayArgs {
     /// This cluster's name in the folder's ownership marker.
     #[arg(long, default_value = "replay")]
     pub cluster: String,
+    /// An OpenSSH private key file (no passphrase) that signs every commit of the replay
+    /// (`git verify-commit` with `gpg.format=ssh` checks them).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -562,6 +566,15 @@ fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {
         },
         template: PathTemplate::parse(&args.path_template)?,
         cluster: args.cluster,
+        signer: match &args.signing_key {
+            Some(path) => Some(std::sync::Arc::new(
+                crate::git::signing::SshSigner::from_file(path).map_err(|e| CliError::Input {
+                    input: path.display().to_string(),
+                    problem: e.to_string(),
+                })?,
+            )),
+            None => None,
+        },
     };
     let runtime = runtime()?;
     let summary = runtime.block_on(crate::replay::replay(&args.logs, options))?;

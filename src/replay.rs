@@ -40,6 +40,8 @@ pub struct ReplayOptions {
     /// Identity in the ownership marker: the cluster the log came from, and a destination name.
     pub cluster: String,
     pub destination: String,
+    /// Signs every commit of the replay, when set.
+    pub signer: Option<std::sync::Arc<crate::git::signing::SshSigner>>,
 }
 
 /// What a replay did, for the summary it prints.
@@ -158,6 +160,7 @@ pub async fn replay(inputs: &[PathBuf], options: ReplayOptions) -> Result<Summar
         windows: options.windows,
         clock: Clock::Events,
         cluster: options.cluster.clone(),
+        signer: options.signer.clone(),
         ..WorkerConfig::default()
     };
     let registry = Registry::new(&options.state_dir, transport, config);

@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod marker;
 pub mod pack;
 pub mod registry;
+pub mod signing;
 pub mod store;
 pub mod transport;
 pub mod url;

@@ -83,7 +83,9 @@ impl Registry {
             entry.holders.insert(holder.to_string());
             return Ok(entry.handle.clone());
         }
-        let store = Arc::new(Store::open(&self.state_dir, &key.url)?);
+        let store = Arc::new(
+            Store::open(&self.state_dir, &key.url)?.with_signer(self.config.signer.clone()),
+        );
         let mut config = self.config.clone();
         if let Some(windows) = windows {
             config.windows = windows;

@@ -29,6 +29,11 @@ pub enum StoreError {
     },
     #[error("path {path:?} cannot be written: {problem}")]
     BadPath { path: String, problem: &'static str },
+    #[error("cannot sign a commit in {dir}: {source}")]
+    Sign {
+        dir: PathBuf,
+        source: super::signing::SigningError,
+    },
 }
 
 /// A person and a time, for the author and committer lines of a commit.
@@ -53,6 +58,8 @@ impl Signature {
 pub struct Store {
     repo: gix::ThreadSafeRepository,
     dir: PathBuf,
+    /// Signs every commit this store writes, when set.
+    signer: Option<std::sync::Arc<super::signing::SshSigner>>,
 }
 
 impl Store {
@@ -81,7 +88,17 @@ impl Store {
         Ok(Self {
             repo: repo.into_sync(),
             dir: dir.to_path_buf(),
+            signer: None,
         })
+    }
+
+    /// Signs every commit written from now on with `signer` (`None`: unsigned).
+    pub fn with_signer(
+        mut self,
+        signer: Option<std::sync::Arc<super::signing::SshSigner>>,
+    ) -> Self {
+        self.signer = signer;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -316,7 +333,7 @@ impl Store {
         committer: &Signature,
         message: &str,
     ) -> Result<ObjectId, StoreError> {
-        let commit = gix::objs::Commit {
+        let mut commit = gix::objs::Commit {
             tree,
             parents: parent.into_iter().collect(),
             author: author.to_gix(),
@@ -325,6 +342,20 @@ impl Store {
             message: message.into(),
             extra_headers: Vec::new(),
         };
+        if let Some(signer) = &self.signer {
+            // The signature covers the commit as written without it; git verifies it after
+            // taking the `gpgsig` header out again.
+            let mut payload = Vec::new();
+            gix::objs::WriteTo::write_to(&commit, &mut payload)
+                .map_err(|e| self.fail("encoding a commit", e))?;
+            let signature = signer.sign(&payload).map_err(|source| StoreError::Sign {
+                dir: self.dir.clone(),
+                source,
+            })?;
+            commit
+                .extra_headers
+                .push(("gpgsig".into(), signature.into()));
+        }
         repo.write_object(commit)
             .map(|id| id.detach())
             .map_err(|e| self.fail("writing a commit", e))

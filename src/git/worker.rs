@@ -38,6 +38,8 @@ pub struct WorkerConfig {
     pub cluster: String,
     /// Age after which another owner's marker may be taken over.
     pub marker_stale_after: Duration,
+    /// Signs every commit the worker writes (window, snapshot and replayed commits alike).
+    pub signer: Option<Arc<super::signing::SshSigner>>,
     /// Called after every push round that reached the remote (with its duration, for a
     /// histogram) and every one that failed (with the error, for reachability conditions).
     pub on_push: Option<PushObserver>,
@@ -75,6 +77,7 @@ impl Default for WorkerConfig {
             cluster: "default".into(),
             marker_stale_after: Duration::from_secs(24 * 3600),
             on_push: None,
+            signer: None,
         }
     }
 }

@@ -273,3 +273,76 @@ fn concurrent_replays_on_one_branch_all_land_exactly_once() {
         }
     }
 }
+
+/// `replay --signing-key FILE` signs every commit it writes, snapshot-free history included:
+/// the real `git verify-commit` (SSH format, an allowed-signers file) accepts each one. A replay
+/// without a key writes unsigned commits, as before.
+#[test]
+fn replay_with_a_signing_key_signs_every_commit() {
+    crate::support::git_servers::require_binary("ssh-keygen", "openssh-client");
+    let scratch = tempfile::TempDir::new().expect("scratch");
+    let key = scratch.path().join("signing");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "signing", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    let allowed = scratch.path().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("gitops-reverser@configbutler.ai {public}"),
+    )
+    .expect("write");
+
+    let repo = BareRepo::init(scratch.path().join("signed.git"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+        .arg("replay")
+        .args(logs())
+        .args(["--repo", &format!("file://{}", repo.path.display())])
+        .args(["--folder", "clusters/lab", "--signing-key"])
+        .arg(&key)
+        .arg("--state-dir")
+        .arg(scratch.path().join("state"))
+        .output()
+        .expect("replay runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = |repo: &Path, commit: &str| {
+        crate::support::git_servers::git_output(
+            repo,
+            &[
+                "--git-dir",
+                repo.to_str().expect("utf-8"),
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &format!("gpg.ssh.allowedSignersFile={}", allowed.display()),
+                "verify-commit",
+                commit,
+            ],
+            None,
+        )
+    };
+    let commits = git(&repo.path, &["rev-list", "main"]);
+    assert!(commits.lines().count() > 5, "{commits}");
+    for commit in commits.lines() {
+        let checked = verify(&repo.path, commit);
+        assert!(
+            checked.status.success(),
+            "{commit}: {}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+    git(&repo.path, &["fsck", "--strict"]);
+
+    // Without a key: unsigned, as before.
+    let plain = BareRepo::init(scratch.path().join("plain.git"));
+    replay(&logs(), &plain.path, &scratch.path().join("state-plain"));
+    let tip = git(&plain.path, &["rev-parse", "main"]);
+    assert!(!verify(&plain.path, &tip).status.success());
+}
