@@ -5,7 +5,11 @@
 
 use crate::config::{ObjectKey, Plan, RemoteProblem, RepoPlan};
 use crate::crd::GitRepoConfig;
-use crate::git::credentials::Credentials;
+use crate::git::credentials::{Credentials, SecretString};
+use crate::git::signing::SshSigner;
+
+/// Keys of a signing Secret that may hold the OpenSSH private key, in order of preference.
+const SIGNING_KEYS: [&str; 3] = ["signing-key", "identity", "ssh-privatekey"];
 use crate::git::transport::{Remote, Transport};
 use crate::git::worker::{PushEvent, WorkerError};
 use k8s_openapi::api::core::v1::Secret;
@@ -106,6 +110,9 @@ pub struct Remotes {
     credentials: BTreeMap<ObjectKey, Result<Credentials, String>>,
     /// The GitRepoConfigs of the last plan (their Secrets are read again between plans).
     repos: Vec<GitRepoConfig>,
+    /// The signing key of each GitRepoConfig that names one: the key text it was made from
+    /// (to notice a rotation) and the signer, or why the key cannot be used.
+    signers: BTreeMap<ObjectKey, (Option<SecretString>, Result<Arc<SshSigner>, String>)>,
 }
 
 impl Remotes {
@@ -125,6 +132,113 @@ impl Remotes {
             probe_tx,
             credentials: BTreeMap::new(),
             repos: Vec::new(),
+            signers: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the signing key of each GitRepoConfig that names one (`commit.signingKeyRef`) and
+    /// keeps a signer for it; returns each one's fingerprint and public key, or why not, for the
+    /// plan's inputs.
+    pub async fn read_signing_keys(
+        &mut self,
+        repos: &[GitRepoConfig],
+    ) -> BTreeMap<ObjectKey, Result<String, String>> {
+        let texts = self.signing_key_texts(repos).await;
+        let mut signers = BTreeMap::new();
+        for (key, text) in texts {
+            let reused = self
+                .signers
+                .remove(&key)
+                .filter(|(old, _)| old.as_ref().ok_or(()) == text.as_ref().map_err(|_| ()));
+            let entry = match (reused, text) {
+                (Some(entry), _) => entry,
+                (None, Err(problem)) => (None, Err(problem)),
+                (None, Ok(text)) => {
+                    let made = {
+                        let text = text.clone();
+                        tokio::task::spawn_blocking(move || SshSigner::from_private_key(text)).await
+                    };
+                    let signer = match made {
+                        Ok(Ok(signer)) => Ok(Arc::new(signer)),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (Some(text), signer)
+                }
+            };
+            signers.insert(key, entry);
+        }
+        self.signers = signers;
+        self.signers
+            .iter()
+            .map(|(k, (_, signer))| {
+                let shown = signer.as_ref().map(|s| {
+                    format!(
+                        "fingerprint {}, public key {}",
+                        s.fingerprint(),
+                        s.public_key()
+                    )
+                });
+                (k.clone(), shown.map_err(Clone::clone))
+            })
+            .collect()
+    }
+
+    /// The signer of a GitRepoConfig, when it names a usable signing key.
+    pub fn signer_of(&self, repo: &ObjectKey) -> Option<Arc<SshSigner>> {
+        self.signers
+            .get(repo)
+            .and_then(|(_, s)| s.as_ref().ok())
+            .cloned()
+    }
+
+    /// The private key text of each named signing Secret, or why it cannot be read.
+    async fn signing_key_texts(
+        &self,
+        repos: &[GitRepoConfig],
+    ) -> BTreeMap<ObjectKey, Result<SecretString, String>> {
+        let mut out = BTreeMap::new();
+        for repo in repos {
+            let Some(name) = repo.spec.signing_secret_name() else {
+                continue;
+            };
+            let ns = repo.namespace().unwrap_or_default();
+            let key = ObjectKey::new(&ns, repo.name_any());
+            let text = self.secret_data(&ns, name).await.and_then(|data| {
+                SIGNING_KEYS
+                    .iter()
+                    .find_map(|k| data.get(*k))
+                    .map(|bytes| SecretString::new(String::from_utf8_lossy(bytes).into_owned()))
+                    .ok_or_else(|| {
+                        format!(
+                            "Secret {ns}/{name} has none of the keys {}",
+                            SIGNING_KEYS.join(", ")
+                        )
+                    })
+            });
+            out.insert(key, text);
+        }
+        out
+    }
+
+    /// A Secret's data (`data` and `stringData`), or why it cannot be read. Names, never values.
+    async fn secret_data(&self, ns: &str, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        match api.get_opt(name).await {
+            Ok(Some(secret)) => {
+                let mut data: BTreeMap<String, Vec<u8>> = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in secret.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                Ok(data)
+            }
+            Ok(None) => Err(format!("Secret {ns}/{name} not found")),
+            Err(e) => Err(format!("Secret {ns}/{name} cannot be read: {e}")),
         }
     }
 
@@ -252,7 +366,16 @@ impl Remotes {
             return false;
         }
         let fresh = self.check_credentials(&self.repos).await;
-        fresh != self.credentials
+        if fresh != self.credentials {
+            return true;
+        }
+        let texts = self.signing_key_texts(&self.repos).await;
+        texts.len() != self.signers.len()
+            || texts.iter().any(|(key, text)| {
+                self.signers
+                    .get(key)
+                    .is_none_or(|(old, _)| old.as_ref().ok_or(()) != text.as_ref().map_err(|_| ()))
+            })
     }
 
     /// Reads each referenced credentials Secret and checks its shape.
@@ -267,24 +390,9 @@ impl Remotes {
             };
             let ns = repo.namespace().unwrap_or_default();
             let key = ObjectKey::new(&ns, repo.name_any());
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-            let result = match api.get_opt(name).await {
-                Ok(Some(secret)) => {
-                    let mut data: BTreeMap<String, Vec<u8>> = secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    for (k, v) in secret.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
-                    }
-                    Credentials::from_secret_data(&data)
-                        .map_err(|e| format!("Secret {ns}/{name}: {e}"))
-                }
-                Ok(None) => Err(format!("Secret {ns}/{name} not found")),
-                Err(e) => Err(format!("Secret {ns}/{name} cannot be read: {e}")),
-            };
+            let result = self.secret_data(&ns, name).await.and_then(|data| {
+                Credentials::from_secret_data(&data).map_err(|e| format!("Secret {ns}/{name}: {e}"))
+            });
             out.insert(key, result);
         }
         out

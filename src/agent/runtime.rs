@@ -346,6 +346,7 @@ pub async fn run(
                         .collect(),
                     discovery: discover(&client).await,
                     credentials: BTreeMap::new(),
+                    signing: BTreeMap::new(),
                     reachability: agent.remotes.reachability(),
                     allow_secrets: options.allow_secrets,
                 };
@@ -395,6 +396,7 @@ impl Agent {
     /// Recomputes the plan and makes the world match it.
     async fn apply(&mut self, mut inputs: Inputs, watches: &mut WatchManager) {
         inputs.credentials = self.remotes.read_credentials(&inputs.repos).await;
+        inputs.signing = self.remotes.read_signing_keys(&inputs.repos).await;
         if let Ok(mut triggers) = self.triggers.lock() {
             *triggers = inputs
                 .destinations
@@ -448,7 +450,9 @@ impl Agent {
                 .as_ref()
                 .and_then(|_| self.remotes.credentials_of(&resolved.repo));
             let remote = Remote::new(resolved.remote_url.clone(), creds);
+            let signer = self.remotes.signer_of(&resolved.repo);
             if let Some(existing) = self.destinations.get(key) {
+                existing.worker.set_signer(signer);
                 if existing.worker.set_remote(remote) {
                     tracing::info!(destination = %key, repository = %repo_key,
                         "credentials changed; the next fetch and push use them");
@@ -466,6 +470,7 @@ impl Agent {
                     Some(windows),
                 ) {
                     Ok(worker) => {
+                        worker.set_signer(signer);
                         let pushed = worker.pushed();
                         let layout = Layout {
                             folder: resolved.folder.clone(),

@@ -10,6 +10,8 @@ pub use crate::crd::CONDITION_READY as READY;
 pub const CREDENTIALS_VALID: &str = "CredentialsValid";
 /// GitRepoConfig: the remote answered a cheap check (done by I/O code).
 pub const REPOSITORY_REACHABLE: &str = "RepositoryReachable";
+/// GitRepoConfig with `commit.signingKeyRef`: the key is usable; its fingerprint and public key.
+pub const COMMITS_SIGNED: &str = "CommitsSigned";
 /// GitDestination: `repoRef`, `folder` and `pathTemplate` resolve to something usable.
 pub const REFERENCES_RESOLVED: &str = "ReferencesResolved";
 /// GitDestination: `branch` matches the GitRepoConfig's `allowedBranches`.
@@ -38,6 +40,8 @@ pub mod reason {
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     /// The credentials are well-formed but the remote could not be reached to verify them.
     pub const NOT_VERIFIED: &str = "NotVerified";
+    pub const SIGNED: &str = "Signed";
+    pub const SIGNING_KEY_INVALID: &str = "SigningKeyInvalid";
     pub const REACHABLE: &str = "Reachable";
     pub const UNREACHABLE: &str = "Unreachable";
     pub const RESOLVED: &str = "Resolved";

@@ -36,6 +36,9 @@ pub struct Inputs {
     /// Missing: not checked yet (`RepositoryReachable` Unknown). This is the hook the I/O code
     /// fills.
     pub reachability: BTreeMap<ObjectKey, Result<(), RemoteProblem>>,
+    /// Per GitRepoConfig with `commit.signingKeyRef`: the key's fingerprint and public key, or
+    /// why it cannot be used. Missing: not read yet.
+    pub signing: BTreeMap<ObjectKey, Result<String, String>>,
     /// `--allow-secrets`: Secrets may be selected.
     pub allow_secrets: bool,
 }
@@ -135,6 +138,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
                 r,
                 inputs.credentials.get(&key),
                 inputs.reachability.get(&key),
+                inputs.signing.get(&key),
             );
             Some((key, (r, p)))
         })

@@ -44,6 +44,8 @@ pub struct RepoPlan {
     pub secret: Option<ObjectKey>,
     /// The parsed commit window; `None` when invalid (Ready says why).
     pub window: Option<WindowSettings>,
+    /// No signing key is configured, or the configured one is usable.
+    pub signing_ready: bool,
     /// `Ready`, `CredentialsValid`, `RepositoryReachable`.
     pub conditions: Vec<Condition>,
     pub ready: bool,
@@ -56,7 +58,7 @@ impl RepoPlan {
     /// Credentials and reachability are not required: a Git outage delays pushes, it does
     /// not stop capture.
     pub fn usable(&self) -> bool {
-        self.url.is_some() && self.window.is_some()
+        self.url.is_some() && self.window.is_some() && self.signing_ready
     }
 }
 
@@ -70,6 +72,7 @@ pub(crate) fn plan_repo(
     repo: &GitRepoConfig,
     credentials: Option<&Result<(), String>>,
     reachability: Option<&Result<(), RemoteProblem>>,
+    signing: Option<&Result<String, String>>,
 ) -> RepoPlan {
     let spec = &repo.spec;
     let who = format!("GitRepoConfig {key}");
@@ -169,6 +172,38 @@ pub(crate) fn plan_repo(
         ),
     });
 
+    // Signing: configured keys must work before anything is committed (never unsigned).
+    let mut signing_ready = true;
+    if let Some(name) = spec.signing_secret_name() {
+        let s = ObjectKey::new(&key.namespace, name);
+        checks.push(match signing {
+            Some(Ok(key_text)) => Check::ok(
+                conditions::COMMITS_SIGNED,
+                reason::SIGNED,
+                format!("every commit is signed with the SSH key in Secret {s}: {key_text}"),
+            ),
+            Some(Err(problem)) => {
+                signing_ready = false;
+                Check::failed(
+                    conditions::COMMITS_SIGNED,
+                    reason::SIGNING_KEY_INVALID,
+                    format!(
+                        "{who}: Secret {s}: {problem}; nothing is committed until it holds a \
+                         usable key"
+                    ),
+                )
+            }
+            None => {
+                signing_ready = false;
+                Check::pending(
+                    conditions::COMMITS_SIGNED,
+                    reason::PENDING,
+                    format!("{who}: the signing key in Secret {s} has not been read yet"),
+                )
+            }
+        });
+    }
+
     let generation = repo.metadata.generation;
     let (conditions, ready) = with_ready(
         checks,
@@ -181,6 +216,7 @@ pub(crate) fn plan_repo(
         remote_url: spec.url.clone(),
         secret,
         window: window.ok(),
+        signing_ready,
         conditions,
         ready,
         destinations: BTreeSet::new(),
@@ -386,7 +422,7 @@ mod tests {
             ),
         ];
         for (r, creds, reach, ready, cv, rr) in table {
-            let p = plan_repo(&key, &r, creds, reach);
+            let p = plan_repo(&key, &r, creds, reach, None);
             assert_eq!(cond(&p, READY), ready, "{}", r.spec.url);
             assert_eq!(cond(&p, CREDENTIALS_VALID), cv, "{}", r.spec.url);
             assert_eq!(cond(&p, REPOSITORY_REACHABLE), rr, "{}", r.spec.url);
@@ -398,6 +434,7 @@ mod tests {
             &with_secret("https://h/r.git"),
             Some(&ok),
             Some(&refused),
+            None,
         );
         let cv = p
             .conditions
@@ -409,7 +446,13 @@ mod tests {
             cv.contains("HTTP 401") && cv.contains("infra/creds"),
             "{cv}"
         );
-        let p = plan_repo(&key, &with_secret("git@H:org/r.git"), Some(&bad), None);
+        let p = plan_repo(
+            &key,
+            &with_secret("git@H:org/r.git"),
+            Some(&bad),
+            None,
+            None,
+        );
         assert_eq!(p.secret, Some(ObjectKey::new("infra", "creds")));
         assert_eq!(
             p.url.as_ref().map(|u| u.as_str()),
@@ -429,7 +472,7 @@ mod tests {
         let key = ObjectKey::new("infra", "main");
         let mut r = repo("infra", "main", "https://h/r");
         r.spec.commit.window.quiet = "soon".into();
-        let p = plan_repo(&key, &r, None, Some(&Ok(())));
+        let p = plan_repo(&key, &r, None, Some(&Ok(())), None);
         assert_eq!(cond(&p, READY), ("False", "InvalidCommitWindow"));
         assert!(
             p.conditions[0].message.contains("commit.window.quiet"),
@@ -443,7 +486,7 @@ mod tests {
             mode: NamespacedRulesMode::FromSelector,
             namespace_selector: None,
         };
-        let p = plan_repo(&key, &r, None, Some(&Ok(())));
+        let p = plan_repo(&key, &r, None, Some(&Ok(())), None);
         assert_eq!(cond(&p, READY), ("False", "InvalidAccessPolicy"));
         assert!(p.usable());
     }

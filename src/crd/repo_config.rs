@@ -116,6 +116,14 @@ pub struct CommitSettings {
     /// resource already in it.
     #[serde(default)]
     pub window: CommitWindow,
+
+    /// Secret in this namespace with an OpenSSH private key (no passphrase) under
+    /// `signing-key` (or `identity`, `ssh-privatekey`): every commit is then signed with it
+    /// (SSH signatures, as `git commit -S` with `gpg.format=ssh`), and the `CommitsSigned`
+    /// condition shows the key's fingerprint and public key for an allowed-signers file.
+    /// While the key cannot be used nothing is committed (never an unsigned commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_ref: Option<SecretRef>,
 }
 
 /// Limits of one commit window; durations are Go-style (`3s`, `1m30s`, `500ms`).
@@ -209,6 +217,14 @@ impl GitRepoConfigSpec {
             .any(|glob| glob_match(glob, branch))
     }
 
+    /// The Secret holding the commit signing key, if any.
+    pub fn signing_secret_name(&self) -> Option<&str> {
+        self.commit
+            .signing_key_ref
+            .as_ref()
+            .map(|r| r.name.as_str())
+    }
+
     /// The Secret holding the credentials, if any.
     pub fn secret_name(&self) -> Option<&str> {
         self.secret_ref.as_ref().map(|r| r.name.as_str())
@@ -244,6 +260,7 @@ impl Default for CommitSettings {
             committer_email: default_committer_email(),
             author_email_domain: None,
             window: CommitWindow::default(),
+            signing_key_ref: None,
         }
     }
 }

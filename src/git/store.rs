@@ -58,8 +58,8 @@ impl Signature {
 pub struct Store {
     repo: gix::ThreadSafeRepository,
     dir: PathBuf,
-    /// Signs every commit this store writes, when set.
-    signer: Option<std::sync::Arc<super::signing::SshSigner>>,
+    /// Signs every commit this store writes, when set (replaced when the key rotates).
+    signer: std::sync::RwLock<Option<std::sync::Arc<super::signing::SshSigner>>>,
 }
 
 impl Store {
@@ -88,17 +88,23 @@ impl Store {
         Ok(Self {
             repo: repo.into_sync(),
             dir: dir.to_path_buf(),
-            signer: None,
+            signer: std::sync::RwLock::new(None),
         })
     }
 
     /// Signs every commit written from now on with `signer` (`None`: unsigned).
-    pub fn with_signer(
-        mut self,
-        signer: Option<std::sync::Arc<super::signing::SshSigner>>,
-    ) -> Self {
-        self.signer = signer;
+    pub fn with_signer(self, signer: Option<std::sync::Arc<super::signing::SshSigner>>) -> Self {
+        self.set_signer(signer);
         self
+    }
+
+    /// Replaces the signer for the commits written from now on.
+    pub fn set_signer(&self, signer: Option<std::sync::Arc<super::signing::SshSigner>>) {
+        // A panic while holding the lock leaves an Option: still usable.
+        *self
+            .signer
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = signer;
     }
 
     pub fn dir(&self) -> &Path {
@@ -342,7 +348,12 @@ impl Store {
             message: message.into(),
             extra_headers: Vec::new(),
         };
-        if let Some(signer) = &self.signer {
+        let signer = self
+            .signer
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(signer) = signer {
             // The signature covers the commit as written without it; git verifies it after
             // taking the `gpgsig` header out again.
             let mut payload = Vec::new();

@@ -206,6 +206,11 @@ impl WorkerHandle {
         &self.stats
     }
 
+    /// Signs the commits written from now on with `signer` (`None`: unsigned).
+    pub fn set_signer(&self, signer: Option<Arc<super::signing::SshSigner>>) {
+        self.store.set_signer(signer);
+    }
+
     /// Uses `remote` (URL spelling and credentials) from the next fetch or push on, so a
     /// rotated or newly created credentials Secret takes effect without a restart. Returns
     /// true when it differs from the one in use.

@@ -16,4 +16,5 @@ mod isolation;
 mod ops;
 mod release;
 mod replay;
+mod signing;
 mod support;
