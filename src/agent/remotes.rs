@@ -96,6 +96,9 @@ fn probe_key(
 /// A finished probe: which GitRepoConfig, what was probed, the answer.
 pub type Probed = (ObjectKey, ProbeKey, Result<(), RemoteProblem>);
 
+/// A signing key as read: the key text (to notice a rotation) and the signer, or why not.
+type SigningEntry = (Option<SecretString>, Result<Arc<SshSigner>, String>);
+
 /// Credentials and reachability of every GitRepoConfig.
 pub struct Remotes {
     client: kube::Client,
@@ -112,7 +115,7 @@ pub struct Remotes {
     repos: Vec<GitRepoConfig>,
     /// The signing key of each GitRepoConfig that names one: the key text it was made from
     /// (to notice a rotation) and the signer, or why the key cannot be used.
-    signers: BTreeMap<ObjectKey, (Option<SecretString>, Result<Arc<SshSigner>, String>)>,
+    signers: BTreeMap<ObjectKey, SigningEntry>,
 }
 
 impl Remotes {
