@@ -57,13 +57,17 @@ impl Eq for SecretString {}
 /// How to authenticate to a remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
-    /// An unencrypted private key (PEM or OpenSSH format) and the `known_hosts` lines the
-    /// server's host key is checked against; `user` is used when the URL names no user.
+    /// A private key (PEM or OpenSSH format) and the `known_hosts` lines the server's host key
+    /// is checked against; `user` is used when the URL names no user; `passphrase` unlocks an
+    /// encrypted key (Flux keeps it in `password` beside the key).
     Ssh {
         private_key: SecretString,
         known_hosts: String,
         user: Option<String>,
+        passphrase: Option<SecretString>,
     },
+    /// An HTTP bearer token (`bearerToken`), sent as `Authorization: Bearer …`.
+    Bearer { token: SecretString },
     /// HTTP(S) basic authentication; the password may be a token.
     Basic {
         username: String,
@@ -85,13 +89,16 @@ pub enum CredentialsError {
          add a `known_hosts` key"
     )]
     KnownHostsMissing { key: &'static str },
-    #[error("password present but username missing: `{key}` needs a `username` key beside it")]
-    UsernameMissing { key: &'static str },
+    #[error(
+        "`{key}` holds a passphrase but the SSH key is not encrypted; remove `{key}` or use the \
+         encrypted key"
+    )]
+    PassphraseUnused { key: &'static str },
     #[error("username present but password missing: add a `password` key")]
     PasswordMissing,
     #[error(
-        "the Secret has both an SSH key (`{key}`) and a password: encrypted SSH keys are not \
-         supported and a Secret must hold one kind of credentials; remove one"
+        "the Secret has both an SSH key (`{key}`) and a bearer token: a Secret must hold one \
+         kind of credentials; remove one"
     )]
     Ambiguous { key: &'static str },
     #[error("`{key}` is not UTF-8 text")]
@@ -102,16 +109,15 @@ pub enum CredentialsError {
         "`{key}`: private key is not PEM/OpenSSH (expected a `-----BEGIN ... PRIVATE KEY-----` block)"
     )]
     NotPem { key: &'static str },
-    #[error("`{key}`: the private key is encrypted; provide an unencrypted key")]
+    #[error(
+        "`{key}`: the private key is encrypted; add its passphrase as `password` (or \
+         `ssh-password`), or provide an unencrypted key"
+    )]
     EncryptedKey { key: &'static str },
     #[error("`{key}` line {line} is not a known_hosts entry (`host key-type base64-key`)")]
     KnownHostsLine { key: &'static str, line: usize },
     #[error("`{key}` holds no host key")]
     KnownHostsEmpty { key: &'static str },
-    #[error(
-        "`{key}` (bearer token) is not supported; put the token in `password` with a `username`"
-    )]
-    Unsupported { key: &'static str },
 }
 
 /// Keys that hold a private key: native/kubernetes.io/ssh-auth, Flux, Argo CD.
@@ -120,14 +126,22 @@ const PRIVATE_KEY_KEYS: [&str; 3] = ["ssh-privatekey", "identity", "sshPrivateKe
 const KNOWN_HOSTS_KEYS: [&str; 2] = ["known_hosts", "ssh_known_hosts"];
 const USERNAME_KEY: &str = "username";
 const PASSWORD_KEY: &str = "password";
-const UNSUPPORTED_KEYS: [&str; 1] = ["bearerToken"];
+/// Keys that hold an SSH key's passphrase next to the key (Flux: `password`).
+const PASSPHRASE_KEYS: [&str; 2] = ["password", "ssh-password"];
+const BEARER_KEY: &str = "bearerToken";
+/// The username sent with a token that comes without one (any username works for the forges
+/// that issue such tokens: GitHub, Azure DevOps, Gitea, Bitbucket).
+pub const TOKEN_USERNAME: &str = "git";
 
 impl Credentials {
     /// Reads credentials from a Secret's `data`. Accepted shapes:
     /// - SSH: a key in `ssh-privatekey` (kubernetes.io/ssh-auth), `identity` (Flux) or
     ///   `sshPrivateKey` (Argo CD), with `known_hosts` (or `ssh_known_hosts`); an optional
     ///   `username` is the SSH user when the URL names none.
-    /// - Basic: `username` and `password` (kubernetes.io/basic-auth, Flux, Argo CD).
+    ///   An encrypted key takes its passphrase from `password` or `ssh-password`.
+    /// - Basic: `username` and `password` (kubernetes.io/basic-auth, Flux, Argo CD); a
+    ///   `password` alone is a token sent with the username [`TOKEN_USERNAME`].
+    /// - Bearer: `bearerToken` (Flux), sent as `Authorization: Bearer …`.
     ///
     /// Other keys (`identity.pub`, Argo CD's `url`, `type`, `project`, ...) are ignored.
     pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, CredentialsError> {
@@ -136,12 +150,21 @@ impl Credentials {
         let username = data.get(USERNAME_KEY).map(|v| (USERNAME_KEY, v.as_slice()));
         let password = data.get(PASSWORD_KEY).map(|v| (PASSWORD_KEY, v.as_slice()));
 
+        let bearer = data.get(BEARER_KEY).map(|v| (BEARER_KEY, v.as_slice()));
         if let Some((key_name, key_bytes)) = private_key {
-            if password.is_some() {
+            if bearer.is_some() {
                 return Err(CredentialsError::Ambiguous { key: key_name });
             }
             let key = text(key_name, key_bytes)?;
-            check_private_key(key_name, key)?;
+            let encrypted = check_private_key(key_name, key)?;
+            let passphrase = match first_present(data, &PASSPHRASE_KEYS) {
+                Some((name, bytes)) if encrypted => {
+                    Some(SecretString::new(line_value(name, bytes)?))
+                }
+                Some((name, _)) => return Err(CredentialsError::PassphraseUnused { key: name }),
+                None if encrypted => return Err(CredentialsError::EncryptedKey { key: key_name }),
+                None => None,
+            };
             let Some((hosts_name, hosts_bytes)) = known_hosts else {
                 return Err(CredentialsError::KnownHostsMissing { key: key_name });
             };
@@ -159,6 +182,12 @@ impl Credentials {
                 private_key: SecretString::new(private_key),
                 known_hosts: hosts.replace("\r\n", "\n"),
                 user,
+                passphrase,
+            });
+        }
+        if let Some((name, bytes)) = bearer {
+            return Ok(Credentials::Bearer {
+                token: SecretString::new(line_value(name, bytes)?),
             });
         }
 
@@ -169,14 +198,12 @@ impl Credentials {
                     password: SecretString::new(line_value(pass_name, pass_bytes)?),
                 })
             }
-            (None, Some((pass_name, _))) => {
-                Err(CredentialsError::UsernameMissing { key: pass_name })
-            }
+            (None, Some((pass_name, pass_bytes))) => Ok(Credentials::Basic {
+                username: TOKEN_USERNAME.to_string(),
+                password: SecretString::new(line_value(pass_name, pass_bytes)?),
+            }),
             (Some(_), None) => Err(CredentialsError::PasswordMissing),
             (None, None) => {
-                if let Some(key) = UNSUPPORTED_KEYS.into_iter().find(|k| data.contains_key(*k)) {
-                    return Err(CredentialsError::Unsupported { key });
-                }
                 let present = if data.is_empty() {
                     "none".to_string()
                 } else {
@@ -215,7 +242,8 @@ fn line_value(key: &'static str, bytes: &[u8]) -> Result<String, CredentialsErro
     Ok(value.to_string())
 }
 
-fn check_private_key(key: &'static str, pem: &str) -> Result<(), CredentialsError> {
+/// Checks that `pem` is a private key block; returns whether it is encrypted.
+fn check_private_key(key: &'static str, pem: &str) -> Result<bool, CredentialsError> {
     let trimmed = pem.trim();
     let mut lines = trimmed.lines();
     let first = lines.next().unwrap_or_default().trim();
@@ -228,20 +256,19 @@ fn check_private_key(key: &'static str, pem: &str) -> Result<(), CredentialsErro
         return Err(CredentialsError::NotPem { key });
     }
     if trimmed.contains("Proc-Type: 4,ENCRYPTED") || first.contains("ENCRYPTED PRIVATE KEY") {
-        return Err(CredentialsError::EncryptedKey { key });
+        return Ok(true);
     }
     if first == "-----BEGIN OPENSSH PRIVATE KEY-----" {
         let body: String = lines
             .take_while(|l| !l.trim().starts_with("-----END"))
             .flat_map(|l| l.trim().chars())
             .collect();
-        match openssh_cipher(&body) {
-            Some(cipher) if cipher == b"none" => {}
-            Some(_) => return Err(CredentialsError::EncryptedKey { key }),
-            None => return Err(CredentialsError::NotPem { key }),
-        }
+        return match openssh_cipher(&body) {
+            Some(cipher) => Ok(cipher != b"none"),
+            None => Err(CredentialsError::NotPem { key }),
+        };
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The cipher name of an `openssh-key-v1` key (`none` when unencrypted), from the base64 body.
@@ -337,6 +364,7 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
             private_key: SecretString::new(OPENSSH_KEY),
             known_hosts: KNOWN_HOSTS.to_string(),
             user: user.map(str::to_string),
+            passphrase: None,
         }
     }
 
@@ -433,12 +461,6 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
                 "known_hosts missing: host keys are always verified",
             ),
             (
-                "password without username",
-                data(&[("password", "hunter2")]),
-                CredentialsError::UsernameMissing { key: "password" },
-                "password present but username missing",
-            ),
-            (
                 "username without password",
                 data(&[("username", "alice")]),
                 CredentialsError::PasswordMissing,
@@ -469,11 +491,21 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
                 "encrypted",
             ),
             (
-                "key and password",
+                "unencrypted key and a passphrase",
                 data(&[
                     ("identity", OPENSSH_KEY),
                     ("known_hosts", KNOWN_HOSTS),
                     ("password", "hunter2"),
+                ]),
+                CredentialsError::PassphraseUnused { key: "password" },
+                "not encrypted",
+            ),
+            (
+                "key and bearer token",
+                data(&[
+                    ("identity", OPENSSH_KEY),
+                    ("known_hosts", KNOWN_HOSTS),
+                    ("bearerToken", "hunter2"),
                 ]),
                 CredentialsError::Ambiguous { key: "identity" },
                 "both an SSH key",
@@ -510,12 +542,6 @@ b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBLPBlsRr
                 ]),
                 CredentialsError::NotUtf8 { key: "password" },
                 "not UTF-8",
-            ),
-            (
-                "bearer token",
-                data(&[("bearerToken", "hunter2")]),
-                CredentialsError::Unsupported { key: "bearerToken" },
-                "bearerToken",
             ),
             (
                 "nothing usable",

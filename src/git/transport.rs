@@ -408,8 +408,17 @@ impl<'a> Session<'a> {
             .tempdir()
             .map_err(setup)?;
         let connect_timeout = timeout.as_secs().clamp(1, 30);
+        // An encrypted key's passphrase comes from the askpass script (never a prompt, never
+        // an argument); BatchMode would forbid asking it at all.
+        let batch = match &remote.credentials {
+            Some(Credentials::Ssh {
+                passphrase: Some(_),
+                ..
+            }) => "no",
+            _ => "yes",
+        };
         let mut ssh = format!(
-            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes \
+            "ssh -F /dev/null -o BatchMode={batch} -o StrictHostKeyChecking=yes \
              -o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -o IdentityAgent=none \
              -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
              -o ConnectTimeout={connect_timeout}"
@@ -421,7 +430,17 @@ impl<'a> Session<'a> {
                 private_key,
                 known_hosts,
                 user,
+                passphrase,
             }) => {
+                if let Some(passphrase) = passphrase {
+                    let askpass = dir.path().join("askpass");
+                    write_private(&askpass, ASKPASS_SCRIPT.as_bytes(), 0o700).map_err(setup)?;
+                    env.push(("SSH_ASKPASS", askpass.into()));
+                    env.push(("SSH_ASKPASS_REQUIRE", "force".into()));
+                    env.push(("DISPLAY", "none".into()));
+                    env.push((PASSWORD_ENV, passphrase.expose().into()));
+                    secrets.push(passphrase.expose().to_string());
+                }
                 let key = dir.path().join("identity");
                 let hosts = dir.path().join("known_hosts");
                 write_private(&key, private_key.expose().as_bytes(), 0o600).map_err(setup)?;
@@ -443,6 +462,17 @@ impl<'a> Session<'a> {
                 env.push((USERNAME_ENV, username.into()));
                 env.push((PASSWORD_ENV, password.expose().into()));
                 secrets.push(password.expose().to_string());
+            }
+            Some(Credentials::Bearer { token }) => {
+                // As configuration from the environment (git 2.31+): never an argument.
+                env.push(("GIT_CONFIG_COUNT", "1".into()));
+                env.push(("GIT_CONFIG_KEY_0", "http.extraHeader".into()));
+                env.push((
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: Bearer {}", token.expose()).into(),
+                ));
+                secrets.push(token.expose().to_string());
+                ssh.push_str(" -o UserKnownHostsFile=/dev/null");
             }
             None => {
                 ssh.push_str(" -o UserKnownHostsFile=/dev/null");
@@ -1036,6 +1066,7 @@ mod tests {
                 private_key: SecretString::new("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"),
                 known_hosts: "[host]:2222 ssh-ed25519 AAAA\n".into(),
                 user: Some("deploy".into()),
+                passphrase: None,
             }),
         );
         let session = Session::new("fetch", &remote, DEFAULT_TIMEOUT).unwrap();

@@ -385,6 +385,7 @@ fn ssh_wrong_known_hosts_is_a_host_key_error() {
             private_key: private_key.clone(),
             known_hosts: server.wrong_known_hosts.clone().unwrap(),
             user: None,
+            passphrase: None,
         }),
     );
     let cache = Scratch::new();
@@ -439,6 +440,7 @@ fn ssh_unauthorized_key_is_an_authentication_error() {
             private_key: SecretString::new(std::fs::read_to_string(key).unwrap()),
             known_hosts,
             user: None,
+            passphrase: None,
         }),
     );
     let err = cli().probe(&remote).unwrap_err();
@@ -505,4 +507,78 @@ fn silent_server_times_out_and_git_is_killed() {
         );
     }
     drop(listener);
+}
+
+/// The credential shapes users already have, each against a server that requires it: a bearer
+/// token (`bearerToken`), a token alone in `password` (any username), and an SSH key encrypted
+/// with a passphrase next to it (`password`, as Flux stores it). Each round-trips a push; a
+/// wrong token and a wrong passphrase fail as authentication, naming neither.
+#[test]
+fn every_credential_shape_users_have_reaches_a_server_that_requires_it() {
+    use std::collections::BTreeMap;
+    let from = |pairs: &[(&str, &str)]| {
+        let data: BTreeMap<String, Vec<u8>> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        Credentials::from_secret_data(&data).expect("a credentials shape")
+    };
+    let cli = cli();
+    let push_one = |server: &GitServer, credentials: Credentials| {
+        let remote = Remote::new(server.url.clone(), Some(credentials));
+        let cache = Scratch::new();
+        cache.repo.commit(None, &[("a.yaml", "a: 1\n")], "first");
+        let head = cache.repo.tip("HEAD").or_else(|| cache.repo.tip("main"));
+        let commit = cache.repo.commit(head, &[("b.yaml", "b: 1\n")], "second");
+        cli.push(
+            cache.path(),
+            &remote,
+            "main",
+            commit,
+            server.repo.tip("main"),
+        )
+    };
+
+    let tokens = GitServer::http_token().expect("git http-backend");
+    let Some(Credentials::Bearer { token }) = tokens.credentials.clone() else {
+        panic!("a token server")
+    };
+    let token = token.expose().to_string();
+    assert_eq!(
+        push_one(&tokens, from(&[("bearerToken", &token)])).expect("bearer"),
+        PushOutcome::Pushed
+    );
+    assert_eq!(
+        push_one(&tokens, from(&[("password", &token)])).expect("token alone"),
+        PushOutcome::Pushed
+    );
+    let wrong = push_one(&tokens, from(&[("bearerToken", "not-the-token")])).unwrap_err();
+    assert!(
+        matches!(wrong, TransportError::Authentication { .. })
+            && !wrong.to_string().contains("not-the-token"),
+        "{wrong}"
+    );
+
+    let ssh = GitServer::ssh().expect("sshd");
+    let (key, passphrase) = ssh.encrypted_key.clone().expect("an encrypted key");
+    let Some(Credentials::Ssh { known_hosts, .. }) = ssh.credentials.clone() else {
+        panic!("ssh credentials")
+    };
+    let with = |pass: &str| {
+        from(&[
+            ("identity", key.as_str()),
+            ("known_hosts", known_hosts.as_str()),
+            ("password", pass),
+        ])
+    };
+    assert_eq!(
+        push_one(&ssh, with(&passphrase)).expect("passphrase"),
+        PushOutcome::Pushed
+    );
+    let wrong = push_one(&ssh, with("not-the-passphrase")).unwrap_err();
+    assert!(
+        matches!(wrong, TransportError::Authentication { .. })
+            && !wrong.to_string().contains("not-the-passphrase"),
+        "{wrong}"
+    );
 }

@@ -24,6 +24,7 @@ fn secret_data(credentials: &Credentials) -> serde_json::Value {
             known_hosts,
             ..
         } => json!({"identity": private_key.expose(), "known_hosts": known_hosts}),
+        Credentials::Bearer { token } => json!({"bearerToken": token.expose()}),
     }
 }
 

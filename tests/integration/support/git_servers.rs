@@ -275,6 +275,8 @@ pub struct GitServer {
     pub wrong_known_hosts: Option<String>,
     /// HTTP only: the accepted username and password.
     pub basic_auth: Option<(String, String)>,
+    /// SSH only: a second authorized user key, encrypted, and its passphrase.
+    pub encrypted_key: Option<(String, String)>,
     // Dropped in this order: the server stops before its directory goes.
     _process: Option<Process>,
     _http: Option<HttpServer>,
@@ -303,6 +305,7 @@ impl GitServer {
             repo,
             wrong_known_hosts: None,
             basic_auth: None,
+            encrypted_key: None,
             _process: None,
             _http: None,
             dir,
@@ -337,6 +340,7 @@ impl GitServer {
             repo,
             wrong_known_hosts: None,
             basic_auth: None,
+            encrypted_key: None,
             _process: Some(process),
             _http: None,
             dir,
@@ -355,6 +359,7 @@ impl GitServer {
             project_root: root,
             username: username.clone(),
             password: password.clone(),
+            token: false,
         });
         Some(Self {
             name: "http",
@@ -366,6 +371,38 @@ impl GitServer {
             repo,
             wrong_known_hosts: None,
             basic_auth: Some((username, password)),
+            encrypted_key: None,
+            _process: None,
+            _http: Some(server),
+            dir,
+        })
+    }
+
+    /// Smart HTTP behind a server that takes a token (bearer, or basic auth with any username);
+    /// the credentials are the bearer token.
+    pub fn http_token() -> Option<Self> {
+        let backend = require_binary("git-http-backend", "git")?;
+        let dir = TempDir::new().expect("temp dir");
+        let root = dir.path().join("srv");
+        let repo = BareRepo::init(root.join("repo.git"));
+        let token = "ghp_Token-0123456789abcdef".to_string();
+        let server = HttpServer::start(HttpConfig {
+            backend,
+            project_root: root,
+            username: "nobody-in-particular".into(),
+            password: token.clone(),
+            token: true,
+        });
+        Some(Self {
+            name: "http (token)",
+            url: format!("http://127.0.0.1:{}/repo.git", server.port),
+            credentials: Some(Credentials::Bearer {
+                token: SecretString::new(token.clone()),
+            }),
+            repo,
+            wrong_known_hosts: None,
+            basic_auth: None,
+            encrypted_key: None,
             _process: None,
             _http: Some(server),
             dir,
@@ -398,7 +435,19 @@ impl GitServer {
         let (host_pub, _) = keygen("host_key");
         let (wrong_host_pub, _) = keygen("wrong_host_key");
         let (user_pub, user_key) = keygen("user_key");
-        std::fs::write(keys.join("authorized_keys"), &user_pub).expect("authorized_keys");
+        // A second user key, encrypted with a passphrase (as Flux keeps them).
+        let passphrase = "open-Sesame-7";
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "enc", "-f"])
+            .arg(keys.join("enc_key"))
+            .stdin(Stdio::null())
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success(), "ssh-keygen enc_key");
+        let enc_pub = std::fs::read_to_string(keys.join("enc_key.pub")).expect("pub");
+        let enc_key = std::fs::read_to_string(keys.join("enc_key")).expect("key");
+        std::fs::write(keys.join("authorized_keys"), format!("{user_pub}{enc_pub}"))
+            .expect("authorized_keys");
         // sshd needs its privilege separation directory.
         if !Path::new("/run/sshd").exists() {
             let _ = std::fs::create_dir_all("/run/sshd");
@@ -448,10 +497,12 @@ impl GitServer {
                 private_key: SecretString::new(user_key),
                 known_hosts: host_line(&host_pub),
                 user: None,
+                passphrase: None,
             }),
             repo,
             wrong_known_hosts: Some(host_line(&wrong_host_pub)),
             basic_auth: None,
+            encrypted_key: Some((enc_key, passphrase.to_string())),
             _process: Some(process),
             _http: None,
             dir,
@@ -469,6 +520,9 @@ struct HttpConfig {
     project_root: PathBuf,
     username: String,
     password: String,
+    /// Accept the password as a token: `Authorization: Bearer <password>`, or basic auth with
+    /// any username (as GitHub, Azure DevOps and Gitea do for tokens).
+    token: bool,
 }
 
 /// A small HTTP/1.1 server (axum) that checks basic auth and runs `git http-backend` as CGI.
@@ -531,10 +585,24 @@ async fn cgi(
         base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", config.username, config.password))
     );
-    let authorized = request
+    let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let as_token = || {
+        let given = String::from_utf8_lossy(&given);
+        if given == format!("Bearer {}", config.password) {
+            return true;
+        }
+        given
+            .strip_prefix("Basic ")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|d| d.split_once(':').map(|(_, p)| p == config.password))
+            .unwrap_or(false)
+    };
+    let authorized = given == expected.as_bytes() || (config.token && as_token());
     if !authorized {
         return axum::response::Response::builder()
             .status(StatusCode::UNAUTHORIZED)
