@@ -66,9 +66,10 @@ pub struct GitRepoConfigSpec {
     #[schemars(length(min = 1))]
     pub allowed_branches: Vec<String>,
 
-    /// Secret in this namespace with the credentials: `identity` (SSH private key) and
-    /// `known_hosts` for SSH, or `username` and `password` (a token works as password) for
-    /// HTTPS. Flux- and Argo CD-shaped Secrets are accepted. Omit for a public repository.
+    /// Secret in this namespace with the credentials: `identity` (SSH private key, with its
+    /// passphrase in `password` when encrypted) and `known_hosts` for SSH; `username` and
+    /// `password`, a token alone in `password`, or `bearerToken` for HTTPS. Flux- and Argo
+    /// CD-shaped Secrets are accepted. Read again every 20 s. Omit for a public repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
 
