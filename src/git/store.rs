@@ -72,15 +72,42 @@ impl Store {
         Self::open_dir(&dir)
     }
 
-    /// Opens (or creates) a bare repository at `dir`.
+    /// Opens (or creates) a bare repository at `dir`. What a crash (SIGKILL) can leave behind
+    /// is cleared first — lock files, temporary and half-moved packs, refs to objects that never
+    /// landed — and a cache that cannot be opened is moved aside and started anew: it is only a
+    /// cache, the remote is the record, and the next fetch fills it again.
     pub fn open_dir(dir: &Path) -> Result<Self, StoreError> {
         let fail = |action, e: &dyn std::fmt::Display| StoreError::Git {
             action,
             dir: dir.to_path_buf(),
             detail: e.to_string(),
         };
-        let repo = if dir.join("HEAD").exists() {
-            gix::open(dir).map_err(|e| fail("opening the cache", &e))?
+        if dir.join("HEAD").exists() {
+            let cleared = clear_crash_leftovers(dir);
+            if !cleared.is_empty() {
+                tracing::warn!(cache = %dir.display(), cleared = %cleared.join(", "),
+                    "removed what an interrupted run left in the cache");
+            }
+        }
+        let opened = if dir.join("HEAD").exists() {
+            match gix::open(dir) {
+                Ok(repo) => Some(repo),
+                Err(e) => {
+                    let aside = dir
+                        .with_extension(format!("damaged-{}", jiff::Timestamp::now().as_second()));
+                    tracing::warn!(cache = %dir.display(), error = %e, moved_to = %aside.display(),
+                        "the cache is damaged; moved aside and rebuilt from the remote");
+                    std::fs::rename(dir, &aside)
+                        .map_err(|e| fail("moving a damaged cache aside", &e))?;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let repo = if let Some(repo) = opened {
+            drop_dangling_refs(&repo);
+            repo
         } else {
             std::fs::create_dir_all(dir).map_err(|e| fail("creating the cache directory", &e))?;
             gix::init_bare(dir).map_err(|e| fail("creating the cache", &e))?
@@ -550,6 +577,82 @@ impl Store {
     }
 }
 
+/// Removes what an interrupted process leaves in a bare repository: ref and config lock files,
+/// this engine's temporary pack and index files, and packs whose index was never moved into
+/// place. Returns what it removed (relative paths).
+fn clear_crash_leftovers(dir: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let mut remove = |path: &Path| {
+        if std::fs::remove_file(path).is_ok() {
+            removed.push(path.strip_prefix(dir).unwrap_or(path).display().to_string());
+        }
+    };
+    for name in [
+        "HEAD.lock",
+        "config.lock",
+        "packed-refs.lock",
+        "index.lock",
+        "shallow.lock",
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            remove(&path);
+        }
+    }
+    let mut stack = vec![dir.join("refs")];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                remove(&path);
+            }
+        }
+    }
+    let packs = dir.join("objects").join("pack");
+    if let Ok(entries) = std::fs::read_dir(&packs) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan_pack = path.extension().is_some_and(|e| e == "pack")
+                && !path.with_extension("idx").exists();
+            if name.starts_with("tmp_pack_gr_") || name.starts_with("tmp_idx_gr_") || orphan_pack {
+                remove(&path);
+            }
+        }
+    }
+    removed
+}
+
+/// Deletes refs whose commit is not in the cache (written just before a crash took the objects);
+/// the next fetch sets them again.
+fn drop_dangling_refs(repo: &gix::Repository) {
+    let Ok(platform) = repo.references() else {
+        return;
+    };
+    let Ok(all) = platform.all() else {
+        return;
+    };
+    let dangling: Vec<gix::Reference<'_>> = all
+        .flatten()
+        .filter(|r| {
+            r.try_id()
+                .is_some_and(|id| repo.find_object(id.detach()).is_err())
+        })
+        .collect();
+    for r in dangling {
+        let name = r.name().as_bstr().to_string();
+        match r.delete() {
+            Ok(()) => tracing::warn!(git_ref = %name, "removed a ref to a commit the cache lacks"),
+            Err(e) => tracing::warn!(git_ref = %name, error = %e, "cannot remove a dangling ref"),
+        }
+    }
+}
+
 /// Writes the nested trees for `files` (relative paths, sorted) into `pack`; returns the root.
 fn build_tree(
     files: &BTreeMap<String, ObjectId>,
@@ -785,6 +888,68 @@ mod tests {
             assert!(matches!(err, StoreError::BadPath { .. }), "{path}: {err}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// What a SIGKILL can leave behind never blocks the next start: stale locks, temporary and
+    /// half-moved packs and refs to missing commits are cleared; a cache that does not open at
+    /// all is moved aside and started anew.
+    #[test]
+    fn a_crashed_cache_is_cleared_or_rebuilt_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache.git");
+        let store = Store::open_dir(&dir).unwrap();
+        let agent = Signature {
+            name: "a".into(),
+            email: "a@x".into(),
+            time: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let (first, _) = store
+            .commit_files(
+                None,
+                &[("a.yaml", Some(b"a: 1\n"))],
+                &agent,
+                &agent,
+                "first",
+            )
+            .unwrap()
+            .unwrap();
+        store.update_ref("refs/heads/main", first, None).unwrap();
+        drop(store);
+        for leftover in [
+            "refs/heads/main.lock",
+            "packed-refs.lock",
+            "objects/pack/tmp_pack_gr_1_2",
+            "objects/pack/tmp_idx_gr_1_2",
+            "objects/pack/pack-0123.pack",
+        ] {
+            std::fs::write(dir.join(leftover), b"partial").unwrap();
+        }
+        std::fs::write(
+            dir.join("refs/heads/ghost"),
+            b"1111111111111111111111111111111111111111\n",
+        )
+        .unwrap();
+        let store = Store::open_dir(&dir).unwrap();
+        assert!(!dir.join("refs/heads/main.lock").exists());
+        assert!(!dir.join("objects/pack/pack-0123.pack").exists());
+        assert!(!dir.join("objects/pack/tmp_pack_gr_1_2").exists());
+        assert_eq!(store.resolve("refs/heads/ghost").unwrap(), None);
+        assert_eq!(store.resolve("refs/heads/main").unwrap(), Some(first));
+        store
+            .update_ref("refs/heads/main", first, Some(first))
+            .unwrap();
+        drop(store);
+
+        // A cache that does not open is moved aside; a fresh one takes its place.
+        std::fs::write(dir.join("config"), b"[core\n\tbare = maybe = no\n").unwrap();
+        let store = Store::open_dir(&dir).unwrap();
+        assert_eq!(store.resolve("refs/heads/main").unwrap(), None);
+        let aside = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("damaged-"))
+            .count();
+        assert_eq!(aside, 1);
     }
 
     #[test]

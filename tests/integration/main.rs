@@ -6,6 +6,7 @@ mod agent_authors;
 mod agent_pairing;
 mod attribution;
 mod cli;
+mod crash;
 mod crds;
 mod demo;
 mod fuzz;

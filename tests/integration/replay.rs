@@ -346,3 +346,46 @@ fn replay_with_a_signing_key_signs_every_commit() {
     let tip = git(&plain.path, &["rev-parse", "main"]);
     assert!(!verify(&plain.path, &tip).status.success());
 }
+
+/// `replay` killed with SIGKILL at random moments, then run again on the same cache: the last
+/// run completes the history (the folder equals the logs' last states), nothing the kills left
+/// blocks it, and `git fsck --strict` is clean.
+#[test]
+fn a_killed_replay_is_completed_by_the_next_run() {
+    let logs = logs();
+    let scratch = tempfile::TempDir::new().expect("scratch");
+    let repo = BareRepo::init(scratch.path().join("repo.git"));
+    let state = scratch.path().join("state");
+    let url = format!("file://{}", repo.path.display());
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..3 {
+        let mut child = start_replay(&logs, &url, "clusters/lab", &state);
+        std::thread::sleep(std::time::Duration::from_millis(rng.u64(20..400)));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    replay(&logs, &repo.path, &state);
+    let want = expected(&logs);
+    let files = git(
+        &repo.path,
+        &["ls-tree", "-r", "--name-only", "main", "clusters/lab"],
+    );
+    let listed: Vec<&str> = files
+        .lines()
+        .filter(|f| !f.ends_with(".gitops-reverser-owner"))
+        .collect();
+    assert_eq!(
+        listed,
+        want.keys().map(String::as_str).collect::<Vec<_>>(),
+        "seed {seed}"
+    );
+    for (path, content) in &want {
+        assert_eq!(
+            &git(&repo.path, &["show", &format!("main:{path}")]),
+            content.trim_end(),
+            "{path} (seed {seed})"
+        );
+    }
+    git(&repo.path, &["fsck", "--strict"]);
+}
