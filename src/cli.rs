@@ -438,7 +438,26 @@ async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, CliError
     kube::Client::try_from(config).map_err(|e| CliError::KubeConfig(e.to_string()))
 }
 
+/// Private directories for git and ssh under `<state_dir>/tmp`, with a killed run's leftovers
+/// (key files, askpass scripts) removed now.
+fn private_dirs_under(state_dir: &std::path::Path) -> Result<(), CliError> {
+    let root = state_dir.join("tmp");
+    match crate::git::private_dir::set_root(&root) {
+        Ok(0) => Ok(()),
+        Ok(n) => {
+            tracing::warn!(removed = n, dir = %root.display(),
+                "removed private directories a killed run left behind");
+            Ok(())
+        }
+        Err(e) => Err(CliError::Input {
+            input: root.display().to_string(),
+            problem: format!("cannot prepare the private directory for git and ssh: {e}"),
+        }),
+    }
+}
+
 fn run_agent(args: RunArgs) -> Result<u8, CliError> {
+    private_dirs_under(&args.state_dir)?;
     let runtime = runtime()?;
     runtime.block_on(async move {
         let client = kube_client(args.kubeconfig.as_deref()).await?;
@@ -545,14 +564,17 @@ fn replay(args: ReplayArgs, out: &mut dyn Write) -> Result<u8, CliError> {
         None => None,
     };
     let authors = read_authors(args.authors.as_deref(), args.author_email_domain)?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("gitops-reverser"));
+    private_dirs_under(&state_dir)?;
     let options = crate::replay::ReplayOptions {
         repo: crate::git::transport::Remote::new(args.repo, credentials),
         branch: args.branch,
         destination: format!("replay/{}", args.folder),
         folder: args.folder,
-        state_dir: args
-            .state_dir
-            .unwrap_or_else(|| std::env::temp_dir().join("gitops-reverser")),
+        state_dir,
         windows: crate::git::window::WindowConfig {
             quiet: args.window_quiet,
             max_age: args.window_max_age,

@@ -5,6 +5,7 @@ pub mod change;
 pub mod credentials;
 pub mod marker;
 pub mod pack;
+pub mod private_dir;
 pub mod registry;
 pub mod signing;
 pub mod store;

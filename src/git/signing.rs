@@ -105,10 +105,8 @@ fn with_key_file<T>(
     key: &SecretString,
     f: impl FnOnce(&Path) -> Result<T, SigningError>,
 ) -> Result<T, SigningError> {
-    let dir = tempfile::Builder::new()
-        .prefix("gitops-reverser-signing-")
-        .tempdir()
-        .map_err(|source| SigningError::Setup { source })?;
+    let dir =
+        super::private_dir::create("signing").map_err(|source| SigningError::Setup { source })?;
     let path = dir.path().join("key");
     let mut file = {
         use std::os::unix::fs::OpenOptionsExt;

@@ -403,10 +403,7 @@ impl<'a> Session<'a> {
             url: url.clone(),
             source,
         };
-        let dir = tempfile::Builder::new()
-            .prefix("gitops-reverser-git-")
-            .tempdir()
-            .map_err(setup)?;
+        let dir = super::private_dir::create("git").map_err(setup)?;
         let connect_timeout = timeout.as_secs().clamp(1, 30);
         // An encrypted key's passphrase comes from the askpass script (never a prompt, never
         // an argument); BatchMode would forbid asking it at all.
