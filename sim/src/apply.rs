@@ -1,5 +1,7 @@
 //! Server-side apply and `metadata.managedFields`: field sets of objects, comparisons, the apply
 //! merge, pruning, conflicts, and the managers list as the real server records it. Pure logic.
+//! Long because structured-merge-diff's rules (merge, prune, conflicts, ownership) only make
+//! sense together; the schema they follow is generated data (`builtin_schema.txt`).
 
 use serde_json::{Map, Value, json};
 

@@ -1,5 +1,7 @@
 //! The HTTP(S) server: authenticates (and impersonates), applies fault knobs, routes to discovery,
 //! OpenAPI or the store (writes through admission webhooks), answers, and feeds the audit sink.
+//! Long because it is the one table of the REST surface (every path and verb); the logic behind
+//! each route lives in its own module.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,5 +1,8 @@
 //! The object store: one global resourceVersion, objects per resource, the bounded watch history,
 //! and the semantics of every write. Synchronous and free of I/O; the server wraps it in a lock.
+//! Long on purpose: every write verb (create, update, patch, apply, delete, collections, status,
+//! scale) shares one resourceVersion and watch history, and splitting them would spread one
+//! invariant over several files.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
