@@ -188,23 +188,63 @@ fn replay_attributes_commits_to_people_at_request_time() {
 
 /// A `replay` process writing `folder` of `url`'s `main`, started now.
 fn start_replay(logs: &[PathBuf], url: &str, folder: &str, state: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+    start_replay_with(logs, url, folder, state, None)
+}
+
+/// As [`start_replay`], with `--credentials FILE` (a Secret manifest).
+fn start_replay_with(
+    logs: &[PathBuf],
+    url: &str,
+    folder: &str,
+    state: &Path,
+    credentials: Option<&Path>,
+) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gitops-reverser"));
+    command
         .arg("replay")
         .args(logs)
         .args(["--repo", url, "--folder", folder])
         .arg("--state-dir")
-        .arg(state)
+        .arg(state);
+    if let Some(file) = credentials {
+        command.arg("--credentials").arg(file);
+    }
+    command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("replay starts")
 }
 
+/// The server's credentials as a Secret manifest in `dir` (what `--credentials` reads).
+fn credentials_file(
+    server: &crate::support::git_servers::GitServer,
+    dir: &Path,
+) -> Option<PathBuf> {
+    use gitops_reverser::git::credentials::Credentials;
+    let data = match server.credentials.as_ref()? {
+        Credentials::Basic { username, password } => {
+            serde_json::json!({"username": username, "password": password.expose()})
+        }
+        Credentials::Ssh {
+            private_key,
+            known_hosts,
+            ..
+        } => serde_json::json!({"identity": private_key.expose(), "known_hosts": known_hosts}),
+        Credentials::Bearer { token } => serde_json::json!({"bearerToken": token.expose()}),
+    };
+    let file = dir.join("credentials.json");
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "git"}, "stringData": data});
+    std::fs::write(&file, secret.to_string()).expect("write credentials");
+    Some(file)
+}
+
 /// Three writers (separate processes, separate caches) replaying into different folders of
-/// one branch at the same time, over `file://` and `git daemon`: no writer gives up on another
-/// holding or moving the branch, every change lands exactly once, the history is linear and
-/// `git fsck --strict` finds nothing. `GITOPS_REVERSER_CONTENTION_TRIALS` runs more trials
-/// (CI runs 2 per transport).
+/// one branch at the same time, over `file://`, `git daemon`, `git http-backend` and `sshd`: no
+/// writer gives up on another holding or moving the branch, every change lands exactly once,
+/// the history is linear and `git fsck --strict` finds nothing.
+/// `GITOPS_REVERSER_CONTENTION_TRIALS` runs more trials (CI runs 2 per transport).
 #[test]
 fn concurrent_replays_on_one_branch_all_land_exactly_once() {
     let trials: usize = std::env::var("GITOPS_REVERSER_CONTENTION_TRIALS")
@@ -224,15 +264,18 @@ fn concurrent_replays_on_one_branch_all_land_exactly_once() {
         for server in [
             crate::support::git_servers::GitServer::file(),
             crate::support::git_servers::GitServer::daemon().expect("git daemon"),
+            crate::support::git_servers::GitServer::http().expect("git http-backend"),
+            crate::support::git_servers::GitServer::ssh().expect("sshd"),
         ] {
             let scratch = tempfile::TempDir::new().expect("scratch");
+            let credentials = credentials_file(&server, scratch.path());
             let folders = ["clusters/a", "clusters/b", "clusters/c"];
             let children: Vec<_> = folders
                 .iter()
                 .enumerate()
                 .map(|(i, folder)| {
                     let state = scratch.path().join(format!("state-{i}"));
-                    start_replay(&logs, &server.url, folder, &state)
+                    start_replay_with(&logs, &server.url, folder, &state, credentials.as_deref())
                 })
                 .collect();
             for (child, folder) in children.into_iter().zip(folders) {
