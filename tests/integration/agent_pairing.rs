@@ -11,7 +11,11 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The documents of `folder` at revision `rev` of the test repository: (path, document).
-fn folder_documents(env: &Env, folder: &str, rev: &str) -> Vec<(String, serde_json::Value)> {
+pub(crate) fn folder_documents(
+    env: &Env,
+    folder: &str,
+    rev: &str,
+) -> Vec<(String, serde_json::Value)> {
     let dir = env.repo.to_str().expect("utf-8");
     let files = git(
         &env.repo,
@@ -45,7 +49,7 @@ fn folder_documents(env: &Env, folder: &str, rev: &str) -> Vec<(String, serde_js
 
 /// A Flux-like reconciler: server-side applies every file of the folder at the branch tip as
 /// `kustomize-controller` with Flux's labels and `force`, as kustomize-controller does.
-async fn flux_apply(env: &Env, folder: &str) -> usize {
+pub(crate) async fn flux_apply(env: &Env, folder: &str) -> usize {
     flux_apply_at(env, folder, "main").await
 }
 
@@ -162,7 +166,7 @@ async fn a_flux_like_reconciler_applying_the_folder_never_causes_a_commit() {
 /// An Argo CD-like reconciler with its defaults: client-side apply — the object with Argo's
 /// tracking annotation and the `kubectl.kubernetes.io/last-applied-configuration` annotation,
 /// merged into the live object by an Update manager — for every file of the folder.
-async fn argo_apply(env: &Env, folder: &str) -> usize {
+pub(crate) async fn argo_apply(env: &Env, folder: &str) -> usize {
     let documents = folder_documents(env, folder, "main");
     for (_, mut object) in documents.iter().cloned() {
         let kind = object["kind"].as_str().expect("kind").to_string();

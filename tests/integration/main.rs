@@ -5,6 +5,7 @@ mod agent;
 mod agent_authors;
 mod agent_pairing;
 mod attribution;
+mod brownfield;
 mod cli;
 mod crash;
 mod crds;
