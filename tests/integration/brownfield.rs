@@ -17,7 +17,7 @@ use serde_json::json;
 
 /// Argo CD with `ServerSideApply=true`: every file of the folder server-side applied as
 /// `argocd-controller` with its tracking annotation, forcing conflicts.
-async fn argo_server_side_apply(env: &Env) -> usize {
+pub(crate) async fn argo_server_side_apply(env: &Env) -> usize {
     let documents = folder_documents(env, FOLDER, "main");
     for (_, mut object) in documents.iter().cloned() {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();

@@ -7,6 +7,7 @@ mod agent_pairing;
 mod attribution;
 mod brownfield;
 mod cli;
+mod corpus;
 mod crash;
 mod crds;
 mod demo;
