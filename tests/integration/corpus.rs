@@ -59,12 +59,11 @@ async fn real_install_manifests_reapplied_crosswise_cause_no_commit_and_stay_app
         .iter()
         .map(|d| {
             let kind = d["kind"].as_str().unwrap_or_default();
-            let plural = match kind {
+            match kind {
                 "NetworkPolicy" => "networkpolicies".to_string(),
                 "IngressClass" => "ingressclasses".to_string(),
                 other => format!("{}s", other.to_lowercase()),
-            };
-            plural
+            }
         })
         .collect();
     let mut resources: Vec<String> = names;
