@@ -10,7 +10,7 @@ use crate::git::signing::SshSigner;
 
 /// Keys of a signing Secret that may hold the OpenSSH private key, in order of preference.
 const SIGNING_KEYS: [&str; 3] = ["signing-key", "identity", "ssh-privatekey"];
-use crate::git::transport::{Remote, Transport};
+use crate::git::transport::{Remote, TlsSettings, Transport};
 use crate::git::worker::{PushEvent, WorkerError};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -34,6 +34,7 @@ pub struct ProbeKey {
     /// The credentials probed with (`Debug` prints no secret): a rotated token is verified
     /// again at once.
     credentials: Option<Credentials>,
+    tls: TlsSettings,
 }
 
 /// A reachability check: what, when, and the answer (`None` while it runs).
@@ -79,18 +80,57 @@ impl PushLedger {
 /// credentials (`CredentialsValid` says why; probing without them would only mislead).
 fn probe_key(
     repo: &RepoPlan,
-    credentials: Option<&Result<Credentials, String>>,
+    access: Option<&Result<Access, String>>,
+    insecure: bool,
 ) -> Option<ProbeKey> {
-    let creds = match (&repo.secret, credentials) {
-        (None, _) => None,
-        (Some(_), Some(Ok(c))) => Some(c.clone()),
+    let (creds, ca_bundle) = match (&repo.secret, access) {
+        (None, _) => (None, None),
+        (Some(_), Some(Ok(a))) => (a.credentials.clone(), a.ca_bundle.clone()),
         (Some(_), _) => return None,
     };
     Some(ProbeKey {
         url: repo.remote_url.clone(),
         generation: repo.generation,
         credentials: creds,
+        tls: TlsSettings {
+            ca_bundle,
+            insecure_skip_verify: insecure,
+        },
     })
+}
+
+/// What a credentials Secret holds: how to authenticate (nothing, for a Secret that only
+/// carries a CA), and the CA bundle to verify the HTTPS server with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub credentials: Option<Credentials>,
+    pub ca_bundle: Option<String>,
+}
+
+impl Access {
+    /// Reads a Secret's data: credentials (any shape [`Credentials::from_secret_data`] takes)
+    /// and a CA bundle (`caFile` as Flux names it, or `ca.crt`). A Secret with only a CA
+    /// bundle is fine: the repository is then read without credentials.
+    pub fn from_secret_data(
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, crate::git::credentials::CredentialsError> {
+        let ca_bundle = crate::git::credentials::ca_bundle_from_secret_data(data)?;
+        match Credentials::from_secret_data(data) {
+            Ok(credentials) => Ok(Self {
+                credentials: Some(credentials),
+                ca_bundle,
+            }),
+            Err(crate::git::credentials::CredentialsError::NoCredentials { .. })
+                if ca_bundle.is_some() =>
+            {
+                Ok(Self {
+                    credentials: None,
+                    ca_bundle,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// A finished probe: which GitRepoConfig, what was probed, the answer.
@@ -110,7 +150,7 @@ pub struct Remotes {
     probes: BTreeMap<ObjectKey, Probe>,
     probe_tx: mpsc::Sender<Probed>,
     /// The credentials read last, per GitRepoConfig.
-    credentials: BTreeMap<ObjectKey, Result<Credentials, String>>,
+    credentials: BTreeMap<ObjectKey, Result<Access, String>>,
     /// The GitRepoConfigs of the last plan (their Secrets are read again between plans).
     repos: Vec<GitRepoConfig>,
     /// The signing key of each GitRepoConfig that names one: the key text it was made from
@@ -259,12 +299,30 @@ impl Remotes {
             .collect()
     }
 
-    /// The usable credentials of a GitRepoConfig, if it names a Secret that holds them.
-    pub fn credentials_of(&self, repo: &ObjectKey) -> Option<Credentials> {
-        self.credentials
+    /// The remote of a GitRepoConfig: `url` with the credentials and CA bundle of its Secret
+    /// (when it names a usable one) and its `insecureSkipTlsVerify`.
+    pub fn remote_for(&self, repo: &ObjectKey, url: &str) -> Remote {
+        let access = self
+            .credentials
             .get(repo)
             .and_then(|r| r.as_ref().ok())
-            .cloned()
+            .cloned();
+        let (credentials, ca_bundle) = access
+            .map(|a| (a.credentials, a.ca_bundle))
+            .unwrap_or_default();
+        Remote::new(url, credentials).with_tls(TlsSettings {
+            ca_bundle,
+            insecure_skip_verify: self.insecure(repo),
+        })
+    }
+
+    /// The GitRepoConfig's `insecureSkipTlsVerify`.
+    fn insecure(&self, repo: &ObjectKey) -> bool {
+        self.repos.iter().any(|r| {
+            r.spec.insecure_skip_tls_verify
+                && r.metadata.name.as_deref() == Some(repo.name.as_str())
+                && r.metadata.namespace.as_deref() == Some(repo.namespace.as_str())
+        })
     }
 
     /// A probe finished: true when the answer differs from the last one (conditions change).
@@ -293,10 +351,11 @@ impl Remotes {
             if repo.url.is_none() {
                 continue;
             }
-            let Some(probe) = probe_key(repo, credentials.get(key)) else {
+            let Some(probe) = probe_key(repo, credentials.get(key), self.insecure(key)) else {
                 continue; // CredentialsValid already says why
             };
             let creds = probe.credentials.clone();
+            let tls = probe.tls.clone();
             let fresh = self.probes.get(key).is_some_and(|(p, at, result)| {
                 let every = match result {
                     Some(Err(_)) => self.recheck,
@@ -311,7 +370,7 @@ impl Remotes {
             self.probes
                 .insert(key.clone(), (probe.clone(), Instant::now(), previous));
             let transport = self.transport.clone();
-            let remote = Remote::new(repo.remote_url.clone(), creds);
+            let remote = Remote::new(repo.remote_url.clone(), creds).with_tls(tls);
             let tx = self.probe_tx.clone();
             let key = key.clone();
             tokio::spawn(async move {
@@ -339,7 +398,8 @@ impl Remotes {
                 if repo.url.as_ref() != Some(&url) {
                     continue;
                 }
-                let Some(probe) = probe_key(repo, self.credentials.get(key)) else {
+                let Some(probe) = probe_key(repo, self.credentials.get(key), self.insecure(key))
+                else {
                     continue;
                 };
                 let before = self.probes.get(key).and_then(|(_, _, r)| r.clone());
@@ -385,7 +445,7 @@ impl Remotes {
     pub async fn check_credentials(
         &self,
         repos: &[GitRepoConfig],
-    ) -> BTreeMap<ObjectKey, Result<Credentials, String>> {
+    ) -> BTreeMap<ObjectKey, Result<Access, String>> {
         let mut out = BTreeMap::new();
         for repo in repos {
             let Some(name) = repo.spec.secret_name() else {
@@ -394,7 +454,7 @@ impl Remotes {
             let ns = repo.namespace().unwrap_or_default();
             let key = ObjectKey::new(&ns, repo.name_any());
             let result = self.secret_data(&ns, name).await.and_then(|data| {
-                Credentials::from_secret_data(&data).map_err(|e| format!("Secret {ns}/{name}: {e}"))
+                Access::from_secret_data(&data).map_err(|e| format!("Secret {ns}/{name}: {e}"))
             });
             out.insert(key, result);
         }

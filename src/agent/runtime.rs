@@ -14,7 +14,7 @@ use crate::crd::{
     ClusterWatchRule, GitDestination, GitRepoConfig, Operation, PrunePolicy, WatchRule,
 };
 use crate::git::registry::Registry;
-use crate::git::transport::{GitCli, Remote, Transport};
+use crate::git::transport::{GitCli, Transport};
 use crate::git::window::WindowConfig;
 use crate::git::worker::{PushEvent, WorkerConfig, WorkerHandle};
 use crate::manifest::exclude::ExclusionPolicy;
@@ -445,11 +445,9 @@ impl Agent {
                 continue;
             };
             // Credentials are read per GitRepoConfig (the Secret may have any name).
-            let creds = resolved
-                .credentials
-                .as_ref()
-                .and_then(|_| self.remotes.credentials_of(&resolved.repo));
-            let remote = Remote::new(resolved.remote_url.clone(), creds);
+            let remote = self
+                .remotes
+                .remote_for(&resolved.repo, &resolved.remote_url);
             let signer = self.remotes.signer_of(&resolved.repo);
             if let Some(existing) = self.destinations.get(key) {
                 existing.worker.set_signer(signer);

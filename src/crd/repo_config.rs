@@ -69,9 +69,16 @@ pub struct GitRepoConfigSpec {
     /// Secret in this namespace with the credentials: `identity` (SSH private key, with its
     /// passphrase in `password` when encrypted) and `known_hosts` for SSH; `username` and
     /// `password`, a token alone in `password`, or `bearerToken` for HTTPS. Flux- and Argo
-    /// CD-shaped Secrets are accepted. Read again every 20 s. Omit for a public repository.
+    /// CD-shaped Secrets are accepted; `caFile` (or `ca.crt`) adds a CA bundle for an HTTPS server
+    /// signed by a private CA. Read again every 20 s. Omit for a public repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+
+    /// Do not verify the HTTPS server's certificate. Only for test setups: anyone on the path
+    /// can then read and change what is pushed. Prefer a CA bundle (`caFile` or `ca.crt` in the
+    /// `secretRef` Secret) for a private CA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
 
     /// Committer identity and how changes are grouped into commits.
     #[serde(default)]

@@ -118,6 +118,26 @@ pub enum CredentialsError {
     KnownHostsLine { key: &'static str, line: usize },
     #[error("`{key}` holds no host key")]
     KnownHostsEmpty { key: &'static str },
+    #[error("`{key}` is not a PEM certificate bundle (expected `-----BEGIN CERTIFICATE-----`)")]
+    NotCertificate { key: &'static str },
+}
+
+/// Keys that hold a CA bundle for HTTPS: Flux's `caFile`, and `ca.crt` (cert-manager, kubectl).
+const CA_KEYS: [&str; 2] = ["caFile", "ca.crt"];
+
+/// The CA bundle (PEM certificates) of a Secret, if it has one, to verify an HTTPS server
+/// signed by a private CA.
+pub fn ca_bundle_from_secret_data(
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Result<Option<String>, CredentialsError> {
+    let Some((key, bytes)) = first_present(data, &CA_KEYS) else {
+        return Ok(None);
+    };
+    let pem = text(key, bytes)?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CredentialsError::NotCertificate { key });
+    }
+    Ok(Some(pem.replace("\r\n", "\n")))
 }
 
 /// Keys that hold a private key: native/kubernetes.io/ssh-auth, Flux, Argo CD.

@@ -25,6 +25,17 @@ use super::url::redact;
 pub struct Remote {
     pub url: String,
     pub credentials: Option<Credentials>,
+    /// How HTTPS servers are verified.
+    pub tls: TlsSettings,
+}
+
+/// How an HTTPS remote's certificate is verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificates of the CA(s) to trust instead of the system's (a private CA).
+    pub ca_bundle: Option<String>,
+    /// Do not verify the server's certificate at all (explicit, for test setups only).
+    pub insecure_skip_verify: bool,
 }
 
 impl Remote {
@@ -32,7 +43,14 @@ impl Remote {
         Self {
             url: url.into(),
             credentials,
+            tls: TlsSettings::default(),
         }
+    }
+
+    /// The same remote, verifying HTTPS with `tls`.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -41,6 +59,7 @@ impl fmt::Debug for Remote {
         f.debug_struct("Remote")
             .field("url", &redact(&self.url))
             .field("credentials", &self.credentials)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -124,6 +143,15 @@ pub enum TransportError {
         host: String,
         detail: String,
     },
+    #[error(
+        "the HTTPS certificate of {url} could not be verified ({op}): {detail}; give the CA that \
+         signed it as `caFile` (or `ca.crt`) in the credentials Secret"
+    )]
+    Certificate {
+        op: &'static str,
+        url: String,
+        detail: String,
+    },
     #[error("repository {url} not found or not accessible ({op}): {detail}")]
     NotFound {
         op: &'static str,
@@ -179,6 +207,7 @@ impl TransportError {
             self,
             Self::Authentication { .. }
                 | Self::HostKey { .. }
+                | Self::Certificate { .. }
                 | Self::NotFound { .. }
                 | Self::RemoteRejected { .. }
                 | Self::InvalidBranch { .. }
@@ -202,6 +231,13 @@ const ASKPASS_SCRIPT: &str = "#!/bin/sh\n\
     [Uu]sername*) printf '%s\\n' \"$GITOPS_REVERSER_GIT_USERNAME\" ;;\n\
     *) printf '%s\\n' \"$GITOPS_REVERSER_GIT_PASSWORD\" ;;\n\
     esac\n";
+/// The environment variables of up to three settings given to git through the environment.
+const CONFIG_KEYS: [&str; 3] = ["GIT_CONFIG_KEY_0", "GIT_CONFIG_KEY_1", "GIT_CONFIG_KEY_2"];
+const CONFIG_VALUES: [&str; 3] = [
+    "GIT_CONFIG_VALUE_0",
+    "GIT_CONFIG_VALUE_1",
+    "GIT_CONFIG_VALUE_2",
+];
 /// At most this many lines of git's stderr go into an error.
 const DETAIL_LINES: usize = 8;
 
@@ -423,7 +459,17 @@ impl<'a> Session<'a> {
              -o ConnectTimeout={connect_timeout}"
         );
         let mut env: Vec<(&'static str, OsString)> = Vec::new();
+        // Configuration from the environment (git 2.31+): never an argument, never a file.
+        let mut config: Vec<(&'static str, OsString)> = Vec::new();
         let mut secrets = Vec::new();
+        if let Some(bundle) = &remote.tls.ca_bundle {
+            let ca = dir.path().join("ca.pem");
+            write_private(&ca, bundle.as_bytes(), 0o600).map_err(setup)?;
+            config.push(("http.sslCAInfo", ca.into()));
+        }
+        if remote.tls.insecure_skip_verify {
+            config.push(("http.sslVerify", "false".into()));
+        }
         match &remote.credentials {
             Some(Credentials::Ssh {
                 private_key,
@@ -463,11 +509,8 @@ impl<'a> Session<'a> {
                 secrets.push(password.expose().to_string());
             }
             Some(Credentials::Bearer { token }) => {
-                // As configuration from the environment (git 2.31+): never an argument.
-                env.push(("GIT_CONFIG_COUNT", "1".into()));
-                env.push(("GIT_CONFIG_KEY_0", "http.extraHeader".into()));
-                env.push((
-                    "GIT_CONFIG_VALUE_0",
+                config.push((
+                    "http.extraHeader",
                     format!("Authorization: Bearer {}", token.expose()).into(),
                 ));
                 secrets.push(token.expose().to_string());
@@ -475,6 +518,13 @@ impl<'a> Session<'a> {
             }
             None => {
                 ssh.push_str(" -o UserKnownHostsFile=/dev/null");
+            }
+        }
+        if !config.is_empty() {
+            env.push(("GIT_CONFIG_COUNT", config.len().to_string().into()));
+            for (i, (key, value)) in config.into_iter().enumerate() {
+                env.push((CONFIG_KEYS[i], key.into()));
+                env.push((CONFIG_VALUES[i], value));
             }
         }
         env.push(("GIT_SSH_COMMAND", ssh.into()));
@@ -542,6 +592,13 @@ impl<'a> Session<'a> {
                 url,
                 detail,
             };
+        }
+        if has(&[
+            "SSL certificate problem",
+            "server certificate verification failed",
+            "certificate verify failed",
+        ]) {
+            return TransportError::Certificate { op, url, detail };
         }
         if has(&[
             "Authentication failed",

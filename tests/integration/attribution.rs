@@ -68,8 +68,8 @@ pub(crate) struct Pki {
     ca: CertificateDer<'static>,
     client_chain: Vec<CertificateDer<'static>>,
     client_key: PrivateKeyDer<'static>,
-    cert_file: PathBuf,
-    key_file: PathBuf,
+    pub(crate) cert_file: PathBuf,
+    pub(crate) key_file: PathBuf,
     ca_file: PathBuf,
 }
 

@@ -582,3 +582,56 @@ fn every_credential_shape_users_have_reaches_a_server_that_requires_it() {
         "{wrong}"
     );
 }
+
+/// HTTPS whose certificate a private CA signed: refused without the CA (a clear message, no
+/// retry of a permanent error), accepted with the CA bundle from the Secret (`ca.crt`, Flux's
+/// `caFile`), and accepted without verification only when `insecureSkipTlsVerify` says so.
+#[test]
+fn a_private_ca_is_trusted_through_the_secrets_ca_bundle() {
+    use gitops_reverser::agent::remotes::Access;
+    use gitops_reverser::git::transport::TlsSettings;
+    use std::collections::BTreeMap;
+    let (server, ca_pem) = GitServer::https().expect("git http-backend");
+    let (username, password) = server.basic_auth.clone().expect("basic auth");
+    let cli = cli();
+    let push = |remote: &Remote| {
+        let cache = Scratch::new();
+        let commit = cache.repo.commit(None, &[("a.yaml", "a: 1\n")], "first");
+        cli.push(
+            cache.path(),
+            remote,
+            "main",
+            commit,
+            server.repo.tip("main"),
+        )
+    };
+    let plain = server.remote();
+    let refused = push(&plain).unwrap_err();
+    assert!(
+        matches!(refused, TransportError::Certificate { .. }) && refused.is_permanent(),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("caFile"), "{refused}");
+
+    for key in ["ca.crt", "caFile"] {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("username", username.as_str()),
+            ("password", password.as_str()),
+            (key, ca_pem.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        let access = Access::from_secret_data(&data).expect("credentials and a CA");
+        let remote = Remote::new(server.url.clone(), access.credentials).with_tls(TlsSettings {
+            ca_bundle: access.ca_bundle,
+            insecure_skip_verify: false,
+        });
+        assert_eq!(push(&remote).expect(key), PushOutcome::Pushed);
+    }
+    let insecure = server.remote().with_tls(TlsSettings {
+        ca_bundle: None,
+        insecure_skip_verify: true,
+    });
+    assert_eq!(push(&insecure).expect("insecure"), PushOutcome::Pushed);
+}

@@ -378,6 +378,58 @@ impl GitServer {
         })
     }
 
+    /// Smart HTTPS with basic auth, the server's certificate signed by a private test CA
+    /// (`ca_pem`, which no system trusts).
+    pub fn https() -> Option<(Self, String)> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let backend = require_binary("git-http-backend", "git")?;
+        let pki = crate::attribution::pki();
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.cert_file)
+            .expect("cert")
+            .collect::<Result<_, _>>()
+            .expect("cert");
+        let key = PrivateKeyDer::from_pem_file(&pki.key_file).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        let dir = TempDir::new().expect("temp dir");
+        let root = dir.path().join("srv");
+        let repo = BareRepo::init(root.join("repo.git"));
+        let (username, password) = ("alice".to_string(), "correct-Horse-42".to_string());
+        let server = HttpServer::start_with(
+            HttpConfig {
+                backend,
+                project_root: root,
+                username: username.clone(),
+                password: password.clone(),
+                token: false,
+            },
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        );
+        let server = Self {
+            name: "https (private CA)",
+            url: format!("https://127.0.0.1:{}/repo.git", server.port),
+            credentials: Some(Credentials::Basic {
+                username: username.clone(),
+                password: SecretString::new(password.clone()),
+            }),
+            repo,
+            wrong_known_hosts: None,
+            basic_auth: Some((username, password)),
+            encrypted_key: None,
+            _process: None,
+            _http: Some(server),
+            dir,
+        };
+        Some((server, pki.ca_pem.clone()))
+    }
+
     /// Smart HTTP behind a server that takes a token (bearer, or basic auth with any username);
     /// the credentials are the bearer token.
     pub fn http_token() -> Option<Self> {
@@ -534,6 +586,11 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(config: HttpConfig) -> Self {
+        Self::start_with(config, None)
+    }
+
+    /// Serves over TLS with `tls` when given (HTTPS), plain HTTP otherwise.
+    fn start_with(config: HttpConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -548,18 +605,52 @@ impl HttpServer {
             .with_state(Arc::new(config));
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .expect("serve");
+            match tls {
+                None => axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .expect("serve"),
+                Some(acceptor) => axum::serve(TlsListener { listener, acceptor }, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .expect("serve"),
+            }
         });
         Self {
             port,
             runtime: Some(runtime),
             shutdown: Some(tx),
         }
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshake (failed handshakes are dropped).
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }
 
