@@ -41,6 +41,7 @@ pub enum Command {
     /// ConfigMap; scale the Deployment; delete the Service; re-apply the repository's files the way
     /// Flux would (expecting no commit). Prints the history and one verdict per step. Exit 0 when
     /// every step behaved, 1 naming the step that did not, 2 when the demo cannot start.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Print every CustomResourceDefinition of gitops-reverser as multi-document YAML
     /// (the same bytes as the files in crds/, concatenated in name order).
@@ -67,9 +68,11 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the Kubernetes API simulator (kubesim) until interrupted; writes a kubeconfig that
     /// kubectl and kube-rs can use. For tests and demos: it is not a Kubernetes.
+    #[cfg(feature = "demo")]
     Sim(kubesim::cli::SimArgs),
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Directory for the bare repository (repo.git), the agent's state, the webhook's test
@@ -237,6 +240,7 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 /// Runs a parsed command line; returns the process exit code. Errors are printed on `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let result = match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(&args, out).map_err(|e| CliError::Input {
             input: "demo".into(),
             problem: e.to_string(),
@@ -246,6 +250,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Diff(args) => diff(&args, out),
         Command::Replay(args) => replay(*args, out),
         Command::Run(args) => run_agent(*args),
+        #[cfg(feature = "demo")]
         Command::Sim(args) => kubesim::cli::run_sim_blocking(args, out)
             .map(|()| EXIT_OK)
             .map_err(CliError::from),
@@ -276,6 +281,7 @@ pub enum CliError {
     Layout(#[from] crate::manifest::layout::LayoutError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[cfg(feature = "demo")]
     #[error(transparent)]
     Sim(#[from] kubesim::SimError),
     #[error("Kubernetes client configuration: {0}")]

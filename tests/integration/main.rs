@@ -5,7 +5,9 @@ mod agent;
 mod attribution;
 mod cli;
 mod crds;
+#[cfg(feature = "demo")]
 mod demo;
+mod features;
 mod git_engine;
 mod git_transport;
 mod install;
