@@ -54,7 +54,8 @@ pub enum Command {
     /// Compare a document from Git with a live object (as `kubectl get -o yaml|json` prints it).
     ///
     /// Exit 0 with `equivalent: exact|hash-annotation|near (<reason>)`; exit 1 with a unified
-    /// diff of the sanitized documents and a line naming the differing paths; exit 2 on error.
+    /// diff of the sanitized documents and a line naming the differing paths (with `--output
+    /// json-patch`: the patch that restores Git's version); exit 2 on error.
     Diff(DiffArgs),
     /// Rebuild a folder's Git history from kube-apiserver audit logs; no cluster needed.
     ///
@@ -133,6 +134,20 @@ pub struct DiffArgs {
     /// A Kubernetes Secret manifest with the credentials of --repo.
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// What to print for GIT_FILE and LIVE_FILE (the exit code is the same).
+    #[arg(long, value_enum, default_value_t = DiffOutput::Diff, conflicts_with = "kubeconfig")]
+    pub output: DiffOutput,
+}
+
+/// What `diff GIT_FILE LIVE_FILE` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffOutput {
+    /// The verdict; when different, a unified diff of the sanitized documents and the paths.
+    Diff,
+    /// An RFC 6902 JSON patch that makes the live object equal to the Git document again (`[]`
+    /// when they are equivalent), for `kubectl patch --type json --patch-file`; status and
+    /// server bookkeeping are left alone. The verdict line goes to stderr.
+    JsonPatch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -247,7 +262,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }),
         Command::Crds => crds(out),
         Command::Sanitize(args) => sanitize(&args, out, err),
-        Command::Diff(args) => diff(&args, out),
+        Command::Diff(args) => diff(&args, out, err),
         Command::Replay(args) => replay(*args, out),
         Command::Run(args) => run_agent(*args),
         #[cfg(feature = "demo")]
@@ -344,7 +359,7 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     Ok(EXIT_OK)
 }
 
-fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+fn diff(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
     if let Some(kubeconfig) = &args.kubeconfig {
         return diff_cluster(args, kubeconfig, out);
     }
@@ -358,6 +373,19 @@ fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let git = read_single(git_file)?;
     let live = read_single(live_file)?;
     let verdict = compare(&git, &live);
+    if args.output == DiffOutput::JsonPatch {
+        let (patch, code) = match &verdict {
+            Verdict::Different { .. } => (
+                crate::cluster_diff::patch_to_git(&git, &live),
+                EXIT_DIFFERENT,
+            ),
+            Verdict::Equivalent(_) => (json_patch::Patch::default(), EXIT_OK),
+        };
+        let text = serde_json::to_string_pretty(&patch).map_err(io::Error::other)?;
+        writeln!(out, "{text}")?;
+        writeln!(err, "{verdict}")?;
+        return Ok(code);
+    }
     if let Verdict::Different { paths } = &verdict {
         let (git_yaml, live_yaml) = (to_yaml(&sanitized(&git))?, to_yaml(&sanitized(&live))?);
         let diff = similar::TextDiff::from_lines(&git_yaml, &live_yaml);

@@ -1,5 +1,6 @@
 //! `diff` against a live cluster: every document of a Git folder compared with the object the
-//! cluster holds, plus the cluster's objects of those kinds that Git lacks.
+//! cluster holds, plus the cluster's objects of those kinds that Git lacks; and the RFC 6902
+//! patch that brings one live object back to its Git document (`diff --output json-patch`).
 
 use crate::git::store::Store;
 use crate::git::transport::{GitCli, Remote, Transport};
@@ -217,6 +218,49 @@ pub async fn diff_cluster(
     Ok(all_equivalent)
 }
 
+/// The RFC 6902 JSON patch that makes `live` (the object as the API server returns it) equal to
+/// the Git document again, for `kubectl patch --type json`. It is computed between the sanitized
+/// documents, so status, managed fields and the annotations sanitize drops are never touched;
+/// fields Git does not list are removed (the API server fills its defaults in again). Where
+/// sanitize dropped a whole map the patch adds to (annotations that held only bookkeeping), the
+/// keys are added one by one, so the live object's other keys there stay.
+pub fn patch_to_git(git: &Value, live: &Value) -> json_patch::Patch {
+    use json_patch::{AddOperation, PatchOperation};
+    let mut ops = Vec::new();
+    for op in json_patch::diff(&sanitized(live), &sanitized(git)).0 {
+        match op {
+            PatchOperation::Add(AddOperation { path, value }) => {
+                add_keeping_live_keys(live, path, value, &mut ops);
+            }
+            op => ops.push(op),
+        }
+    }
+    json_patch::Patch(ops)
+}
+
+/// Pushes `add path value`, or, when `live` holds a map at `path` and `value` is a map, one add
+/// per key of `value` (recursively), so the keys only `live` has are kept.
+fn add_keeping_live_keys(
+    live: &Value,
+    path: json_patch::jsonptr::PointerBuf,
+    value: Value,
+    ops: &mut Vec<json_patch::PatchOperation>,
+) {
+    match (live.pointer(path.as_str()), value) {
+        (Some(Value::Object(_)), Value::Object(entries)) => {
+            for (key, value) in entries {
+                let mut child = path.clone();
+                child.push_back(key.as_str());
+                add_keeping_live_keys(live, child, value, ops);
+            }
+        }
+        (_, value) => ops.push(json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path,
+            value,
+        })),
+    }
+}
+
 async fn api_for(
     client: &kube::Client,
     api_version: &str,
@@ -235,4 +279,79 @@ async fn api_for(
         }
         _ => Api::all_with(client.clone(), &resource),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::equivalence::Equivalence;
+    use serde_json::json;
+
+    fn example(file: &str) -> Value {
+        let path = format!("{}/examples/objects/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse_documents(&text, file).expect("YAML").remove(0)
+    }
+
+    fn patched(live: &Value, patch: &json_patch::Patch) -> Value {
+        let mut out = live.clone();
+        json_patch::patch(&mut out, patch).expect("the patch applies to the live object");
+        out
+    }
+
+    #[test]
+    fn the_patch_undoes_a_kubectl_edit_and_leaves_status_and_bookkeeping_alone() {
+        let (git, live) = (
+            example("deployment.git.yaml"),
+            example("deployment.edited.live.yaml"),
+        );
+        assert!(matches!(compare(&git, &live), Verdict::Different { .. }));
+        let patch = patch_to_git(&git, &live);
+        for op in patch.iter() {
+            let path = op.path().as_str();
+            assert!(
+                !path.starts_with("/status") && !path.starts_with("/metadata/managedFields"),
+                "{op}"
+            );
+        }
+        let after = patched(&live, &patch);
+        assert_eq!(sanitized(&after), sanitized(&git));
+        assert_eq!(
+            compare(&git, &after),
+            Verdict::Equivalent(Equivalence::Exact)
+        );
+        assert_eq!(after["status"], live["status"]);
+        assert_eq!(after["metadata"]["uid"], live["metadata"]["uid"]);
+    }
+
+    #[test]
+    fn keys_git_adds_to_a_map_sanitize_emptied_keep_the_live_keys() {
+        let git = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop",
+                         "annotations": {"team": "checkout"}},
+            "data": {"mode": "standard"}
+        });
+        let live = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop", "uid": "u-1",
+                         "resourceVersion": "7",
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "data": {"mode": "sale", "extra": "1"}
+        });
+        let patch = patch_to_git(&git, &live);
+        let after = patched(&live, &patch);
+        assert_eq!(
+            after["metadata"]["annotations"],
+            json!({"team": "checkout", "kubectl.kubernetes.io/last-applied-configuration": "{}"})
+        );
+        assert_eq!(after["data"], json!({"mode": "standard"}));
+        assert_eq!(after["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn equal_documents_give_an_empty_patch() {
+        let git = example("deployment.git.yaml");
+        assert!(patch_to_git(&git, &git).is_empty());
+    }
 }
