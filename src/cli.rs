@@ -144,9 +144,10 @@ pub struct DiffArgs {
 pub enum DiffOutput {
     /// The verdict; when different, a unified diff of the sanitized documents and the paths.
     Diff,
-    /// An RFC 6902 JSON patch that makes the live object equal to the Git document again (`[]`
-    /// when they are equivalent), for `kubectl patch --type json --patch-file`; status and
-    /// server bookkeeping are left alone. The verdict line goes to stderr.
+    /// An RFC 6902 JSON patch that brings the live object back to the Git document (`[]` when
+    /// they are equivalent), for `kubectl patch --type json --patch-file`: it changes what the
+    /// verdict names and leaves server defaults, status and bookkeeping alone. The verdict line
+    /// goes to stderr.
     JsonPatch,
 }
 

@@ -408,6 +408,12 @@ async fn kubectl_applies_the_json_patch_and_the_cluster_equals_git_again() {
 
     let out = run(&["diff", "--output", "json-patch", git, live_path]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // What was edited is restored; the server's defaults are left alone.
+    let patch = stdout(&out);
+    for restored in ["/spec/replicas", "/spec/template/spec/containers/0/image"] {
+        assert!(patch.contains(restored), "{restored}: {patch}");
+    }
+    assert!(!patch.contains("progressDeadlineSeconds"), "{patch}");
     let patch_file = dir.path().join("patch.json");
     std::fs::write(&patch_file, stdout(&out)).expect("write");
     k(args(&[
