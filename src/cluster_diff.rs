@@ -349,7 +349,6 @@ async fn api_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::equivalence::Equivalence;
     use serde_json::json;
 
     fn example(file: &str) -> Value {
