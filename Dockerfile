@@ -1,13 +1,14 @@
 # syntax=docker/dockerfile:1
 # gitops-reverser: `docker build -t gitops-reverser .` (BuildKit). The runtime image holds the
 # binary, git and ssh (the Git transport runs them), and runs as the non-root user 65532.
+# The agent is built without the `demo` feature: no simulator, no `demo`/`sim` commands, no rcgen.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin gitops-reverser \
+    cargo build --release --locked --no-default-features --bin gitops-reverser \
  && cp target/release/gitops-reverser /usr/local/bin/gitops-reverser
 
 FROM debian:bookworm-slim

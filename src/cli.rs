@@ -41,6 +41,7 @@ pub enum Command {
     /// ConfigMap; scale the Deployment; delete the Service; re-apply the repository's files the way
     /// Flux would (expecting no commit). Prints the history and one verdict per step. Exit 0 when
     /// every step behaved, 1 naming the step that did not, 2 when the demo cannot start.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Print every CustomResourceDefinition of gitops-reverser as multi-document YAML
     /// (the same bytes as the files in crds/, concatenated in name order).
@@ -53,7 +54,8 @@ pub enum Command {
     /// Compare a document from Git with a live object (as `kubectl get -o yaml|json` prints it).
     ///
     /// Exit 0 with `equivalent: exact|hash-annotation|near (<reason>)`; exit 1 with a unified
-    /// diff of the sanitized documents and a line naming the differing paths; exit 2 on error.
+    /// diff of the sanitized documents and a line naming the differing paths (with `--output
+    /// json-patch`: the patch that restores Git's version); exit 2 on error.
     Diff(DiffArgs),
     /// Rebuild a folder's Git history from kube-apiserver audit logs; no cluster needed.
     ///
@@ -67,9 +69,11 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Run the Kubernetes API simulator (kubesim) until interrupted; writes a kubeconfig that
     /// kubectl and kube-rs can use. For tests and demos: it is not a Kubernetes.
+    #[cfg(feature = "demo")]
     Sim(kubesim::cli::SimArgs),
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Directory for the bare repository (repo.git), the agent's state, the webhook's test
@@ -130,6 +134,21 @@ pub struct DiffArgs {
     /// A Kubernetes Secret manifest with the credentials of --repo.
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// What to print for GIT_FILE and LIVE_FILE (the exit code is the same).
+    #[arg(long, value_enum, default_value_t = DiffOutput::Diff, conflicts_with = "kubeconfig")]
+    pub output: DiffOutput,
+}
+
+/// What `diff GIT_FILE LIVE_FILE` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffOutput {
+    /// The verdict; when different, a unified diff of the sanitized documents and the paths.
+    Diff,
+    /// An RFC 6902 JSON patch that brings the live object back to the Git document (`[]` when
+    /// they are equivalent), for `kubectl patch --type json --patch-file`: it changes what the
+    /// verdict names and leaves server defaults, status and bookkeeping alone. The verdict line
+    /// goes to stderr.
+    JsonPatch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,15 +260,17 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 /// Runs a parsed command line; returns the process exit code. Errors are printed on `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let result = match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(&args, out).map_err(|e| CliError::Input {
             input: "demo".into(),
             problem: e.to_string(),
         }),
         Command::Crds => crds(out),
         Command::Sanitize(args) => sanitize(&args, out, err),
-        Command::Diff(args) => diff(&args, out),
+        Command::Diff(args) => diff(&args, out, err),
         Command::Replay(args) => replay(*args, out),
         Command::Run(args) => run_agent(*args),
+        #[cfg(feature = "demo")]
         Command::Sim(args) => kubesim::cli::run_sim_blocking(args, out)
             .map(|()| EXIT_OK)
             .map_err(CliError::from),
@@ -280,6 +301,7 @@ pub enum CliError {
     Layout(#[from] crate::manifest::layout::LayoutError),
     #[error(transparent)]
     Replay(#[from] crate::replay::ReplayError),
+    #[cfg(feature = "demo")]
     #[error(transparent)]
     Sim(#[from] kubesim::SimError),
     #[error("Kubernetes client configuration: {0}")]
@@ -342,7 +364,7 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     Ok(EXIT_OK)
 }
 
-fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+fn diff(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
     if let Some(kubeconfig) = &args.kubeconfig {
         return diff_cluster(args, kubeconfig, out);
     }
@@ -356,6 +378,19 @@ fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let git = read_single(git_file)?;
     let live = read_single(live_file)?;
     let verdict = compare(&git, &live);
+    if args.output == DiffOutput::JsonPatch {
+        let (patch, code) = match &verdict {
+            Verdict::Different { .. } => (
+                crate::cluster_diff::patch_to_git(&git, &live),
+                EXIT_DIFFERENT,
+            ),
+            Verdict::Equivalent(_) => (json_patch::Patch::default(), EXIT_OK),
+        };
+        let text = serde_json::to_string_pretty(&patch).map_err(io::Error::other)?;
+        writeln!(out, "{text}")?;
+        writeln!(err, "{verdict}")?;
+        return Ok(code);
+    }
     if let Verdict::Different { paths } = &verdict {
         let (git_yaml, live_yaml) = (to_yaml(&sanitized(&git))?, to_yaml(&sanitized(&live))?);
         let diff = similar::TextDiff::from_lines(&git_yaml, &live_yaml);

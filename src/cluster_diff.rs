@@ -1,5 +1,6 @@
 //! `diff` against a live cluster: every document of a Git folder compared with the object the
-//! cluster holds, plus the cluster's objects of those kinds that Git lacks.
+//! cluster holds, plus the cluster's objects of those kinds that Git lacks; and the RFC 6902
+//! patch that brings one live object back to its Git document (`diff --output json-patch`).
 
 use crate::git::store::Store;
 use crate::git::transport::{GitCli, Remote, Transport};
@@ -217,6 +218,114 @@ pub async fn diff_cluster(
     Ok(all_equivalent)
 }
 
+/// The RFC 6902 JSON patch that makes `live` (the object as the API server returns it)
+/// equivalent to the Git document again, for `kubectl patch --type json`. It is computed between
+/// the sanitized documents, so status, managed fields and the annotations sanitize drops are
+/// never touched; where sanitize dropped keys inside a map the patch adds to or removes (say,
+/// annotations beside the last-applied one), it names the keys one by one, so the live object's
+/// other keys there stay. Then every replacement or removal that [`compare`] does not need (a
+/// server default no field manager owns, `1000m` for `"1"`) is left out: the patch changes what
+/// `diff` calls different and nothing else.
+pub fn patch_to_git(git: &Value, live: &Value) -> json_patch::Patch {
+    use json_patch::{AddOperation, PatchOperation, RemoveOperation};
+    let live_clean = sanitized(live);
+    let mut ops = Vec::new();
+    for op in json_patch::diff(&live_clean, &sanitized(git)).0 {
+        match op {
+            PatchOperation::Add(AddOperation { path, value }) => {
+                add_keeping_live_keys(live, path, value, &mut ops);
+            }
+            PatchOperation::Remove(RemoveOperation { path }) => {
+                remove_keeping_live_keys(live, &live_clean, path, &mut ops);
+            }
+            op => ops.push(op),
+        }
+    }
+    // Last first; only replacements and removals of object members are candidates, since
+    // leaving one out shifts no array index another operation names.
+    for at in (0..ops.len()).rev() {
+        if shifts_no_index(live, &ops[at]) {
+            let mut without = ops.clone();
+            without.remove(at);
+            if equivalent_after(git, live, &without) {
+                ops = without;
+            }
+        }
+    }
+    json_patch::Patch(ops)
+}
+
+/// Pushes `add path value`, or, when `live` holds a map at `path` and `value` is a map, one add
+/// per key of `value` (recursively), so the keys only `live` has are kept.
+fn add_keeping_live_keys(
+    live: &Value,
+    path: json_patch::jsonptr::PointerBuf,
+    value: Value,
+    ops: &mut Vec<json_patch::PatchOperation>,
+) {
+    match (live.pointer(path.as_str()), value) {
+        (Some(Value::Object(_)), Value::Object(entries)) => {
+            for (key, value) in entries {
+                let mut child = path.clone();
+                child.push_back(key.as_str());
+                add_keeping_live_keys(live, child, value, ops);
+            }
+        }
+        (_, value) => ops.push(json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path,
+            value,
+        })),
+    }
+}
+
+/// Pushes `remove path`, or, when sanitize dropped something inside the map at `path`, one
+/// remove per key the sanitized live object has there (recursively), so the dropped keys stay.
+fn remove_keeping_live_keys(
+    live: &Value,
+    live_clean: &Value,
+    path: json_patch::jsonptr::PointerBuf,
+    ops: &mut Vec<json_patch::PatchOperation>,
+) {
+    match (
+        live.pointer(path.as_str()),
+        live_clean.pointer(path.as_str()),
+    ) {
+        (Some(raw @ Value::Object(_)), Some(clean @ Value::Object(keys))) if raw != clean => {
+            for key in keys.keys() {
+                let mut child = path.clone();
+                child.push_back(key.as_str());
+                remove_keeping_live_keys(live, live_clean, child, ops);
+            }
+        }
+        _ => ops.push(json_patch::PatchOperation::Remove(
+            json_patch::RemoveOperation { path },
+        )),
+    }
+}
+
+/// Whether `op` replaces a value, or removes a member of an object of `live` (not an array
+/// element).
+fn shifts_no_index(live: &Value, op: &json_patch::PatchOperation) -> bool {
+    let remove = match op {
+        json_patch::PatchOperation::Replace(_) => return true,
+        json_patch::PatchOperation::Remove(remove) => remove,
+        _ => return false,
+    };
+    remove
+        .path
+        .as_str()
+        .rsplit_once('/')
+        .and_then(|(parent, _)| live.pointer(parent))
+        .is_some_and(Value::is_object)
+}
+
+/// Whether `live` with `ops` applied is equivalent to `git`.
+fn equivalent_after(git: &Value, live: &Value, ops: &[json_patch::PatchOperation]) -> bool {
+    let mut after = live.clone();
+    json_patch::patch(&mut after, ops).is_ok()
+        && matches!(compare(git, &after), Verdict::Equivalent(_))
+}
+
 async fn api_for(
     client: &kube::Client,
     api_version: &str,
@@ -235,4 +344,102 @@ async fn api_for(
         }
         _ => Api::all_with(client.clone(), &resource),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example(file: &str) -> Value {
+        let path = format!("{}/examples/objects/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse_documents(&text, file).expect("YAML").remove(0)
+    }
+
+    fn patched(live: &Value, patch: &json_patch::Patch) -> Value {
+        let mut out = live.clone();
+        json_patch::patch(&mut out, patch).expect("the patch applies to the live object");
+        out
+    }
+
+    #[test]
+    fn the_patch_undoes_a_kubectl_edit_and_nothing_else() {
+        let (git, live) = (
+            example("deployment.git.yaml"),
+            example("deployment.edited.live.yaml"),
+        );
+        assert!(matches!(compare(&git, &live), Verdict::Different { .. }));
+        let patch = patch_to_git(&git, &live);
+        let after = patched(&live, &patch);
+        assert!(
+            matches!(compare(&git, &after), Verdict::Equivalent(_)),
+            "{patch}"
+        );
+        // Only what `diff` names: replicas and the image; server defaults, status and
+        // bookkeeping stay as the server has them.
+        let paths: Vec<&str> = patch.iter().map(|op| op.path().as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/spec/replicas", "/spec/template/spec/containers/0/image"],
+            "{patch}"
+        );
+        assert_eq!(after["status"], live["status"]);
+        assert_eq!(
+            after["metadata"]["annotations"],
+            live["metadata"]["annotations"]
+        );
+    }
+
+    #[test]
+    fn a_map_git_lacks_loses_only_the_keys_sanitize_keeps() {
+        let git = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop"},
+            "data": {"mode": "standard"}
+        });
+        let live = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop",
+                         "annotations": {"argocd.argoproj.io/tracking-id": "shop:/ConfigMap:shop/settings",
+                                         "owner": "bob"}},
+            "data": {"mode": "standard"}
+        });
+        let after = patched(&live, &patch_to_git(&git, &live));
+        assert_eq!(
+            after["metadata"]["annotations"],
+            json!({"argocd.argoproj.io/tracking-id": "shop:/ConfigMap:shop/settings"})
+        );
+    }
+
+    #[test]
+    fn keys_git_adds_to_a_map_sanitize_emptied_keep_the_live_keys() {
+        let git = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop",
+                         "annotations": {"team": "checkout"}},
+            "data": {"mode": "standard"}
+        });
+        let live = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop", "uid": "u-1",
+                         "resourceVersion": "7",
+                         "annotations": {"argocd.argoproj.io/tracking-id": "shop:/ConfigMap:shop/settings"}},
+            "data": {"mode": "sale", "extra": "1"}
+        });
+        let patch = patch_to_git(&git, &live);
+        let after = patched(&live, &patch);
+        assert_eq!(
+            after["metadata"]["annotations"],
+            json!({"team": "checkout", "argocd.argoproj.io/tracking-id": "shop:/ConfigMap:shop/settings"})
+        );
+        assert_eq!(after["data"], json!({"mode": "standard"}));
+        assert_eq!(after["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn equal_documents_give_an_empty_patch() {
+        let git = example("deployment.git.yaml");
+        assert!(patch_to_git(&git, &git).is_empty());
+    }
 }

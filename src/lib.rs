@@ -1,6 +1,7 @@
 //! gitops-reverser: keeps a Git folder equal to the live state of selected Kubernetes objects.
 //! `manifest` is the pure core (sanitize, hash, equivalence, layout, YAML); `crd` holds the
-//! custom resource types; `cli` implements the command line on top of both.
+//! custom resource types; `cli` implements the command line on top of both. The `demo` feature
+//! (default) adds the `demo` and `sim` commands and the simulator they run.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod cluster_diff;
 pub mod config;
 pub mod crd;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod git;
 pub mod identity;

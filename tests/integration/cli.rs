@@ -290,3 +290,158 @@ fn every_subcommand_has_help() {
         );
     }
 }
+
+#[test]
+fn diff_json_patch_prints_the_patch_on_stdout_and_the_verdict_on_stderr() {
+    let out = run(&[
+        "diff",
+        "--output",
+        "json-patch",
+        "examples/objects/deployment.git.yaml",
+        "examples/objects/deployment.edited.live.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let patch: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(&out)));
+    let ops = patch.as_array().expect("an array of operations");
+    assert!(
+        ops.contains(&serde_json::json!({"op": "replace", "path": "/spec/replicas", "value": 2})),
+        "{patch:#}"
+    );
+    for op in ops {
+        let path = op["path"].as_str().expect("path");
+        assert!(
+            !path.starts_with("/status") && !path.starts_with("/metadata/managedFields"),
+            "{op}"
+        );
+    }
+    assert!(stderr(&out).starts_with("different: "), "{}", stderr(&out));
+
+    let same = run(&[
+        "diff",
+        "--output",
+        "json-patch",
+        "examples/objects/deployment.git.yaml",
+        "examples/objects/deployment.live.yaml",
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
+    assert_eq!(stdout(&same), "[]\n");
+    assert!(
+        stderr(&same).starts_with("equivalent: near ("),
+        "{}",
+        stderr(&same)
+    );
+
+    let cluster = run(&["diff", "--output", "json-patch", "--kubeconfig", "x"]);
+    assert_eq!(cluster.status.code(), Some(2), "{}", stderr(&cluster));
+}
+
+/// kubectl against the simulator: someone edits a Deployment that came from Git; the patch
+/// `diff --output json-patch` prints is accepted by `kubectl patch --type json`, and afterwards
+/// `diff` finds the cluster equivalent to Git again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_the_json_patch_and_the_cluster_equals_git_again() {
+    let Some(kubectl) = crate::support::git_servers::require_binary("kubectl", "kubectl") else {
+        return;
+    };
+    let sim = kubesim::Simulator::start(kubesim::SimConfig::default().with_tls())
+        .await
+        .expect("simulator");
+    let dir = tempfile::TempDir::new().expect("scratch");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig("admin").expect("kubeconfig")).expect("write");
+    let k = |args: Vec<String>| {
+        let mut command = tokio::process::Command::new(&kubectl);
+        command
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", dir.path())
+            .env("KUBECACHEDIR", dir.path().join("cache"))
+            .env_remove("KUBECONFIG")
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+                .await
+                .expect("kubectl finished within 60s")
+                .expect("kubectl runs");
+            assert!(
+                out.status.success(),
+                "kubectl failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let git = repo("examples/objects/deployment.git.yaml");
+    let git = git.to_str().expect("utf-8");
+    k(args(&["create", "namespace", "shop"])).await;
+    k(args(&["apply", "-f", git])).await;
+    // The edits diff must undo: a scale, an image, a label, an annotation.
+    k(args(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--replicas=5",
+    ]))
+    .await;
+    k(args(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":"frontend"},"annotations":{"owner":"bob"}},
+            "spec":{"template":{"spec":{"containers":[{"name":"web","image":"ghcr.io/example/web:1.5.0",
+            "ports":[{"containerPort":8080}],"resources":{"requests":{"cpu":"1","memory":"256Mi"}}}]}}}}"#,
+    ]))
+    .await;
+    let live = dir.path().join("live.yaml");
+    let get = args(&["get", "deployment", "web", "-n", "shop", "-o", "yaml"]);
+    std::fs::write(&live, k(get.clone()).await).expect("write");
+    let live_path = live.to_str().expect("utf-8");
+
+    let out = run(&["diff", "--output", "json-patch", git, live_path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // What was edited is restored; the server's defaults are left alone.
+    let patch = stdout(&out);
+    for restored in ["/spec/replicas", "/spec/template/spec/containers/0/image"] {
+        assert!(patch.contains(restored), "{restored}: {patch}");
+    }
+    assert!(!patch.contains("progressDeadlineSeconds"), "{patch}");
+    let patch_file = dir.path().join("patch.json");
+    std::fs::write(&patch_file, stdout(&out)).expect("write");
+    k(args(&[
+        "patch",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--type=json",
+        "--patch-file",
+        patch_file.to_str().expect("utf-8"),
+    ]))
+    .await;
+
+    std::fs::write(&live, k(get).await).expect("write");
+    let after = run(&["diff", git, live_path]);
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "patch:\n{}\ndiff after it:\n{}{}",
+        stdout(&out),
+        stdout(&after),
+        stderr(&after)
+    );
+    assert!(
+        stdout(&after).starts_with("equivalent: "),
+        "{}",
+        stdout(&after)
+    );
+    sim.shutdown();
+}

@@ -10,7 +10,9 @@ mod cli;
 mod corpus;
 mod crash;
 mod crds;
+#[cfg(feature = "demo")]
 mod demo;
+mod features;
 mod fuzz;
 mod git_engine;
 mod git_transport;
