@@ -74,18 +74,7 @@ pub enum Command {
 }
 
 #[cfg(feature = "demo")]
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Directory for the bare repository (repo.git), the agent's state, the webhook's test
-    /// certificates and, with --serve, alice's and bob's kubeconfigs; created if missing, must
-    /// not hold a previous demo (default: a new temporary directory, printed and kept).
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Keep the cluster, the agent and the repository running after the scenario and print
-    /// kubeconfigs (alice, bob) and commands to try, until Ctrl-C.
-    #[arg(long)]
-    pub serve: bool,
-}
+pub use crate::demo::DemoArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct SanitizeArgs {

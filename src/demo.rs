@@ -3,7 +3,6 @@
 
 use crate::agent::runtime::{AgentError, AgentHandle, AgentOptions};
 use crate::attribution::{FactIndex, Resolver, WebhookConfig, WebhookError, WebhookServer};
-use crate::cli::DemoArgs;
 use crate::crd::{GitDestination, GitRepoConfig, WatchRule};
 use crate::git::marker::MARKER_FILE;
 use crate::git::transport::GitCli;
@@ -25,6 +24,22 @@ use tokio::task::JoinHandle;
 
 /// Exit code when a step of the scenario did not behave.
 pub const EXIT_STEP_FAILED: u8 = 1;
+/// Every step behaved.
+pub const EXIT_OK: u8 = 0;
+
+/// `gitops-reverser demo`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for the bare repository (repo.git), the agent's state, the webhook's test
+    /// certificates and, with --serve, alice's and bob's kubeconfigs; created if missing, must
+    /// not hold a previous demo (default: a new temporary directory, printed and kept).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the cluster, the agent and the repository running after the scenario and print
+    /// kubeconfigs (alice, bob) and commands to try, until Ctrl-C.
+    #[arg(long)]
+    pub serve: bool,
+}
 
 /// The namespace the scenario works in.
 pub const NAMESPACE: &str = "shop";
@@ -243,7 +258,7 @@ async fn demo(
     let code = match &outcome.failed {
         None => {
             writeln!(out, "Every step behaved.")?;
-            crate::cli::EXIT_OK
+            EXIT_OK
         }
         Some((step, line)) => {
             writeln!(out, "{line}")?;
