@@ -398,10 +398,15 @@ impl Remotes {
                 if repo.url.as_ref() != Some(&url) {
                     continue;
                 }
-                let Some(probe) = probe_key(repo, self.credentials.get(key), self.insecure(key))
-                else {
-                    continue;
-                };
+                // A push with unusable credentials (a Secret gone or broken) still tells
+                // whether the remote took it.
+                let probe = probe_key(repo, self.credentials.get(key), self.insecure(key))
+                    .unwrap_or_else(|| ProbeKey {
+                        url: repo.remote_url.clone(),
+                        generation: repo.generation,
+                        credentials: None,
+                        tls: TlsSettings::default(),
+                    });
                 let before = self.probes.get(key).and_then(|(_, _, r)| r.clone());
                 if before.as_ref() != Some(&result) {
                     match &result {

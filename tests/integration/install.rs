@@ -141,8 +141,47 @@ async fn credentials_round(server: &GitServer) {
         .await;
         env.put_configmap("shop", "settings", "2").await;
         until_served(server, &path, "value: \"2\"").await;
+
+        // The Secret goes away: pushes stop, and the conditions say why.
+        let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "shop");
+        secrets
+            .delete("git-creds", &Default::default())
+            .await
+            .expect("delete the secret");
+        let gone = until_condition(
+            &env.client,
+            "gitrepoconfigs",
+            "shop",
+            "repo",
+            "CredentialsValid",
+            "False",
+        )
+        .await;
+        assert!(
+            gone["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("shop/git-creds") && m.contains("not found")),
+            "{gone}"
+        );
+        env.put_configmap("shop", "settings", "3").await;
+        let stopped = until_condition(
+            &env.client,
+            "gitrepoconfigs",
+            "shop",
+            "repo",
+            "RepositoryReachable",
+            "False",
+        )
+        .await;
+        assert!(
+            stopped["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("authentication")),
+            "{stopped}"
+        );
+        assert!(!server.repo.show("main", &path).contains("value: \"3\""));
     }
-    agent.stop().await;
+    agent.stop_unflushed().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

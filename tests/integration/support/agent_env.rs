@@ -255,6 +255,11 @@ impl Running {
             .await
             .expect("the agent stopped cleanly");
     }
+
+    /// Stops an agent that is expected to hold changes it could not push.
+    pub async fn stop_unflushed(self) {
+        let _ = self.running.stop().await;
+    }
 }
 
 /// The condition `type_` of a configbutler.ai object, as `kubectl get -o yaml` would show it.
