@@ -44,6 +44,102 @@ pub enum Input {
     Barrier(oneshot::Sender<()>),
 }
 
+/// What became of an event offered to a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// In the task's queue, which now holds this many.
+    Queued { depth: usize },
+    /// Held until the running reconcile ends; this many are held.
+    Held { held: usize },
+    /// Not taken (the queue is full, or the held bound was reached and the held events were
+    /// dropped): the destination must reconcile again. `first`: the first loss since the last
+    /// reconcile started (worth a warning).
+    Lost { first: bool },
+    /// The task has stopped.
+    Closed,
+}
+
+/// A destination's intake on the main loop: events go to its task's bounded queue without
+/// waiting; while its reconcile runs they are held (bounded) and handed over after it, in
+/// order; whatever cannot be taken marks the destination for another reconcile (nothing is lost:
+/// the reconcile lists the current state).
+pub struct Intake {
+    tx: mpsc::Sender<Input>,
+    held: Vec<Routed>,
+    held_limit: usize,
+    reconciling: bool,
+    resync: bool,
+}
+
+impl Intake {
+    pub fn new(tx: mpsc::Sender<Input>, held_limit: usize) -> Self {
+        Self {
+            tx,
+            held: Vec::new(),
+            held_limit,
+            reconciling: false,
+            resync: false,
+        }
+    }
+
+    /// The task's queue (for a reconcile's barrier and what it learned).
+    pub fn sender(&self) -> &mpsc::Sender<Input> {
+        &self.tx
+    }
+
+    pub fn reconciling(&self) -> bool {
+        self.reconciling
+    }
+
+    /// Events were lost since the last reconcile started: another one is due.
+    pub fn needs_resync(&self) -> bool {
+        self.resync
+    }
+
+    /// Takes one event, never waiting.
+    pub fn offer(&mut self, routed: Routed) -> Offered {
+        if self.reconciling {
+            if self.held.len() < self.held_limit {
+                self.held.push(routed);
+                return Offered::Held {
+                    held: self.held.len(),
+                };
+            }
+            self.held.clear();
+            return self.lost();
+        }
+        match self.tx.try_send(Input::Event(routed)) {
+            Ok(()) => Offered::Queued {
+                depth: self.tx.max_capacity() - self.tx.capacity(),
+            },
+            Err(mpsc::error::TrySendError::Full(_)) => self.lost(),
+            Err(mpsc::error::TrySendError::Closed(_)) => Offered::Closed,
+        }
+    }
+
+    fn lost(&mut self) -> Offered {
+        let first = !self.resync;
+        self.resync = true;
+        Offered::Lost { first }
+    }
+
+    /// A reconcile starts: events are held from now on, and what was lost before is covered.
+    pub fn start_reconcile(&mut self) {
+        self.reconciling = true;
+        self.resync = false;
+    }
+
+    /// The reconcile ended: the held events go to the task, in order; returns what became of
+    /// each.
+    pub fn end_reconcile(&mut self) -> Vec<Offered> {
+        self.reconciling = false;
+        std::mem::take(&mut self.held)
+            .into_iter()
+            .map(|routed| self.offer(routed))
+            .collect()
+    }
+}
+
 /// What a destination's task needs.
 pub struct Settings {
     pub key: ObjectKey,
@@ -360,6 +456,78 @@ mod tests {
     use super::*;
     use crate::agent::capture::Unchanged;
     use crate::manifest::equivalence::Equivalence;
+
+    fn routed(name: &str) -> Routed {
+        let resource = kube::api::ApiResource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+        };
+        Routed {
+            watch: WatchKey {
+                group: String::new(),
+                version: "v1".into(),
+                resource: "configmaps".into(),
+                kind: "ConfigMap".into(),
+                namespaced: true,
+                namespace: None,
+            },
+            object: Arc::new(DynamicObject::new(name, &resource)),
+            deleted: false,
+            creates: true,
+            updates: true,
+        }
+    }
+
+    fn name(input: Input) -> String {
+        match input {
+            Input::Event(r) => r.object.metadata.name.clone().unwrap_or_default(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Events are queued without waiting; during a reconcile they are held and handed over
+    /// after it, in order; a full queue or the held bound loses events and asks for another
+    /// reconcile, warning once.
+    #[test]
+    fn the_intake_holds_during_a_reconcile_and_never_waits() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut intake = Intake::new(tx, 3);
+        assert_eq!(intake.offer(routed("a")), Offered::Queued { depth: 1 });
+        intake.start_reconcile();
+        assert_eq!(intake.offer(routed("b")), Offered::Held { held: 1 });
+        assert_eq!(intake.offer(routed("c")), Offered::Held { held: 2 });
+        assert_eq!(name(rx.try_recv().unwrap()), "a");
+        assert!(rx.try_recv().is_err(), "held events wait for the reconcile");
+        assert_eq!(
+            intake.end_reconcile(),
+            [Offered::Queued { depth: 1 }, Offered::Queued { depth: 2 }]
+        );
+        assert_eq!(name(rx.try_recv().unwrap()), "b");
+        assert_eq!(name(rx.try_recv().unwrap()), "c");
+
+        // A full queue: lost, another reconcile is due, the first loss is the one to warn about.
+        intake.offer(routed("d"));
+        intake.offer(routed("e"));
+        assert_eq!(intake.offer(routed("f")), Offered::Lost { first: true });
+        assert_eq!(intake.offer(routed("g")), Offered::Lost { first: false });
+        assert!(intake.needs_resync());
+        intake.start_reconcile();
+        assert!(!intake.needs_resync(), "the reconcile covers what was lost");
+
+        // The held bound: past it the held events go, and another reconcile follows.
+        for n in ["h", "i", "j"] {
+            assert!(matches!(intake.offer(routed(n)), Offered::Held { .. }));
+        }
+        assert_eq!(intake.offer(routed("k")), Offered::Lost { first: true });
+        assert!(intake.end_reconcile().is_empty());
+        assert!(intake.needs_resync());
+
+        drop(rx);
+        assert_eq!(intake.offer(routed("l")), Offered::Closed);
+    }
 
     #[test]
     fn decisions_map_from_the_capture_decision_with_its_labels() {

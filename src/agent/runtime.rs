@@ -2,7 +2,7 @@
 //! plan, applies it (watches, workers, statuses, initial reconciles) and captures live events.
 
 use super::capture::Layout;
-use super::destination::{self, Input, Routed};
+use super::destination::{self, Input, Intake, Offered, Routed};
 use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
 pub use super::remotes::DEFAULT_RECHECK;
 use super::remotes::{Probed, PushLedger, Remotes};
@@ -117,8 +117,8 @@ const HELD_LIMIT: usize = 10_000;
 /// What the agent holds for one Ready destination.
 struct Destination {
     worker: WorkerHandle,
-    /// Its task's queue: the task decides each event and hands the changes to the worker.
-    tx: mpsc::Sender<Input>,
+    /// Where its events go: its task's queue, or held while it reconciles.
+    intake: Intake,
     task: tokio::task::JoinHandle<()>,
     /// What the destination was started with; a change starts it anew.
     settings: (Layout, bool),
@@ -126,49 +126,42 @@ struct Destination {
     covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
     /// Nudges its reconcilers after each push; stopped when the destination is released.
     triggers: tokio::task::JoinHandle<()>,
-    reconciling: bool,
-    /// Events routed to it while its reconcile runs, handed over after it.
-    held: Vec<Routed>,
-    /// Events were lost to a full queue (or the held bound): reconcile again from listings.
-    resync: bool,
 }
 
 impl Destination {
-    /// Hands an event to the destination's task without waiting, or holds it while a reconcile
-    /// runs. True when it could not be taken: the destination must reconcile again.
+    /// Hands an event to the destination's task without waiting (or holds it while a
+    /// reconcile runs); counts and says what happened. True when it was lost: the destination
+    /// must reconcile again.
     fn offer(&mut self, routed: Routed, label: &str, metrics: &Metrics) -> bool {
-        if self.reconciling {
-            if self.held.len() < HELD_LIMIT {
-                self.held.push(routed);
-                metrics.set_destination_held(label, self.held.len());
-                return false;
-            }
-            self.held.clear();
-            metrics.set_destination_held(label, 0);
-            return self.overflowed(label, metrics);
-        }
-        match self.tx.try_send(Input::Event(routed)) {
-            Ok(()) => {
-                metrics.set_destination_queue(label, self.tx.max_capacity() - self.tx.capacity());
-                false
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => self.overflowed(label, metrics),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::error!(destination = %label, "the destination's task has stopped; event dropped");
-                false
-            }
-        }
+        let offered = self.intake.offer(routed);
+        record_offer(offered, label, metrics)
     }
+}
 
-    fn overflowed(&mut self, label: &str, metrics: &Metrics) -> bool {
-        metrics.record_destination_overflow(label);
-        if !self.resync {
-            tracing::warn!(destination = %label,
-                "queue full (its repository is slow or unreachable); events are dropped and the \
-                 destination reconciles from complete listings once it catches up");
+/// Metrics and logs of one offered event; true when it was lost.
+fn record_offer(offered: Offered, label: &str, metrics: &Metrics) -> bool {
+    match offered {
+        Offered::Queued { depth } => {
+            metrics.set_destination_queue(label, depth);
+            false
         }
-        self.resync = true;
-        true
+        Offered::Held { held } => {
+            metrics.set_destination_held(label, held);
+            false
+        }
+        Offered::Lost { first } => {
+            metrics.record_destination_overflow(label);
+            if first {
+                tracing::warn!(destination = %label,
+                    "queue full (its repository is slow or unreachable); events are dropped and \
+                     the destination reconciles from complete listings once it catches up");
+            }
+            true
+        }
+        Offered::Closed => {
+            tracing::error!(destination = %label, "the destination's task has stopped; event dropped");
+            false
+        }
     }
 }
 
@@ -489,7 +482,7 @@ impl Agent {
                             key.clone(),
                             Destination {
                                 worker,
-                                tx,
+                                intake: Intake::new(tx, HELD_LIMIT),
                                 task,
                                 settings: (layout, resolved.prune == PrunePolicy::Sweep),
                                 covered: Default::default(),
@@ -499,9 +492,6 @@ impl Agent {
                                     pushed,
                                     self.triggers.clone(),
                                 )),
-                                reconciling: false,
-                                held: Vec::new(),
-                                resync: false,
                             },
                         );
                     }
@@ -538,19 +528,20 @@ impl Agent {
                     });
                 continue;
             }
-            if (covered == destination.covered && !destination.resync) || destination.reconciling {
+            if (covered == destination.covered && !destination.intake.needs_resync())
+                || destination.intake.reconciling()
+            {
                 continue;
             }
             destination.covered = covered;
-            destination.resync = false;
-            destination.reconciling = true;
+            destination.intake.start_reconcile();
             tokio::spawn(reconcile::reconcile(
                 reconcile::Request {
                     client: self.client.clone(),
                     plan: plan.clone(),
                     key: key.clone(),
                     worker: destination.worker.clone(),
-                    destination: destination.tx.clone(),
+                    destination: destination.intake.sender().clone(),
                     layout: destination.settings.0.clone(),
                     prune: destination.settings.1,
                     unresolved,
@@ -586,14 +577,13 @@ impl Agent {
         let mut again = false;
         let label = key.to_string();
         if let Some(destination) = self.destinations.get_mut(&key) {
-            destination.reconciling = false;
             // Only the hash fast path depends on this: a full queue just costs Git reads.
-            let _ = destination.tx.try_send(Input::Learned(hashes));
-            for routed in std::mem::take(&mut destination.held) {
-                destination.offer(routed, &label, &self.handle.metrics);
+            let _ = destination.intake.sender().try_send(Input::Learned(hashes));
+            for offered in destination.intake.end_reconcile() {
+                record_offer(offered, &label, &self.handle.metrics);
             }
             self.handle.metrics.set_destination_held(&label, 0);
-            again = destination.resync;
+            again = destination.intake.needs_resync();
         }
         if let Err(reason) = &result {
             tracing::warn!(destination = %key, %reason, "initial reconcile incomplete");
@@ -615,9 +605,12 @@ impl Agent {
                 .map(|(key, destination)| {
                     destination.triggers.abort();
                     let Destination {
-                        worker, tx, task, ..
+                        worker,
+                        intake,
+                        task,
+                        ..
                     } = destination;
-                    drop(tx);
+                    drop(intake);
                     async move {
                         let _ = task.await;
                         let flushed = worker.flush().await;
