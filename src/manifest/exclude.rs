@@ -255,3 +255,220 @@ fn controller_owner(obj: &Value) -> Option<String> {
     let field = |k: &str| owner.get(k).and_then(Value::as_str).unwrap_or("?");
     Some(format!("{}/{}", field("kind"), field("name")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(api_version: &str, kind: &str, ns: Option<&str>, name: &str) -> Value {
+        let mut meta = json!({"name": name});
+        if let Some(ns) = ns {
+            meta["namespace"] = json!(ns);
+        }
+        json!({"apiVersion": api_version, "kind": kind, "metadata": meta})
+    }
+
+    fn rule_of(obj: &Value, policy: &ExclusionPolicy) -> Option<&'static str> {
+        exclusion(obj, policy).map(|e| e.rule)
+    }
+
+    /// Every built-in rule, each with an object it excludes and a near miss it lets through.
+    #[test]
+    fn every_built_in_rule_excludes_its_objects_and_only_those() {
+        let p = ExclusionPolicy::default();
+        let cases: Vec<(&str, Value, Option<&str>)> = vec![
+            (
+                "a Secret",
+                object("v1", "Secret", Some("shop"), "db"),
+                Some(SECRETS),
+            ),
+            (
+                "a core Event",
+                object("v1", "Event", Some("shop"), "e"),
+                Some("events"),
+            ),
+            (
+                "an events.k8s.io Event",
+                object("events.k8s.io/v1", "Event", Some("shop"), "e"),
+                Some("events"),
+            ),
+            (
+                "Endpoints",
+                object("v1", "Endpoints", Some("shop"), "web"),
+                Some("endpoints"),
+            ),
+            (
+                "an EndpointSlice",
+                object(
+                    "discovery.k8s.io/v1",
+                    "EndpointSlice",
+                    Some("shop"),
+                    "web-x",
+                ),
+                Some("endpoints"),
+            ),
+            (
+                "a Lease",
+                object(
+                    "coordination.k8s.io/v1",
+                    "Lease",
+                    Some("kube-node-lease"),
+                    "n1",
+                ),
+                Some("leases"),
+            ),
+            (
+                "a ControllerRevision",
+                object("apps/v1", "ControllerRevision", Some("shop"), "web-1"),
+                Some("controller-revisions"),
+            ),
+            (
+                "kube-root-ca.crt in any namespace",
+                object("v1", "ConfigMap", Some("shop"), "kube-root-ca.crt"),
+                Some("per-cluster"),
+            ),
+            (
+                "extension-apiserver-authentication in kube-system",
+                object(
+                    "v1",
+                    "ConfigMap",
+                    Some("kube-system"),
+                    "extension-apiserver-authentication",
+                ),
+                Some("per-cluster"),
+            ),
+            (
+                "a ConfigMap of that name elsewhere",
+                object(
+                    "v1",
+                    "ConfigMap",
+                    Some("shop"),
+                    "extension-apiserver-authentication",
+                ),
+                None,
+            ),
+            (
+                "cluster-info in kube-public",
+                object("v1", "ConfigMap", Some("kube-public"), "cluster-info"),
+                Some("per-cluster"),
+            ),
+            (
+                "the default ServiceAccount",
+                object("v1", "ServiceAccount", Some("shop"), "default"),
+                Some("per-cluster"),
+            ),
+            (
+                "another ServiceAccount",
+                object("v1", "ServiceAccount", Some("shop"), "web"),
+                None,
+            ),
+            (
+                "Namespace kube-system",
+                object("v1", "Namespace", None, "kube-system"),
+                Some("per-cluster"),
+            ),
+            (
+                "Namespace kube-public",
+                object("v1", "Namespace", None, "kube-public"),
+                Some("per-cluster"),
+            ),
+            (
+                "Namespace kube-node-lease",
+                object("v1", "Namespace", None, "kube-node-lease"),
+                Some("per-cluster"),
+            ),
+            (
+                "Namespace default",
+                object("v1", "Namespace", None, "default"),
+                Some("per-cluster"),
+            ),
+            (
+                "a team's Namespace",
+                object("v1", "Namespace", None, "shop"),
+                None,
+            ),
+            (
+                "the kubernetes Service in default",
+                object("v1", "Service", Some("default"), "kubernetes"),
+                Some("per-cluster"),
+            ),
+            (
+                "a Service named kubernetes elsewhere",
+                object("v1", "Service", Some("shop"), "kubernetes"),
+                None,
+            ),
+            (
+                "a ConfigMap",
+                object("v1", "ConfigMap", Some("shop"), "settings"),
+                None,
+            ),
+            (
+                "a Deployment",
+                object("apps/v1", "Deployment", Some("shop"), "web"),
+                None,
+            ),
+        ];
+        for (what, obj, want) in cases {
+            assert_eq!(rule_of(&obj, &p), want, "{what}");
+            if let Some(rule) = want {
+                let e = exclusion(&obj, &p).unwrap_or_else(|| panic!("{what}"));
+                assert!(!e.reason.is_empty(), "{what}: a reason");
+                // Disabling the rule lets it through (where no other rule applies).
+                let mut off = ExclusionPolicy::default();
+                off.disabled.insert(rule.to_string());
+                assert_eq!(rule_of(&obj, &off), None, "{what} with {rule} disabled");
+            }
+        }
+    }
+
+    /// Service-account tokens stay out even when Secrets are allowed; other Secrets then pass.
+    #[test]
+    fn service_account_tokens_stay_out_when_secrets_are_allowed() {
+        let allowed = ExclusionPolicy::allowing_secrets();
+        let mut token = object("v1", "Secret", Some("shop"), "web-token-x");
+        token["type"] = json!("kubernetes.io/service-account-token");
+        assert_eq!(rule_of(&token, &allowed), Some(SERVICE_ACCOUNT_TOKENS));
+        assert_eq!(
+            rule_of(&token, &ExclusionPolicy::default()),
+            Some(SERVICE_ACCOUNT_TOKENS)
+        );
+        let mut opaque = object("v1", "Secret", Some("shop"), "db");
+        opaque["type"] = json!("Opaque");
+        assert_eq!(rule_of(&opaque, &allowed), None);
+    }
+
+    /// Objects a controller owns are derived (write the owner instead); an owner reference
+    /// without `controller: true` is no reason to skip.
+    #[test]
+    fn controller_owned_objects_are_derived_and_other_owners_are_not() {
+        let p = ExclusionPolicy::default();
+        let mut pod = object("v1", "Pod", Some("shop"), "web-abc");
+        pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1",
+            "kind": "ReplicaSet", "name": "web-7d4", "uid": "u", "controller": true}]);
+        let e = exclusion(&pod, &p).expect("excluded");
+        assert_eq!(e.rule, CONTROLLER_OWNED);
+        assert!(e.reason.contains("ReplicaSet/web-7d4"), "{}", e.reason);
+        let mut cm = object("v1", "ConfigMap", Some("shop"), "settings");
+        cm["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap",
+            "name": "parent", "uid": "u"}]);
+        assert_eq!(rule_of(&cm, &p), None);
+    }
+
+    /// The default RBAC policy the API server recreates (`kubernetes.io/bootstrapping:
+    /// rbac-defaults`) is not written; a user's ClusterRole is.
+    #[test]
+    fn bootstrap_rbac_is_not_written_and_a_users_role_is() {
+        let p = ExclusionPolicy::default();
+        let mut admin = object("rbac.authorization.k8s.io/v1", "ClusterRole", None, "admin");
+        admin["metadata"]["labels"] = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
+        assert_eq!(rule_of(&admin, &p), Some(BOOTSTRAP_RBAC));
+        let mine = object(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            None,
+            "reader",
+        );
+        assert_eq!(rule_of(&mine, &p), None);
+    }
+}
