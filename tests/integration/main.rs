@@ -21,5 +21,6 @@ mod isolation;
 mod ops;
 mod release;
 mod replay;
+mod sealed_secrets;
 mod signing;
 mod support;
