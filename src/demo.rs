@@ -1,5 +1,7 @@
 //! The `demo` command: the API simulator, a local bare repository and the agent in one process,
 //! driven through a scripted scenario in which every step must have its expected effect in Git.
+//! Long because the scenario is one story (set-up, six steps with their checks, the printed
+//! history and the --serve mode); it is behind the `demo` feature and not in the agent's image.
 
 use crate::agent::runtime::{AgentError, AgentHandle, AgentOptions};
 use crate::attribution::{FactIndex, Resolver, WebhookConfig, WebhookError, WebhookServer};

@@ -1,5 +1,7 @@
 //! The agent's main loop: reflects the custom resources, namespaces and discovery into the
-//! plan, applies it (watches, workers, statuses, initial reconciles) and captures live events.
+//! plan, applies it (watches, workers, statuses, initial reconciles) and routes live events to
+//! the destinations' tasks. About 800 lines: the wiring of one loop; the decisions live in
+//! `capture`, `destination`, `reconcile`, `remotes` and `status`.
 
 use super::capture::Layout;
 use super::destination::{self, Input, Intake, Offered, Routed};

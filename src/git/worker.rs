@@ -1,5 +1,6 @@
 //! One worker per repository and branch: every destination on it shares one queue, its commit
 //! windows, and a push loop that rebuilds on another writer's commits and waits out outages.
+//! About 800 lines: the worker's loop, its push round and the commit building share one state.
 
 use super::change::{Change, commit_message};
 use super::marker::{self, Claim, MARKER_FILE, Owner};
