@@ -7,14 +7,20 @@ use gitops_reverser::cli::{Cli, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The agent says what it decided at the default level (a line per commit and push, a
+    // warning per skipped object); one-shot commands only warn. RUST_LOG overrides both.
+    let default = match cli.command {
+        gitops_reverser::cli::Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .init();
-    let cli = Cli::parse();
     let code = run(
         cli,
         // Unlocked handles: a stderr locked for the whole run would block every thread that

@@ -110,6 +110,46 @@ pub enum AgentError {
     },
     #[error("the agent task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(
+        "the custom resource {resource} is not served: install the CRDs first \
+         (kubectl apply -k manifests/crds, or `gitops-reverser crds | kubectl apply -f -`)"
+    )]
+    CrdMissing { resource: String },
+    #[error(
+        "the service account cannot list {resource}: {detail} (grant list and watch on it; \
+         see manifests/rbac.yaml)"
+    )]
+    Forbidden { resource: String, detail: String },
+    #[error("cannot list {resource} at start: {source}")]
+    Preflight {
+        resource: String,
+        source: kube::Error,
+    },
+}
+
+/// Fails fast when the agent could not work at all: a custom resource kind that is not served
+/// (CRDs missing) or that the service account may not list.
+async fn preflight(client: &kube::Client) -> Result<(), AgentError> {
+    async fn check<K>(client: &kube::Client) -> Result<(), AgentError>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let resource = format!("{}.{}", K::plural(&()), K::group(&()));
+        let api: Api<K> = Api::all(client.clone());
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Err(AgentError::CrdMissing { resource }),
+            Err(kube::Error::Api(e)) if e.code == 403 => Err(AgentError::Forbidden {
+                resource,
+                detail: e.message,
+            }),
+            Err(source) => Err(AgentError::Preflight { resource, source }),
+        }
+    }
+    check::<GitRepoConfig>(client).await?;
+    check::<GitDestination>(client).await?;
+    check::<WatchRule>(client).await?;
+    check::<ClusterWatchRule>(client).await
 }
 
 /// Events held for a destination while its reconcile runs, at most; past it they are dropped
@@ -271,6 +311,7 @@ pub async fn run(
     handle: AgentHandle,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    preflight(&client).await?;
     let changed = Arc::new(Notify::new());
     let repos = reflect::<GitRepoConfig>(client.clone(), changed.clone());
     let destinations = reflect::<GitDestination>(client.clone(), changed.clone());
@@ -304,6 +345,25 @@ pub async fn run(
         inputs: None,
     };
     tokio::pin!(shutdown);
+    // No plan before every configuration store has listed: a plan from half the custom
+    // resources would start the wrong watches and report ready too early.
+    handle
+        .readiness
+        .set_not_ready("the custom resources and namespaces have not been listed yet");
+    let listed = async {
+        let _ = repos.wait_until_ready().await;
+        let _ = destinations.wait_until_ready().await;
+        let _ = watch_rules.wait_until_ready().await;
+        let _ = cluster_rules.wait_until_ready().await;
+        let _ = namespaces.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = &mut shutdown => {
+            status_writer.abort();
+            return Ok(());
+        }
+        _ = listed => {}
+    }
     // Reachability is checked again now and then even when nothing changes.
     let mut recheck = tokio::time::interval(options.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

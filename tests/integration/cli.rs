@@ -445,3 +445,35 @@ async fn kubectl_applies_the_json_patch_and_the_cluster_equals_git_again() {
     );
     sim.shutdown();
 }
+
+/// `run` against a cluster without the CRDs exits non-zero at once with one line that says
+/// what to install, instead of running and reporting ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_the_crds_exits_non_zero_naming_them() {
+    let sim = kubesim::Simulator::start(kubesim::SimConfig::default().with_tls())
+        .await
+        .expect("simulator");
+    let scratch = tempfile::TempDir::new().expect("scratch");
+    let kubeconfig = scratch.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig("admin").expect("kubeconfig")).expect("write");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--state-dir")
+            .arg(scratch.path().join("state"))
+            .output(),
+    )
+    .await
+    .expect("run exits by itself")
+    .expect("run starts");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gitrepoconfigs.configbutler.ai is not served")
+            && stderr.contains("install the CRDs"),
+        "{stderr}"
+    );
+}
