@@ -140,6 +140,33 @@ impl Intake {
     }
 }
 
+/// Metrics and logs of one offered event; true when it was lost.
+pub fn record_offer(offered: Offered, label: &str, metrics: &Metrics) -> bool {
+    match offered {
+        Offered::Queued { depth } => {
+            metrics.set_destination_queue(label, depth);
+            false
+        }
+        Offered::Held { held } => {
+            metrics.set_destination_held(label, held);
+            false
+        }
+        Offered::Lost { first } => {
+            metrics.record_destination_overflow(label);
+            if first {
+                tracing::warn!(destination = %label,
+                    "queue full (its repository is slow or unreachable); events are dropped and \
+                     the destination reconciles from complete listings once it catches up");
+            }
+            true
+        }
+        Offered::Closed => {
+            tracing::error!(destination = %label, "the destination's task has stopped; event dropped");
+            false
+        }
+    }
+}
+
 /// What a destination's task needs.
 pub struct Settings {
     pub key: ObjectKey,

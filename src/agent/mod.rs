@@ -3,6 +3,7 @@
 //! destination; `runtime` is the wiring (see docs/architecture.md for the task structure).
 
 pub mod capture;
+mod cluster;
 pub mod destination;
 pub mod reconcile;
 pub mod remotes;

@@ -1,10 +1,11 @@
 //! The agent's main loop: reflects the custom resources, namespaces and discovery into the
 //! plan, applies it (watches, workers, statuses, initial reconciles) and routes live events to
-//! the destinations' tasks. About 800 lines: the wiring of one loop; the decisions live in
-//! `capture`, `destination`, `reconcile`, `remotes` and `status`.
+//! the destinations' tasks: the wiring of one loop; the decisions live in `capture`,
+//! `destination`, `reconcile`, `remotes`, `status` and `cluster`.
 
 use super::capture::Layout;
-use super::destination::{self, Input, Intake, Offered, Routed};
+use super::cluster::{discover, preflight, reflect, state};
+use super::destination::{self, Input, Intake, Routed, record_offer};
 use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
 pub use super::remotes::DEFAULT_RECHECK;
 use super::remotes::{Probed, PushLedger, Remotes};
@@ -22,12 +23,9 @@ use crate::git::worker::{PushEvent, WorkerConfig, WorkerHandle};
 use crate::manifest::exclude::ExclusionPolicy;
 use crate::ops::Readiness;
 use crate::ops::metrics::{EventDecision, Metrics};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -127,31 +125,6 @@ pub enum AgentError {
     },
 }
 
-/// Fails fast when the agent could not work at all: a custom resource kind that is not served
-/// (CRDs missing) or that the service account may not list.
-async fn preflight(client: &kube::Client) -> Result<(), AgentError> {
-    async fn check<K>(client: &kube::Client) -> Result<(), AgentError>
-    where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        let resource = format!("{}.{}", K::plural(&()), K::group(&()));
-        let api: Api<K> = Api::all(client.clone());
-        match api.list(&kube::api::ListParams::default().limit(1)).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Err(AgentError::CrdMissing { resource }),
-            Err(kube::Error::Api(e)) if e.code == 403 => Err(AgentError::Forbidden {
-                resource,
-                detail: e.message,
-            }),
-            Err(source) => Err(AgentError::Preflight { resource, source }),
-        }
-    }
-    check::<GitRepoConfig>(client).await?;
-    check::<GitDestination>(client).await?;
-    check::<WatchRule>(client).await?;
-    check::<ClusterWatchRule>(client).await
-}
-
 /// Events held for a destination while its reconcile runs, at most; past it they are dropped
 /// and another reconcile follows (bounded memory while a repository hangs).
 const HELD_LIMIT: usize = 10_000;
@@ -177,33 +150,6 @@ impl Destination {
     fn offer(&mut self, routed: Routed, label: &str, metrics: &Metrics) -> bool {
         let offered = self.intake.offer(routed);
         record_offer(offered, label, metrics)
-    }
-}
-
-/// Metrics and logs of one offered event; true when it was lost.
-fn record_offer(offered: Offered, label: &str, metrics: &Metrics) -> bool {
-    match offered {
-        Offered::Queued { depth } => {
-            metrics.set_destination_queue(label, depth);
-            false
-        }
-        Offered::Held { held } => {
-            metrics.set_destination_held(label, held);
-            false
-        }
-        Offered::Lost { first } => {
-            metrics.record_destination_overflow(label);
-            if first {
-                tracing::warn!(destination = %label,
-                    "queue full (its repository is slow or unreachable); events are dropped and \
-                     the destination reconciles from complete listings once it catches up");
-            }
-            true
-        }
-        Offered::Closed => {
-            tracing::error!(destination = %label, "the destination's task has stopped; event dropped");
-            false
-        }
     }
 }
 
@@ -825,46 +771,5 @@ impl Agent {
             lost |= destination.offer(routed, &dest_key.to_string(), &self.handle.metrics);
         }
         lost
-    }
-}
-
-/// A reflector on every object of kind `K`, notifying `changed` on each event.
-fn reflect<K>(client: kube::Client, changed: Arc<Notify>) -> reflector::Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let api: Api<K> = Api::all(client);
-    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(kind = %K::kind(&()), error = %e, "watch of configuration failed; retrying");
-                continue;
-            }
-            changed.notify_one();
-        }
-    });
-    reader
-}
-
-fn state<K: Clone + Resource<DynamicType = ()>>(store: &reflector::Store<K>) -> Vec<K> {
-    store.state().iter().map(|o| (**o).clone()).collect()
-}
-
-async fn discover(client: &kube::Client) -> config::Discovery {
-    match kube::Discovery::new(client.clone()).run().await {
-        Ok(discovery) => config::Discovery::from(&discovery),
-        Err(e) => {
-            tracing::warn!(error = %e, "discovery failed; using no resources until the next change");
-            config::Discovery::default()
-        }
     }
 }

@@ -1,9 +1,9 @@
 //! One worker per repository and branch: every destination on it shares one queue, its commit
 //! windows, and a push loop that rebuilds on another writer's commits and waits out outages.
-//! About 800 lines: the worker's loop, its push round and the commit building share one state.
 
 use super::change::{Change, commit_message};
 use super::marker::{self, Claim, MARKER_FILE, Owner};
+pub use super::snapshot::{Prune, SnapshotRequest};
 use super::store::{Signature, Store, StoreError};
 use super::transport::{PushOutcome, Remote, Transport, TransportError};
 use super::url::RepoKey;
@@ -132,42 +132,6 @@ enum Command {
     Flush(oneshot::Sender<RoundResult>),
     /// Make a folder hold exactly the given files, as one commit after everything before it.
     Snapshot(Arc<SnapshotRequest>, oneshot::Sender<RoundResult>),
-}
-
-/// The complete desired content of one destination folder (initial reconcile).
-#[derive(Debug)]
-pub struct SnapshotRequest {
-    pub folder: String,
-    /// The destination, `namespace/name`, for the ownership marker.
-    pub destination: String,
-    /// Paths relative to the folder → bytes.
-    pub files: Vec<(String, Vec<u8>)>,
-    /// Which files of the folder that `files` lacks may be removed.
-    pub prune: Prune,
-    /// Lines for the commit message's body: what was not pruned and why (types whose rule did
-    /// not resolve or whose listing failed).
-    pub notes: Vec<String>,
-}
-
-/// Which existing files of a folder a snapshot may remove when its `files` lack them.
-#[derive(Clone)]
-pub enum Prune {
-    /// None: existing files stay; only additions and updates are written.
-    Nothing,
-    /// Only files holding exactly one Kubernetes document for which the predicate says "ours"
-    /// (the agent: an object of a type the destination watches, listed completely, that routes
-    /// to it). Files that are not one such document — a README, a kustomization, a file that
-    /// does not parse, an object of an unwatched type — always stay.
-    Owned(Arc<dyn Fn(&serde_json::Value) -> bool + Send + Sync>),
-}
-
-impl std::fmt::Debug for Prune {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Prune::Nothing => f.write_str("Nothing"),
-            Prune::Owned(_) => f.write_str("Owned(..)"),
-        }
-    }
 }
 
 /// Work not yet on the remote, in order: replayed onto whatever the remote tip is when pushed.
