@@ -4,7 +4,7 @@
 //! `create` subjects for new objects, and an outage that shows on the resources at once.
 
 use crate::support::agent_env::*;
-use crate::support::git_servers::{GitServer, git};
+use crate::support::git_servers::{GitServer, git, secret_string_data};
 use gitops_reverser::git::credentials::Credentials;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -12,21 +12,6 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The Secret data a user would write for the server's credentials.
-fn secret_data(credentials: &Credentials) -> serde_json::Value {
-    match credentials {
-        Credentials::Basic { username, password } => {
-            json!({"username": username, "password": password.expose()})
-        }
-        Credentials::Ssh {
-            private_key,
-            known_hosts,
-            ..
-        } => json!({"identity": private_key.expose(), "known_hosts": known_hosts}),
-        Credentials::Bearer { token } => json!({"bearerToken": token.expose()}),
-    }
-}
 
 async fn put_secret(env: &Env, name: &str, data: serde_json::Value) {
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "shop");
@@ -82,7 +67,7 @@ async fn credentials_round(server: &GitServer) {
         .as_ref()
         .expect("the server takes credentials");
     let env = Env::new().await;
-    put_secret(&env, "git-creds", secret_data(credentials)).await;
+    put_secret(&env, "git-creds", secret_string_data(credentials)).await;
     configure_with_secret(&env, &server.url).await;
     env.put_configmap("shop", "settings", "1").await;
     let agent = env.start("state");
@@ -129,7 +114,7 @@ async fn credentials_round(server: &GitServer) {
             "{message}"
         );
         // Fixed in the Secret: used from the next push on, without a restart.
-        put_secret(&env, "git-creds", secret_data(credentials)).await;
+        put_secret(&env, "git-creds", secret_string_data(credentials)).await;
         until_condition(
             &env.client,
             "gitrepoconfigs",

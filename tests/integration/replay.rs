@@ -221,18 +221,7 @@ fn credentials_file(
     server: &crate::support::git_servers::GitServer,
     dir: &Path,
 ) -> Option<PathBuf> {
-    use gitops_reverser::git::credentials::Credentials;
-    let data = match server.credentials.as_ref()? {
-        Credentials::Basic { username, password } => {
-            serde_json::json!({"username": username, "password": password.expose()})
-        }
-        Credentials::Ssh {
-            private_key,
-            known_hosts,
-            ..
-        } => serde_json::json!({"identity": private_key.expose(), "known_hosts": known_hosts}),
-        Credentials::Bearer { token } => serde_json::json!({"bearerToken": token.expose()}),
-    };
+    let data = crate::support::git_servers::secret_string_data(server.credentials.as_ref()?);
     let file = dir.join("credentials.json");
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "git"}, "stringData": data});

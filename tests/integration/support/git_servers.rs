@@ -283,6 +283,21 @@ pub struct GitServer {
     dir: TempDir,
 }
 
+/// The `stringData` of a Kubernetes Secret holding `credentials`, as a user would write it.
+pub fn secret_string_data(credentials: &Credentials) -> serde_json::Value {
+    match credentials {
+        Credentials::Basic { username, password } => {
+            serde_json::json!({"username": username, "password": password.expose()})
+        }
+        Credentials::Ssh {
+            private_key,
+            known_hosts,
+            ..
+        } => serde_json::json!({"identity": private_key.expose(), "known_hosts": known_hosts}),
+        Credentials::Bearer { token } => serde_json::json!({"bearerToken": token.expose()}),
+    }
+}
+
 impl GitServer {
     /// The remote, with the server's credentials.
     pub fn remote(&self) -> Remote {
