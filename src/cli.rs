@@ -94,6 +94,14 @@ pub struct SanitizeArgs {
     /// {resource} {name}.
     #[arg(long, default_value = crate::manifest::layout::DEFAULT_TEMPLATE, value_name = "TEMPLATE")]
     pub path_template: String,
+    /// Write Secrets as SOPS documents encrypted to this age recipient (`age1…`; repeat for
+    /// more), as a destination with encryption commits them (`….sops.yaml`).
+    #[arg(long = "age-recipient", value_name = "RECIPIENT")]
+    pub age_recipients: Vec<String>,
+    /// The key of the keyed content hash of encrypted Secrets (the agent keeps it in a cluster
+    /// Secret); without it a random one-off key is used.
+    #[arg(long, value_name = "FILE", requires = "age_recipients")]
+    pub hash_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -315,7 +323,8 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     if args.folder != "." {
         crate::manifest::layout::validate_folder(&args.folder)?;
     }
-    let policy = if args.allow_secrets {
+    let encryption = encryption_of(args)?;
+    let policy = if args.allow_secrets || encryption.is_some() {
         ExclusionPolicy::allowing_secrets()
     } else {
         ExclusionPolicy::default()
@@ -338,19 +347,73 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
             }
         }
     }
-    if args.paths {
-        for manifest in &kept {
-            writeln!(
-                out,
-                "{} {}",
-                manifest.path(&template, &args.folder, None),
-                manifest.hash
-            )?;
+    let Some(encryption) = encryption else {
+        if args.paths {
+            for manifest in &kept {
+                writeln!(
+                    out,
+                    "{} {}",
+                    manifest.path(&template, &args.folder, None),
+                    manifest.hash
+                )?;
+            }
+        } else {
+            out.write_all(to_multi_yaml(kept.iter().map(|m| &m.doc))?.as_bytes())?;
         }
-    } else {
-        out.write_all(to_multi_yaml(kept.iter().map(|m| &m.doc))?.as_bytes())?;
+        return Ok(EXIT_OK);
+    };
+    let now = jiff::Timestamp::now();
+    let single = kept.len() == 1;
+    for manifest in kept {
+        let path = manifest.path(&template, &args.folder, None);
+        let (path, hash, text) = if crate::secrets::is_encrypted_kind(&manifest.doc) {
+            let (hash, text) =
+                crate::secrets::seal(manifest.doc, &encryption, now).map_err(|e| {
+                    CliError::Input {
+                        input: input.clone(),
+                        problem: format!("{}: {e}", manifest.id),
+                    }
+                })?;
+            (crate::secrets::sops_path(&path), hash, text)
+        } else {
+            (path, manifest.hash, to_yaml(&manifest.doc)?)
+        };
+        if args.paths {
+            writeln!(out, "{path} {hash}")?;
+        } else {
+            if !single {
+                out.write_all(b"---\n")?;
+            }
+            out.write_all(text.as_bytes())?;
+        }
     }
     Ok(EXIT_OK)
+}
+
+/// The encryption `sanitize --age-recipient` writes Secrets with, if asked for.
+fn encryption_of(args: &SanitizeArgs) -> Result<Option<crate::secrets::Encryption>, CliError> {
+    if args.age_recipients.is_empty() {
+        return Ok(None);
+    }
+    let recipients = crate::secrets::Recipients::parse(
+        args.age_recipients.iter().map(String::as_str),
+    )
+    .map_err(|e| CliError::Input {
+        input: "--age-recipient".into(),
+        problem: e.to_string(),
+    })?;
+    let key = match &args.hash_key_file {
+        Some(file) => std::fs::read(file).map_err(|source| CliError::Read {
+            input: file.display().to_string(),
+            source,
+        })?,
+        None => {
+            let mut key = vec![0u8; 32];
+            aes_gcm::aead::rand_core::RngCore::fill_bytes(&mut aes_gcm::aead::OsRng, &mut key);
+            key
+        }
+    };
+    Ok(Some(crate::secrets::Encryption::new(recipients, key)))
 }
 
 fn diff(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {

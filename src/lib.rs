@@ -18,3 +18,4 @@ pub mod identity;
 pub mod manifest;
 pub mod ops;
 pub mod replay;
+pub mod secrets;

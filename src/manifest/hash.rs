@@ -1,6 +1,9 @@
 //! The content hash: sha256 over the canonical JSON of a sanitized object (keys sorted, no
 //! whitespace), with the hash annotation itself excluded, and the annotation that carries it.
+//! Encrypted Secrets carry a keyed hash instead (HMAC-SHA256 under a key kept in the cluster),
+//! which does not let anyone who reads Git test guesses of the plaintext.
 
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -9,15 +12,24 @@ use std::io::Write;
 /// The annotation every written file carries: `sha256:<64 hex>`.
 pub const HASH_ANNOTATION: &str = "configbutler.ai/content-hash";
 const PREFIX: &str = "sha256:";
+const KEYED_PREFIX: &str = "hmac-sha256:";
 
-/// A content hash, displayed (and stored in the annotation) as `sha256:<64 lowercase hex>`.
+/// A content hash, displayed (and stored in the annotation) as `sha256:<64 lowercase hex>`, or
+/// for a keyed hash `hmac-sha256:<64 lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ContentHash([u8; 32]);
+pub struct ContentHash {
+    bytes: [u8; 32],
+    keyed: bool,
+}
 
 impl ContentHash {
-    /// Reads `sha256:<64 hex>`; anything else (another algorithm, wrong length) is `None`.
+    /// Reads `sha256:<64 hex>` or `hmac-sha256:<64 hex>`; anything else (another algorithm,
+    /// wrong length) is `None`.
     pub fn parse(text: &str) -> Option<Self> {
-        let hex = text.strip_prefix(PREFIX)?;
+        let (hex, keyed) = match text.strip_prefix(PREFIX) {
+            Some(hex) => (hex, false),
+            None => (text.strip_prefix(KEYED_PREFIX)?, true),
+        };
         if hex.len() != 64 {
             return None;
         }
@@ -25,18 +37,23 @@ impl ContentHash {
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
-        Some(Self(bytes))
+        Some(Self { bytes, keyed })
     }
 
     pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
+    }
+
+    /// An HMAC under a key (see [`keyed_content_hash`]) rather than a plain sha256.
+    pub fn is_keyed(&self) -> bool {
+        self.keyed
     }
 }
 
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(PREFIX)?;
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(if self.keyed { KEYED_PREFIX } else { PREFIX })?;
+        self.bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -51,7 +68,25 @@ impl fmt::Debug for ContentHash {
 pub fn content_hash(obj: &Value) -> ContentHash {
     let mut hasher = HashWriter(Sha256::new());
     write_top(obj, &mut hasher);
-    ContentHash(hasher.0.finalize().into())
+    ContentHash {
+        bytes: hasher.0.finalize().into(),
+        keyed: false,
+    }
+}
+
+/// The keyed hash of an object: HMAC-SHA256 under `key` over the same canonical JSON as
+/// [`content_hash`]. Without the key, a reader of Git cannot test a guessed value against it.
+pub fn keyed_content_hash(obj: &Value, key: &[u8]) -> ContentHash {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let mac = <Hmac<Sha256> as Mac>::new_from_slice(key).map(|m| {
+        let mut writer = MacWriter(m);
+        write_top(obj, &mut writer);
+        writer.0.finalize().into_bytes().into()
+    });
+    ContentHash {
+        bytes: mac.unwrap_or([0; 32]),
+        keyed: true,
+    }
 }
 
 /// The canonical JSON the hash is taken over, for tools and tests that want to see it.
@@ -107,6 +142,18 @@ pub fn hash_and_stamp(obj: &mut Value) -> ContentHash {
 struct HashWriter(Sha256);
 
 impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct MacWriter(Hmac<Sha256>);
+
+impl Write for MacWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.update(buf);
         Ok(buf.len())
@@ -235,6 +282,27 @@ mod tests {
         ] {
             assert_eq!(ContentHash::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn keyed_hash_needs_the_key_and_round_trips() {
+        let obj = json!({"apiVersion": "v1", "kind": "Secret", "data": {"p": "aHVudGVyMg=="}});
+        let keyed = keyed_content_hash(&obj, b"cluster key");
+        assert!(keyed.is_keyed());
+        assert_ne!(keyed.bytes(), content_hash(&obj).bytes());
+        assert_ne!(keyed, keyed_content_hash(&obj, b"another key"));
+        let text = keyed.to_string();
+        assert!(
+            text.starts_with("hmac-sha256:") && text.len() == 76,
+            "{text}"
+        );
+        assert_eq!(ContentHash::parse(&text), Some(keyed));
+        // HMAC-SHA256 of the canonical `{"a":1}` under the key `key`, computed independently
+        // with `printf '{"a":1}' | openssl dgst -sha256 -hmac key`.
+        assert_eq!(
+            keyed_content_hash(&json!({"a": 1}), b"key").to_string(),
+            "hmac-sha256:88a67f24bbcdaed0e6c997404bb79a743baf44c6bab2f4c27328e3009d22e342"
+        );
     }
 
     #[test]

@@ -104,12 +104,7 @@ impl Serialize for Ordered<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.value {
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort_by(|a, b| {
-                    key_rank(a, self.top)
-                        .cmp(&key_rank(b, self.top))
-                        .then(a.cmp(b))
-                });
+                let keys = written_order(map, self.top);
                 let mut out = serializer.serialize_map(Some(keys.len()))?;
                 for key in keys {
                     out.serialize_entry(
@@ -135,6 +130,14 @@ impl Serialize for Ordered<'_> {
             scalar => scalar.serialize(serializer),
         }
     }
+}
+
+/// The keys of a map in the order [`to_yaml`] writes them (`top`: the document's own map).
+/// Whoever must walk a document as its file lists it (the SOPS MAC) uses this.
+pub fn written_order(map: &serde_json::Map<String, Value>, top: bool) -> Vec<&String> {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by(|a, b| key_rank(a, top).cmp(&key_rank(b, top)).then(a.cmp(b)));
+    keys
 }
 
 fn key_rank(key: &str, top: bool) -> usize {

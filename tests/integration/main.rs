@@ -23,4 +23,5 @@ mod release;
 mod replay;
 mod sealed_secrets;
 mod signing;
+mod sops;
 mod support;

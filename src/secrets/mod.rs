@@ -1,0 +1,111 @@
+//! Secrets in Git, encrypted: a destination with age recipients writes Secrets as SOPS
+//! documents (`sops`), stamped with a keyed content hash so that a Secret applied back from
+//! its own file is recognised without decrypting it and without a hash anyone could test
+//! guesses against (`seal`).
+
+pub mod sops;
+
+use crate::manifest::hash::{ContentHash, keyed_content_hash, stamp};
+use serde_json::Value;
+pub use sops::{Identities, Recipients, SopsError};
+
+/// What a destination encrypts Secrets with: the age recipients of the SOPS documents and the
+/// key of the keyed content hash (kept in a cluster Secret, never in Git).
+#[derive(Clone)]
+pub struct Encryption {
+    pub recipients: Recipients,
+    hash_key: std::sync::Arc<secrecy::SecretBox<Vec<u8>>>,
+}
+
+impl Encryption {
+    pub fn new(recipients: Recipients, hash_key: Vec<u8>) -> Self {
+        Self {
+            recipients,
+            hash_key: std::sync::Arc::new(secrecy::SecretBox::new(Box::new(hash_key))),
+        }
+    }
+
+    /// The keyed hash of a sanitized object (its hash annotation ignored).
+    pub fn hash(&self, doc: &Value) -> ContentHash {
+        keyed_content_hash(doc, secrecy::ExposeSecret::expose_secret(&*self.hash_key))
+    }
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encryption")
+            .field("recipients", &self.recipients)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True for the objects that are encrypted: core Secrets.
+pub fn is_encrypted_kind(doc: &Value) -> bool {
+    doc.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && doc.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+/// A sanitized Secret as the file the agent commits: stamped with its keyed hash (replacing
+/// the plain one, which would let a reader of Git test guesses), then encrypted. Returns the
+/// keyed hash and the YAML text.
+pub fn seal(
+    mut doc: Value,
+    encryption: &Encryption,
+    now: jiff::Timestamp,
+) -> Result<(ContentHash, String), SopsError> {
+    let hash = encryption.hash(&doc);
+    stamp(&mut doc, hash);
+    let text = sops::encrypt(&doc, &encryption.recipients, now)?;
+    Ok((hash, text))
+}
+
+/// The file name of an encrypted document: `….sops.yaml` for `….yaml` (as users of sops and
+/// Flux name them); other names get `.sops` before their extension, or at their end.
+pub fn sops_path(path: &str) -> String {
+    if path.ends_with(".sops.yaml") {
+        return path.to_string();
+    }
+    match path.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains('/') => format!("{stem}.sops.{ext}"),
+        _ => format!("{path}.sops"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::hash::annotated_hash;
+    use crate::manifest::yaml::parse_single_document;
+    use serde_json::json;
+
+    #[test]
+    fn sealed_files_carry_a_keyed_hash_that_an_unchanged_value_reproduces() {
+        let id = age::x25519::Identity::generate();
+        let recipients = Recipients::parse([id.to_public().to_string().as_str()]).unwrap();
+        let enc = Encryption::new(recipients, b"cluster key".to_vec());
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}});
+        let now = jiff::Timestamp::now();
+        let (first, text_a) = seal(secret.clone(), &enc, now).unwrap();
+        let (again, text_b) = seal(secret.clone(), &enc, now).unwrap();
+        assert!(first.is_keyed());
+        assert_eq!(first, again, "same value, same keyed hash");
+        assert_ne!(text_a, text_b, "ciphertexts differ per run");
+        let doc = parse_single_document(text_a.as_bytes(), "t").unwrap();
+        assert_eq!(annotated_hash(&doc), Some(first));
+        let mut changed = secret;
+        changed["data"]["password"] = json!("b3RoZXI=");
+        assert_ne!(enc.hash(&changed), first);
+        assert!(!format!("{enc:?}").contains("cluster key"));
+    }
+
+    #[test]
+    fn encrypted_files_are_named_sops_yaml() {
+        assert_eq!(
+            sops_path("a/v1/secrets/db.yaml"),
+            "a/v1/secrets/db.sops.yaml"
+        );
+        assert_eq!(sops_path("db.sops.yaml"), "db.sops.yaml");
+        assert_eq!(sops_path("a.b/db"), "a.b/db.sops");
+    }
+}
