@@ -163,9 +163,29 @@ pub struct RunArgs {
     /// Let Secrets through (by default they are never written; prefer SealedSecrets).
     #[arg(long)]
     pub allow_secrets: bool,
-    /// This cluster's name in the ownership marker of every folder it writes.
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    pub cluster_name: String,
+    /// This cluster's name in the ownership marker of every folder it writes; by default the
+    /// uid of the `kube-system` namespace (stable for the cluster's life, different per cluster).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Share the repositories between replicas: one Lease (coordination.k8s.io/v1) per
+    /// repository and branch in the agent's namespace; only its holder writes and pushes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// How long a Lease stays held after its holder last renewed it; a surviving replica takes
+    /// over a dead one's repositories after it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub leader_elect_lease_duration: std::time::Duration,
+    /// How long a holder keeps pushing after its last successful renewal began (less than the
+    /// lease duration: the difference is the safety margin before another replica may push).
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub leader_elect_renew_deadline: std::time::Duration,
+    /// How often Leases are renewed and free ones tried.
+    #[arg(long, default_value = "2s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub leader_elect_retry_period: std::time::Duration,
+    /// The namespace of the Leases; by default the agent's own (`POD_NAMESPACE`, the service
+    /// account's, or the kubeconfig's).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub leader_elect_resource_namespace: Option<String>,
     /// Use streaming lists (`sendInitialEvents`) for watches instead of list-then-watch.
     #[arg(long)]
     pub streaming_lists: bool,
@@ -307,6 +327,8 @@ pub enum CliError {
     Agent(#[from] crate::agent::runtime::AgentError),
     #[error(transparent)]
     Ops(#[from] crate::ops::server::OpsError),
+    #[error(transparent)]
+    Identity(#[from] crate::agent::identity::IdentityError),
     #[error("{input}: {problem}")]
     Input { input: String, problem: String },
     #[error("cannot write output: {0}")]
@@ -584,10 +606,42 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             }
             _ => (None, None),
         };
+        let cluster = match &args.cluster_name {
+            Some(name) => name.clone(),
+            None => crate::agent::identity::cluster_uid(&client).await?,
+        };
+        let election = if args.leader_elect {
+            let config = crate::agent::election::ElectionConfig {
+                identity: crate::agent::identity::pod_name(),
+                namespace: args
+                    .leader_elect_resource_namespace
+                    .clone()
+                    .or_else(|| {
+                        std::env::var("POD_NAMESPACE")
+                            .ok()
+                            .filter(|n| !n.is_empty())
+                    })
+                    .unwrap_or_else(|| client.default_namespace().to_string()),
+                lease_duration: args.leader_elect_lease_duration,
+                renew_deadline: args.leader_elect_renew_deadline,
+                retry_period: args.leader_elect_retry_period,
+            };
+            config.validate().map_err(|e| CliError::Input {
+                input: "--leader-elect".into(),
+                problem: e.to_string(),
+            })?;
+            tracing::info!(identity = %config.identity, namespace = %config.namespace,
+                lease_duration = ?config.lease_duration, "leader election per repository");
+            Some(config)
+        } else {
+            None
+        };
+        tracing::info!(%cluster, "cluster identity in ownership markers");
         let options = crate::agent::runtime::AgentOptions {
             state_dir: args.state_dir,
             allow_secrets: args.allow_secrets,
-            cluster: args.cluster_name,
+            cluster,
+            election,
             streaming_lists: args.streaming_lists,
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),

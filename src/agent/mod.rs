@@ -5,6 +5,9 @@
 pub mod capture;
 mod cluster;
 pub mod destination;
+pub mod election;
+pub mod identity;
+pub mod leases;
 pub mod reconcile;
 pub mod remotes;
 pub mod runtime;

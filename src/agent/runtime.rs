@@ -6,6 +6,8 @@
 use super::capture::Layout;
 use super::cluster::{discover, preflight, reflect, state};
 use super::destination::{self, Input, Intake, Routed, record_offer};
+use super::election::ElectionConfig;
+use super::leases::Leases;
 use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
 pub use super::remotes::DEFAULT_RECHECK;
 use super::remotes::{Probed, PushLedger, Remotes};
@@ -54,6 +56,9 @@ pub struct AgentOptions {
     pub shutdown_grace: Duration,
     /// Queue sizes (bounded: a full queue holds back only its own destination or repository).
     pub queues: Queues,
+    /// Leader election per repository (`--leader-elect`); `None`: this replica writes every
+    /// repository.
+    pub election: Option<ElectionConfig>,
 }
 
 /// Queue sizes of the agent.
@@ -91,6 +96,7 @@ impl Default for AgentOptions {
             recheck: DEFAULT_RECHECK,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             queues: Queues::default(),
+            election: None,
         }
     }
 }
@@ -159,6 +165,8 @@ pub struct AgentHandle {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// The election, when replicas share the repositories.
+    pub leases: Option<Leases>,
     watches: Arc<std::sync::Mutex<usize>>,
     pushes: Arc<PushLedger>,
 }
@@ -219,6 +227,10 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
             .unwrap_or_default()
     }));
     let observed = metrics.clone();
+    let leases = options.election.clone().map(Leases::new);
+    let fence = leases.clone().map(|leases| -> crate::git::worker::Fence {
+        Arc::new(move |key: &crate::git::url::RepoKey| leases.may_push(key))
+    });
     let pushes = Arc::new(PushLedger::default());
     let ledger = pushes.clone();
     let registry = Arc::new(Registry::new(
@@ -235,6 +247,8 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
                     ledger.record(key, &event);
                 },
             )),
+            fence,
+            holder: options.election.as_ref().map(|e| e.identity.clone()),
             ..WorkerConfig::default()
         },
     ));
@@ -245,6 +259,7 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
         registry,
         metrics,
         readiness,
+        leases,
         watches: Arc::new(std::sync::Mutex::new(0)),
         pushes,
     }
@@ -258,6 +273,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     preflight(&client).await?;
+    let elector = handle.leases.as_ref().map(|l| l.spawn(client.clone()));
     let changed = Arc::new(Notify::new());
     let repos = reflect::<GitRepoConfig>(client.clone(), changed.clone());
     let destinations = reflect::<GitDestination>(client.clone(), changed.clone());
@@ -306,6 +322,9 @@ pub async fn run(
     tokio::select! {
         _ = &mut shutdown => {
             status_writer.abort();
+            if let Some(elector) = elector {
+                elector.abort();
+            }
             return Ok(());
         }
         _ = listed => {}
@@ -323,6 +342,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = changed.notified() => { dirty = true; }
+            _ = leadership_changed(&handle.leases) => { dirty = true; }
             _ = recheck.tick() => {
                 // A rotated, created or removed credentials Secret is picked up here too.
                 if agent.remotes.credentials_changed().await {
@@ -373,7 +393,20 @@ pub async fn run(
     drop(watches);
     let result = agent.shut_down().await;
     status_writer.abort();
+    // Everything is pushed (or the grace is over): the other replicas may take over now.
+    if let (Some(elector), Some(leases)) = (elector, &handle.leases) {
+        elector.abort();
+        leases.release_all(client.clone()).await;
+    }
     result
+}
+
+/// Resolves when the repositories this replica leads changed (never without an election).
+async fn leadership_changed(leases: &Option<Leases>) {
+    match leases {
+        Some(leases) => leases.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Agent {
@@ -440,7 +473,24 @@ impl Agent {
             self.reconcile_results.remove(key);
         }
         let holders = plan.holders();
+        if let Some(leases) = self.handle.leases.clone() {
+            leases.want(holders.values().cloned().collect());
+            for repo in leases.take_shed() {
+                self.hand_over(repo, leases.clone());
+            }
+        }
         for (key, repo_key) in &holders {
+            // With an election, only the repositories this replica leads have destinations
+            // here; a lost lease stops them (the worker pushes nothing more: fencing).
+            if let Some(leases) = &self.handle.leases
+                && !leases.leads(repo_key)
+            {
+                if self.stop_destination(key).is_some() {
+                    tracing::info!(destination = %key, repository = %repo_key,
+                        "not leading the repository; destination stopped here");
+                }
+                continue;
+            }
             let Some(resolved) = plan.destinations.get(key).and_then(|d| d.resolved.as_ref())
             else {
                 continue;
@@ -561,6 +611,53 @@ impl Agent {
         self.plan = plan;
         self.update_readiness();
         self.publish_status();
+    }
+
+    /// Stops one destination here (its worker is released; what it still has is pushed only
+    /// while this replica leads the repository).
+    fn stop_destination(&mut self, key: &ObjectKey) -> Option<Destination> {
+        let gone = self.destinations.remove(key)?;
+        gone.triggers.abort();
+        self.handle.metrics.forget_destination(&key.to_string());
+        self.handle.registry.release(&key.to_string());
+        self.reconcile_results.remove(key);
+        Some(gone)
+    }
+
+    /// Hands a repository over to another replica: its destinations stop, its worker pushes
+    /// what they handed over, then its Lease is released.
+    fn hand_over(&mut self, repo: crate::git::url::RepoKey, leases: Leases) {
+        let keys: Vec<ObjectKey> = self
+            .destinations
+            .iter()
+            .filter(|(_, d)| *d.worker.key() == repo)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let stopped: Vec<Destination> = keys
+            .iter()
+            .filter_map(|k| self.stop_destination(k))
+            .collect();
+        tokio::spawn(async move {
+            let mut worker = None;
+            for destination in stopped {
+                let Destination {
+                    worker: w,
+                    intake,
+                    task,
+                    ..
+                } = destination;
+                drop(intake);
+                let _ = task.await;
+                worker = Some(w);
+            }
+            if let Some(worker) = worker
+                && let Err(e) = worker.flush().await
+            {
+                tracing::warn!(repository = %repo, error = %e,
+                    "handing over with changes not pushed; the next leader reconciles them");
+            }
+            leases.handed_over(repo);
+        });
     }
 
     /// Hands the latest plan and reconcile results to the status writer.

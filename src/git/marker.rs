@@ -1,5 +1,6 @@
 //! The ownership marker: a small file in each destination folder naming the cluster and the
-//! destination that write it, so two agents never write the same folder unknowingly.
+//! destination that write it (and the replica that wrote it last), so two agents never write
+//! the same folder unknowingly.
 
 use jiff::Timestamp;
 use std::time::Duration;
@@ -21,6 +22,8 @@ pub struct Owner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Marker {
     pub owner: Owner,
+    /// The replica (pod name) that wrote it; replicas of one cluster share the ownership.
+    pub holder: Option<String>,
     pub updated: Timestamp,
 }
 
@@ -37,11 +40,12 @@ pub enum Claim {
     Refused { owner: Owner, updated: Timestamp },
 }
 
-/// Renders a marker for `owner`, written at `now`.
-pub fn render(owner: &Owner, now: Timestamp) -> String {
+/// Renders a marker for `owner`, written by replica `holder` at `now`.
+pub fn render(owner: &Owner, holder: Option<&str>, now: Timestamp) -> String {
+    let holder = holder.map_or(String::new(), |h| format!("holder: {}\n", one_line(h)));
     format!(
         "# Written by gitops-reverser. While this is fresh, no other agent writes this folder.\n\
-         cluster: {}\ndestination: {}\nupdated: {}\n",
+         cluster: {}\ndestination: {}\n{holder}updated: {}\n",
         one_line(&owner.cluster),
         one_line(&owner.destination),
         now
@@ -67,6 +71,7 @@ pub fn parse(bytes: &[u8]) -> Option<Marker> {
             cluster: field("cluster")?.to_string(),
             destination: field("destination")?.to_string(),
         },
+        holder: field("holder").map(str::to_string),
         updated: field("updated")?.parse().ok()?,
     })
 }
@@ -107,16 +112,21 @@ mod tests {
     fn fresh_markers_of_others_refuse_and_stale_ones_are_taken_over() {
         let t0 = Timestamp::from_second(1_800_000_000).unwrap();
         let hour = Duration::from_secs(3600);
-        let theirs = render(&owner("east"), t0);
+        let theirs = render(&owner("east"), Some("agent-0"), t0);
         let later = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
         assert_eq!(check(None, &owner("west"), t0, hour), Claim::Free);
         assert_eq!(
             check(Some(b"garbage"), &owner("west"), t0, hour),
             Claim::Free
         );
+        // Another replica of the same cluster writing the same destination: ours.
         assert_eq!(
             check(Some(theirs.as_bytes()), &owner("east"), later(10), hour),
             Claim::Ours
+        );
+        assert_eq!(
+            parse(theirs.as_bytes()).unwrap().holder.as_deref(),
+            Some("agent-0")
         );
         assert_eq!(
             check(Some(theirs.as_bytes()), &owner("west"), later(10), hour),
@@ -149,8 +159,8 @@ mod tests {
             cluster: "a\nupdated: 1970-01-01T00:00:00Z".into(),
             destination: "ns/d".into(),
         };
-        let text = render(&o, t);
-        assert_eq!(text.lines().count(), 4, "{text}");
+        let text = render(&o, Some("pod\nupdated: 1970-01-01T00:00:00Z"), t);
+        assert_eq!(text.lines().count(), 5, "{text}");
         let parsed = parse(text.as_bytes()).unwrap();
         assert_eq!(parsed.updated, t);
     }

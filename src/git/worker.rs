@@ -44,7 +44,16 @@ pub struct WorkerConfig {
     /// Called after every push round that reached the remote (with its duration, for a
     /// histogram) and every one that failed (with the error, for reachability conditions).
     pub on_push: Option<PushObserver>,
+    /// Asked just before each push: false when this replica no longer leads the repository
+    /// (its Lease expired or was taken). The worker then drops what it has without pushing;
+    /// the replica that leads now reconciles it. `None`: always allowed (no election).
+    pub fence: Option<Fence>,
+    /// Who writes (the pod name), recorded in the ownership marker.
+    pub holder: Option<String>,
 }
+
+/// Whether this replica may still push to a repository (leader election's fencing check).
+pub type Fence = Arc<dyn Fn(&RepoKey) -> bool + Send + Sync>;
 
 /// What became of one push round.
 #[derive(Debug)]
@@ -79,6 +88,8 @@ impl Default for WorkerConfig {
             marker_stale_after: Duration::from_secs(24 * 3600),
             on_push: None,
             signer: None,
+            fence: None,
+            holder: None,
         }
     }
 }
@@ -115,6 +126,11 @@ pub enum WorkerError {
     Contended { key: String, attempts: u32 },
     #[error("repository {key}: the worker has stopped")]
     Stopped { key: String },
+    #[error(
+        "repository {key}: this replica no longer holds the repository's lease; not pushing \
+         (the replica that leads it now reconciles)"
+    )]
+    NotLeading { key: String },
 }
 
 /// Why a flush or snapshot did not land (shared by every caller waiting for the same round).
@@ -452,6 +468,17 @@ impl Worker {
                 self.retry_at = None;
                 Ok(())
             }
+            Err((error, _)) if matches!(*error, WorkerError::NotLeading { .. }) => {
+                let dropped: usize = self.pending.iter().map(Pending::size).sum();
+                tracing::warn!(repository = %self.key, dropped_changes = dropped,
+                    "lease lost: dropping unpushed changes; the replica that leads the \
+                     repository now reconciles them");
+                self.pending.clear();
+                // The cache's view of the branch may be behind the new leader's pushes.
+                self.fetched = false;
+                self.retry_at = None;
+                Err(*error)
+            }
             Err((error, seen_tip)) => {
                 if let Some(tip) = seen_tip {
                     self.remote_tip = tip;
@@ -536,6 +563,15 @@ impl PushJob {
             let Some(head) = head.filter(|h| Some(*h) != base) else {
                 return Ok(tip); // every file already has its content
             };
+            // Fencing: nothing is pushed (nor the local branch moved) once the lease is gone.
+            if self
+                .config
+                .fence
+                .as_ref()
+                .is_some_and(|may| !may(&self.key))
+            {
+                return Err((Box::new(WorkerError::NotLeading { key }), learned));
+            }
             // The local branch moves before the push: the remote may show the commit before
             // `git push` returns, and a decision reading the branch meanwhile must not compare
             // with the older content. If the push fails the branch holds what will be pushed
@@ -658,7 +694,7 @@ impl PushJob {
                 }
                 Claim::Free | Claim::Ours => {}
             }
-            let marker_text = marker::render(&us, now);
+            let marker_text = marker::render(&us, self.config.holder.as_deref(), now);
             let written = match item {
                 Pending::Window(window) => {
                     self.commit_window(head, window, &marker_path, &marker_text, &committer)?

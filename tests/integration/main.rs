@@ -18,6 +18,7 @@ mod git_engine;
 mod git_transport;
 mod install;
 mod isolation;
+mod leases;
 mod ops;
 mod release;
 mod replay;

@@ -302,6 +302,7 @@ fn manifests_hold_the_expected_objects() {
         ("Role", "gitops-reverser-leader-election", NAMESPACE),
         ("RoleBinding", "gitops-reverser-leader-election", NAMESPACE),
         ("Deployment", "gitops-reverser", NAMESPACE),
+        ("PodDisruptionBudget", "gitops-reverser", NAMESPACE),
         ("Service", "gitops-reverser-metrics", NAMESPACE),
     ]
     .into_iter()
@@ -546,7 +547,7 @@ fn the_deployment_runs_hardened_with_probes_on_the_metrics_port() {
     let objects = objects();
     let deployment = find(&objects, "Deployment", "gitops-reverser");
     let spec = &deployment["spec"];
-    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["replicas"], 2);
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], SERVICE_ACCOUNT);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -565,9 +566,32 @@ fn the_deployment_runs_hardened_with_probes_on_the_metrics_port() {
             "--metrics-addr",
             "0.0.0.0:9090",
             "--state-dir",
-            "/var/lib/gitops-reverser"
+            "/var/lib/gitops-reverser",
+            "--leader-elect"
         ]
     );
+    // The Lease holder is the pod: its name from the downward API.
+    let env = c["env"].as_array().expect("env");
+    let pod_name = env
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .expect("POD_NAME");
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    // A drain never takes both replicas.
+    let pdb = find(&objects, "PodDisruptionBudget", "gitops-reverser");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    for (key, value) in pdb["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("pdb selector")
+    {
+        assert_eq!(
+            &spec["template"]["metadata"]["labels"][key], value,
+            "pdb {key}"
+        );
+    }
     let sc = &c["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
@@ -653,6 +677,7 @@ fn kustomize_renders_the_install() {
         ("CustomResourceDefinition", 4),
         ("Deployment", 1),
         ("Namespace", 1),
+        ("PodDisruptionBudget", 1),
         ("Role", 2),
         ("RoleBinding", 2),
         ("Service", 1),
