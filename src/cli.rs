@@ -219,6 +219,17 @@ pub struct RunArgs {
     /// A YAML file with the author mapping (emailDomain, table, nameClaim, emailClaim).
     #[arg(long, value_name = "FILE")]
     pub authors: Option<PathBuf>,
+    /// How log lines are written on stderr: `text` for people, `json` (one object per line:
+    /// `timestamp`, `level`, `target`, `message` and the event's fields) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of `run`'s log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -276,6 +287,9 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 
 /// Runs a parsed command line; returns the process exit code. Errors are printed on `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    // With JSON logs every line on stderr is JSON, the fatal error too.
+    let json_logs =
+        matches!(&cli.command, Command::Run(args) if args.log_format == LogFormat::Json);
     let result = match cli.command {
         #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(&args, out).map_err(|e| CliError::Input {
@@ -294,6 +308,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if json_logs => {
+            tracing::error!(error = %e, "the agent stopped");
+            EXIT_ERROR
+        }
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             EXIT_ERROR

@@ -477,3 +477,65 @@ async fn run_without_the_crds_exits_non_zero_naming_them() {
         "{stderr}"
     );
 }
+
+/// `run --log-format json`: every line on stderr is one JSON object with the conventional
+/// fields (timestamp, level, target, message) and the event's own fields beside them; the
+/// fatal error (here: no CRDs) is such a line too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_logs_json_lines_on_request() {
+    let sim = kubesim::Simulator::start(kubesim::SimConfig::default().with_tls())
+        .await
+        .expect("simulator");
+    let scratch = tempfile::TempDir::new().expect("scratch");
+    let kubeconfig = scratch.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, sim.kubeconfig("admin").expect("kubeconfig")).expect("write");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--state-dir")
+            .arg(scratch.path().join("state"))
+            .env_remove("RUST_LOG")
+            .output(),
+    )
+    .await
+    .expect("run exits by itself")
+    .expect("run starts");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(line[field].is_string(), "no {field}: {line}");
+        }
+    }
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "serving /metrics, /healthz and /readyz")
+        .unwrap_or_else(|| panic!("no line about the metrics server: {stderr}"));
+    assert_eq!(serving["level"], "INFO");
+    assert!(
+        serving["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+    let fatal = lines.last().expect("a line");
+    assert_eq!(fatal["level"], "ERROR");
+    assert!(
+        fatal["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("install the CRDs")),
+        "{fatal}"
+    );
+}
