@@ -682,6 +682,7 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
         let state = crate::ops::server::OpsState {
             metrics: handle.metrics.clone(),
             readiness: handle.readiness.clone(),
+            status: Some(handle.board.clone()),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut ops_stop = stop_rx.clone();

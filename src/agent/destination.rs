@@ -175,6 +175,10 @@ pub struct Settings {
     pub policy: ExclusionPolicy,
     pub resolver: Option<Arc<Resolver>>,
     pub metrics: Arc<Metrics>,
+    /// `Observe` mode: changes are decided and reported in `live`, never sent to the worker.
+    pub observe: bool,
+    /// Its numbers for the status page and its status.
+    pub live: Arc<super::live::DestinationLive>,
 }
 
 /// Starts the task; it ends when every sender is dropped and its queue is empty.
@@ -296,6 +300,7 @@ impl Task {
             }
         };
         metrics.record_event(EventDecision::from(&decision));
+        self.settings.live.record(EventDecision::from(&decision));
         log_decision(&self.settings.key, &decision);
         let file = match decision {
             Decision::Write {
@@ -326,6 +331,12 @@ impl Task {
             Decision::Unchanged { .. } | Decision::Excluded { .. } => return,
         };
         let observed_at = jiff::Timestamp::now();
+        if self.settings.observe {
+            self.settings
+                .live
+                .observe(observed_at, file.summary, file.path);
+            return;
+        }
         let change = Change {
             folder: self.settings.layout.folder.clone(),
             destination: self.label.clone(),
@@ -364,7 +375,7 @@ impl Task {
             lookup,
             resolver,
             self.settings.worker.clone(),
-            metrics.clone(),
+            (metrics.clone(), self.settings.live.clone()),
         );
     }
 }
@@ -442,7 +453,7 @@ impl Attributing {
         lookup: Lookup,
         resolver: Arc<Resolver>,
         worker: WorkerHandle,
-        metrics: Arc<Metrics>,
+        (metrics, live): (Arc<Metrics>, Arc<super::live::DestinationLive>),
     ) {
         if self.last.len() > 4096 {
             self.last.retain(|_, done| !*done.borrow());
@@ -450,6 +461,7 @@ impl Attributing {
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         let previous = self.last.insert(change.file.path.clone(), done_rx);
         let destination = destination.to_string();
+        live.attribution_started();
         tokio::spawn(async move {
             let who = resolver.resolve(lookup).await;
             if let Some(mut previous) = previous {
@@ -463,6 +475,7 @@ impl Attributing {
             change.impersonator = who.impersonator;
             change.audit_id = who.audit_id;
             change.received = who.time;
+            live.attribution_finished();
             if let Err(e) = worker.send(change).await {
                 tracing::error!(%destination, error = %e, "worker stopped; change not queued");
             }

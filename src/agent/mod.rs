@@ -2,12 +2,14 @@
 //! and live events into commits. `capture` is the pure decision for one event and one
 //! destination; `runtime` is the wiring (see docs/architecture.md for the task structure).
 
+pub mod board;
 pub mod capture;
 mod cluster;
 pub mod destination;
 pub mod election;
 pub mod identity;
 pub mod leases;
+pub mod live;
 pub mod reconcile;
 pub mod remotes;
 pub mod runtime;

@@ -39,6 +39,8 @@ pub struct Request {
     /// Why some types are not watched (rules that did not resolve): not pruned, and said so.
     pub unresolved: Vec<String>,
     pub policy: ExclusionPolicy,
+    /// `Observe` mode: the snapshot is previewed and reported here, never committed.
+    pub observe: Option<Arc<super::live::DestinationLive>>,
 }
 
 /// Lists everything the destination's rules select and writes the folder's difference as one
@@ -54,6 +56,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         prune,
         unresolved,
         policy,
+        observe,
     } = request;
     let folder = layout.folder.clone();
     // Every change decided before the reconcile reaches the worker first.
@@ -139,7 +142,20 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         },
     };
     let complete = failures.is_empty();
-    let result = match worker.snapshot(request).await {
+    let (written, hashes) = match &observe {
+        // Nothing is written, so nothing is learned: the files keep what Git has.
+        Some(live) => {
+            let previewed = worker.preview(request).await;
+            if let Ok(stats) = &previewed {
+                live.observe_reconcile(stats.message());
+                tracing::info!(destination = %key, would = %stats.message(),
+                    "observe mode: the reconcile would commit this; nothing written");
+            }
+            (previewed.map(|_| None), Vec::new())
+        }
+        None => (worker.snapshot(request).await, content.hashes),
+    };
+    let result = match written {
         Err(e) => Err(e.to_string()),
         Ok(_) if !complete && prune => Err(not_pruned.join("; ")),
         Ok(_) if !complete => Err(failures.join("; ")),
@@ -147,7 +163,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         Ok(_) => Ok(Vec::new()),
     };
     tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
-    let _ = done.send((key, result, content.hashes)).await;
+    let _ = done.send((key, result, hashes)).await;
 }
 
 /// The prune rule of one destination's snapshot: a document is ours when its type was listed

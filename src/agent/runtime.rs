@@ -3,11 +3,13 @@
 //! the destinations' tasks: the wiring of one loop; the decisions live in `capture`,
 //! `destination`, `reconcile`, `remotes`, `status` and `cluster`.
 
+use super::board::{Posted, StatusBoard};
 use super::capture::Layout;
 use super::cluster::{discover, preflight, reflect, state};
 use super::destination::{self, Input, Intake, Routed, record_offer};
 use super::election::ElectionConfig;
 use super::leases::Leases;
+use super::live::DestinationLive;
 use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
 pub use super::remotes::DEFAULT_RECHECK;
 use super::remotes::{Probed, PushLedger, Remotes};
@@ -16,7 +18,8 @@ use super::triggers::{Triggers, nudge_reconcilers};
 use super::watches::{WatchEvent, WatchManager};
 use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan};
 use crate::crd::{
-    ClusterWatchRule, GitDestination, GitRepoConfig, Operation, PrunePolicy, WatchRule,
+    ClusterWatchRule, DestinationMode, GitDestination, GitRepoConfig, Operation, PrunePolicy,
+    WatchRule,
 };
 use crate::git::registry::Registry;
 use crate::git::transport::{GitCli, Transport};
@@ -147,6 +150,10 @@ struct Destination {
     covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
     /// Nudges its reconcilers after each push; stopped when the destination is released.
     triggers: tokio::task::JoinHandle<()>,
+    /// `Observe`: decides and reports, writes nothing.
+    mode: DestinationMode,
+    /// Its task's numbers, for the status page and its status.
+    live: Arc<DestinationLive>,
 }
 
 impl Destination {
@@ -167,6 +174,8 @@ pub struct AgentHandle {
     pub readiness: Readiness,
     /// The election, when replicas share the repositories.
     pub leases: Option<Leases>,
+    /// What `/status` shows.
+    pub board: Arc<StatusBoard>,
     watches: Arc<std::sync::Mutex<usize>>,
     pushes: Arc<PushLedger>,
 }
@@ -255,7 +264,13 @@ pub fn handle(options: &AgentOptions) -> AgentHandle {
     let _ = workers.set(registry.clone());
     let readiness = Readiness::new();
     readiness.set_not_ready("the initial reconcile has not finished");
+    let board = Arc::new(StatusBoard::new(
+        registry.clone(),
+        metrics.clone(),
+        readiness.clone(),
+    ));
     AgentHandle {
+        board,
         registry,
         metrics,
         readiness,
@@ -525,6 +540,7 @@ impl Agent {
                             folder: resolved.folder.clone(),
                             template: resolved.path_template.clone(),
                         };
+                        let live = Arc::new(DestinationLive::default());
                         let (tx, task) = destination::spawn(
                             destination::Settings {
                                 key: key.clone(),
@@ -533,6 +549,8 @@ impl Agent {
                                 policy: self.policy(),
                                 resolver: self.options.resolver.clone(),
                                 metrics: self.handle.metrics.clone(),
+                                observe: resolved.mode == DestinationMode::Observe,
+                                live: live.clone(),
                             },
                             self.options.queues.destination,
                         );
@@ -550,6 +568,8 @@ impl Agent {
                                     pushed,
                                     self.triggers.clone(),
                                 )),
+                                mode: resolved.mode,
+                                live,
                             },
                         );
                     }
@@ -604,6 +624,8 @@ impl Agent {
                     prune: destination.settings.1,
                     unresolved,
                     policy: policy.clone(),
+                    observe: (destination.mode == DestinationMode::Observe)
+                        .then(|| destination.live.clone()),
                 },
                 self.done_tx.clone(),
             ));
@@ -660,8 +682,34 @@ impl Agent {
         });
     }
 
-    /// Hands the latest plan and reconcile results to the status writer.
+    /// Hands the latest plan and reconcile results to the status writer, and the destinations
+    /// to the status board.
     fn publish_status(&self) {
+        let posted = self
+            .plan
+            .destinations
+            .iter()
+            .filter_map(|(key, plan)| {
+                let resolved = plan.resolved.as_ref()?;
+                let running = self.destinations.get(key);
+                let find = |type_: &str| plan.conditions.iter().find(|c| c.type_ == type_).cloned();
+                Some(Posted {
+                    key: key.clone(),
+                    // As configured, but never a password or token someone put in it.
+                    url: crate::git::url::redact(&resolved.remote_url),
+                    repository: resolved.repo_key.to_string(),
+                    branch: resolved.repo_key.branch.clone(),
+                    folder: resolved.folder.clone(),
+                    mode: resolved.mode,
+                    suspended: resolved.suspended,
+                    ready: find(config::conditions::READY),
+                    reachable: find(config::conditions::REPOSITORY_REACHABLE),
+                    queue: running.map(|d| d.intake.sender().downgrade()),
+                    live: running.map(|d| d.live.clone()),
+                })
+            })
+            .collect();
+        self.handle.board.post(posted);
         if let Some(inputs) = &self.inputs {
             let _ = self.status.send(Some(Arc::new(Snapshot {
                 inputs: inputs.clone(),

@@ -21,6 +21,8 @@ pub const ACCESS_ALLOWED: &str = "AccessAllowed";
 /// GitDestination: `True` when another destination already owns the same, an enclosing or a
 /// nested folder on the same repository and branch (this one then writes nothing).
 pub const DESTINATION_CONFLICT: &str = "DestinationConflict";
+/// GitDestination: `True` while `spec.suspend` stops it writing.
+pub const SUSPENDED: &str = "Suspended";
 /// WatchRule, ClusterWatchRule: the destination exists and is Ready.
 pub const DESTINATION_RESOLVED: &str = "DestinationResolved";
 /// WatchRule, ClusterWatchRule: every `rules[]` entry resolved through discovery.
@@ -64,6 +66,8 @@ pub mod reason {
     pub const RESOURCES_NOT_FOUND: &str = "ResourcesNotFound";
     pub const RESOURCES_REJECTED: &str = "ResourcesRejected";
     pub const NO_RESOURCES_SELECTED: &str = "NoResourcesSelected";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const ACTIVE: &str = "Active";
 }
 
 /// The longest condition message the API server accepts (bytes); longer ones are cut.

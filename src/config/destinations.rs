@@ -9,7 +9,9 @@ use super::ObjectKey;
 use super::RuleKey;
 use super::conditions::{self, Check, Health, Status, reason, with_ready};
 use super::repos::{RepoPlan, admit_namespace};
-use crate::crd::{GitDestination, GitRepoConfig, PrunePolicy, WindowSettings, validate_folder};
+use crate::crd::{
+    DestinationMode, GitDestination, GitRepoConfig, PrunePolicy, WindowSettings, validate_folder,
+};
 use crate::git::url::RepoKey;
 use crate::manifest::layout::PathTemplate;
 
@@ -31,6 +33,10 @@ pub struct ResolvedDestination {
     pub author_email_domain: Option<String>,
     /// The GitRepoConfig's credentials Secret.
     pub credentials: Option<ObjectKey>,
+    /// `spec.suspend`: holds no worker and writes nothing until resumed.
+    pub suspended: bool,
+    /// `spec.mode`: `Observe` decides and reports, and writes nothing.
+    pub mode: DestinationMode,
 }
 
 /// What the plan concluded about one GitDestination.
@@ -73,6 +79,26 @@ fn repository_reachable(repo_ref: &ObjectKey, plan: &RepoPlan) -> Check {
         reason_,
         format!("through GitRepoConfig {repo_ref}: {message}"),
     )
+}
+
+/// `Suspended`: informational (a suspended destination is still configured correctly).
+fn suspended(suspend: bool) -> Check {
+    if suspend {
+        Check::informational(
+            conditions::SUSPENDED,
+            Status::True,
+            reason::SUSPENDED,
+            "spec.suspend is true: nothing is written; when it is set back to false the folder \
+             is reconciled and what changed meanwhile lands as one commit",
+        )
+    } else {
+        Check::informational(
+            conditions::SUSPENDED,
+            Status::False,
+            reason::ACTIVE,
+            "spec.suspend is false: changes are written",
+        )
+    }
 }
 
 /// True when one folder is the other or lies inside it, by whole path segments: `apps`
@@ -312,6 +338,8 @@ pub(crate) fn plan_destinations(
                 committer_email: config.spec.commit.committer_email.clone(),
                 author_email_domain: config.spec.commit.author_email_domain.clone(),
                 credentials: repo.and_then(|(_, p)| p.secret.clone()),
+                suspended: spec.suspend,
+                mode: spec.mode,
             }),
             _ => None,
         };
@@ -333,6 +361,7 @@ pub(crate) fn plan_destinations(
         if let Some((_, plan)) = repo {
             checks.push(repository_reachable(&repo_ref, plan));
         }
+        checks.push(suspended(spec.suspend));
         partials.insert(
             key,
             Partial {
@@ -390,6 +419,16 @@ pub(crate) fn plan_destinations(
             }
         });
         let ready_message = match &partial.resolved {
+            Some(r) if r.suspended => {
+                format!(
+                    "suspended: writes nothing to folder {} on {}",
+                    r.folder, r.repo_key
+                )
+            }
+            Some(r) if r.mode == DestinationMode::Observe => format!(
+                "observes folder {} on {}: reports what it would write, writes nothing",
+                r.folder, r.repo_key
+            ),
             Some(r) => format!("writes folder {} on {}", r.folder, r.repo_key),
             None => String::new(),
         };

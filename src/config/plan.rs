@@ -385,12 +385,15 @@ impl Delta {
 }
 
 impl Plan {
-    /// Ready destinations and the worker each holds.
+    /// Ready destinations that are not suspended, and the worker each holds.
     pub fn holders(&self) -> BTreeMap<ObjectKey, RepoKey> {
         self.destinations
             .iter()
             .filter(|(_, d)| d.ready)
-            .filter_map(|(k, d)| Some((k.clone(), d.resolved.as_ref()?.repo_key.clone())))
+            .filter_map(|(k, d)| {
+                let resolved = d.resolved.as_ref().filter(|r| !r.suspended)?;
+                Some((k.clone(), resolved.repo_key.clone()))
+            })
             .collect()
     }
 
@@ -431,7 +434,7 @@ impl Plan {
                 p.destinations
                     .get(key)
                     .and_then(|d| d.resolved.as_ref())
-                    .map(|r| (r.path_template.clone(), r.prune))
+                    .map(|r| (r.path_template.clone(), r.prune, r.mode))
             };
             if old.get(key) == Some(repo) && settings(previous) != settings(self) {
                 release.insert(key.clone(), repo.clone());

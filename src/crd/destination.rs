@@ -106,6 +106,42 @@ pub struct GitDestinationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub triggers: Vec<ReconcilerTrigger>,
+
+    /// Stop writing to the folder: changes are neither committed nor queued while it is true
+    /// (what was already queued is still pushed). Set it back to false and the folder is
+    /// reconciled from complete listings: everything that changed meanwhile lands as one
+    /// commit. The `Suspended` condition says which it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
+    /// `Record` (the default) writes every change; `Observe` decides every change and the
+    /// initial reconcile as `Record` would and reports what would be written (in
+    /// `status.observed` and on the status page) without writing anything to the repository.
+    #[serde(default, skip_serializing_if = "DestinationMode::is_record")]
+    pub mode: DestinationMode,
+}
+
+/// Whether a destination writes what it decides.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum DestinationMode {
+    /// Commit and push every change.
+    #[default]
+    Record,
+    /// Decide and report what would be written; write nothing.
+    Observe,
+}
+
+impl DestinationMode {
+    pub fn is_record(&self) -> bool {
+        *self == DestinationMode::Record
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationMode::Record => "Record",
+            DestinationMode::Observe => "Observe",
+        }
+    }
 }
 
 /// One reconciler object to nudge after a push.

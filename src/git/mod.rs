@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod marker;
 pub mod pack;
 pub mod private_dir;
+pub mod progress;
 pub mod registry;
 pub mod remote;
 pub mod signing;

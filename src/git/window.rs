@@ -139,6 +139,24 @@ impl Windows {
         )
     }
 
+    /// The open windows, oldest first, for the status page.
+    pub fn open_windows(&self) -> Vec<super::progress::OpenWindow> {
+        self.open
+            .iter()
+            .map(|w| super::progress::OpenWindow {
+                author: format!("{} <{}>", w.author.name, w.author.email),
+                folder: w.folder.clone(),
+                destination: w
+                    .changes
+                    .first()
+                    .map(|c| c.destination.clone())
+                    .unwrap_or_default(),
+                opened: w.opened,
+                files: w.changes.len(),
+            })
+            .collect()
+    }
+
     /// Adds a change; returns the windows this closed, in the order their commits must be made.
     /// Windows already due at the change's time close first; then any other author's window in
     /// the same folder that holds this file; a full window closes after the change joins it.
@@ -308,6 +326,23 @@ mod tests {
         assert_eq!(paths(&closed[0]), ["apps/a", "apps/b"]);
         let rest = w.flush();
         assert_eq!(rest[0].author().unwrap().name, "bob");
+    }
+
+    #[test]
+    fn open_windows_list_author_folder_age_and_files_for_the_status_page() {
+        let mut w = Windows::new(WindowConfig::default());
+        w.add(change("alice", "a", 0));
+        w.add(change("alice", "a", 1));
+        w.add(change("bob", "b", 2));
+        let open = w.open_windows();
+        assert_eq!(open.len(), 2);
+        assert_eq!(open[0].author, "alice <alice@example.com>");
+        assert_eq!(open[0].files, 1, "a file changed twice counts once");
+        assert_eq!(open[0].opened, at(0));
+        assert_eq!(open[0].destination, "shop/apps");
+        assert_eq!(open[1].author, "bob <bob@example.com>");
+        w.flush();
+        assert!(w.open_windows().is_empty());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use super::change::{Change, commit_message};
 use super::marker::{self, Claim, MARKER_FILE, Owner};
+use super::progress::{PushFailure, PushRecord, WorkerView};
 pub use super::snapshot::{Prune, SnapshotRequest};
-use super::store::{Signature, Store, StoreError};
+use super::store::{Signature, SnapshotStats, Store, StoreError};
 use super::transport::{PushOutcome, Remote, Transport, TransportError};
 use super::url::RepoKey;
 use super::window::{Closed, WindowConfig, Windows};
@@ -148,7 +149,12 @@ enum Command {
     Flush(oneshot::Sender<RoundResult>),
     /// Make a folder hold exactly the given files, as one commit after everything before it.
     Snapshot(Arc<SnapshotRequest>, oneshot::Sender<RoundResult>),
+    /// Fetch, then say what such a snapshot would change on the remote tip; write nothing.
+    Preview(Arc<SnapshotRequest>, oneshot::Sender<PreviewResult>),
 }
+
+/// The answer to a preview: what the snapshot would add, update and remove.
+pub type PreviewResult = Result<SnapshotStats, RoundError>;
 
 /// Work not yet on the remote, in order: replayed onto whatever the remote tip is when pushed.
 #[derive(Clone, Debug)]
@@ -176,9 +182,33 @@ pub struct WorkerHandle {
     pushed: tokio::sync::watch::Receiver<u64>,
     tx: mpsc::Sender<Command>,
     stats: Arc<WorkerStats>,
+    view: tokio::sync::watch::Receiver<WorkerView>,
 }
 
 impl WorkerHandle {
+    /// What the worker is doing, as of its last round (never waits for the worker).
+    pub fn view(&self) -> WorkerView {
+        self.view.borrow().clone()
+    }
+
+    /// How many commands the queue holds before senders wait.
+    pub fn queue_capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Fetches the branch and returns what a snapshot of `request` would change on it, without
+    /// writing a commit or pushing (a destination in `Observe` mode). When the worker holds no
+    /// unpushed work, its local branch moves to the fetched tip, so decisions compare with
+    /// what the remote holds.
+    pub async fn preview(&self, request: SnapshotRequest) -> PreviewResult {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Preview(Arc::new(request), tx))
+            .await
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
     pub fn key(&self) -> &RepoKey {
         &self.key
     }
@@ -278,7 +308,9 @@ pub fn spawn(
     let stats = Arc::new(WorkerStats::default());
     let (pushed_tx, pushed) = tokio::sync::watch::channel(0u64);
     let (remote_tx, remote) = tokio::sync::watch::channel(remote);
+    let (view_tx, view) = tokio::sync::watch::channel(WorkerView::default());
     let worker = Worker {
+        view: view_tx,
         key: key.clone(),
         remote,
         store: store.clone(),
@@ -301,6 +333,7 @@ pub fn spawn(
         pushed,
         tx,
         stats,
+        view,
     }
 }
 
@@ -322,6 +355,8 @@ struct Worker {
     stats: Arc<WorkerStats>,
     /// Bumped after every successful push.
     pushed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// What the worker is doing, for the status page (replaced after every round).
+    view: tokio::sync::watch::Sender<WorkerView>,
 }
 
 impl Worker {
@@ -370,6 +405,9 @@ impl Worker {
                         self.pending.push_back(Pending::Snapshot(request));
                         flushes.push(reply);
                     }
+                    Command::Preview(request, reply) => {
+                        let _ = reply.send(self.preview(request).await.map_err(Arc::new));
+                    }
                 }
             }
             if !flushes.is_empty() {
@@ -412,6 +450,75 @@ impl Worker {
         self.stats
             .waiting_changes
             .store(waiting as u64, Ordering::Relaxed);
+        let open_windows = self.windows.open_windows();
+        self.view.send_modify(|view| {
+            view.open_windows = open_windows;
+            view.waiting_commits = self.pending.len();
+            view.waiting_files = pending;
+        });
+    }
+
+    /// Fetches the branch and computes what `request` would change on its tip (the commit's
+    /// objects stay unreferenced in the cache; nothing is pushed).
+    async fn preview(
+        &mut self,
+        request: Arc<SnapshotRequest>,
+    ) -> Result<SnapshotStats, WorkerError> {
+        let idle = self.pending.is_empty() && self.windows.open_counts().0 == 0;
+        let (key, remote, store, transport) = (
+            self.key.clone(),
+            self.remote.borrow().clone(),
+            self.store.clone(),
+            self.transport.clone(),
+        );
+        let committer = Signature {
+            name: self.config.committer_name.clone(),
+            email: self.config.committer_email.clone(),
+            time: Timestamp::now(),
+        };
+        let job = move || -> Result<(Option<ObjectId>, SnapshotStats), WorkerError> {
+            let tip = transport
+                .fetch_branch(store.dir(), &remote, &key.branch)
+                .map_err(|source| WorkerError::Transport {
+                    key: key.to_string(),
+                    source,
+                })?;
+            let store_err = |source| WorkerError::Store {
+                key: key.to_string(),
+                source,
+            };
+            if let (true, Some(tip)) = (idle, tip) {
+                store
+                    .force_ref(&format!("refs/heads/{}", key.branch), tip)
+                    .map_err(store_err)?;
+            }
+            let files = request.files.iter().map(|(p, b)| (p.clone(), b.clone()));
+            let written = store
+                .snapshot(
+                    tip,
+                    &request.folder,
+                    files,
+                    keeps(&store, tip, &request),
+                    super::store::SnapshotCommit {
+                        agent: &committer,
+                        notes: &[],
+                        extra: None,
+                    },
+                )
+                .map_err(store_err)?;
+            Ok((tip, written.map(|(_, stats)| stats).unwrap_or_default()))
+        };
+        let (tip, stats) =
+            tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|e| WorkerError::Stopped {
+                    key: format!("{} ({e})", self.key),
+                })??;
+        if idle {
+            self.remote_tip = tip;
+            self.fetched = true;
+        }
+        Ok(stats)
     }
 
     async fn tick(&mut self) {
@@ -437,6 +544,8 @@ impl Worker {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let pushes_before = self.stats.pushes.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let job = PushJob {
             key: self.key.clone(),
             remote: self.remote.borrow().clone(),
@@ -461,6 +570,20 @@ impl Worker {
             });
         match outcome {
             Ok(tip) => {
+                if let (true, Some(commit)) = (
+                    self.stats.pushes.load(Ordering::Relaxed) != pushes_before,
+                    tip,
+                ) {
+                    let record = PushRecord {
+                        at: Timestamp::now(),
+                        commit: commit.to_string(),
+                        took: started.elapsed(),
+                    };
+                    self.view.send_modify(|view| {
+                        view.last_push = Some(record);
+                        view.last_failure = None;
+                    });
+                }
                 self.pending.clear();
                 self.remote_tip = tip;
                 self.fetched = true;
@@ -485,6 +608,12 @@ impl Worker {
                     self.fetched = true;
                 }
                 self.stats.push_failures.fetch_add(1, Ordering::Relaxed);
+                let failure = PushFailure {
+                    at: Timestamp::now(),
+                    error: error.to_string(),
+                };
+                self.view
+                    .send_modify(|view| view.last_failure = Some(failure));
                 if let Some(observe) = &self.config.on_push {
                     observe(&self.key, PushEvent::Failed(&error));
                 }
@@ -785,26 +914,11 @@ impl PushJob {
         committer: &Signature,
     ) -> Result<Option<ObjectId>, StoreError> {
         let files = snapshot.files.iter().map(|(p, b)| (p.clone(), b.clone()));
-        let keep = |relative: &str| -> bool {
-            if relative == MARKER_FILE {
-                return true;
-            }
-            let Prune::Owned(owned) = &snapshot.prune else {
-                return true;
-            };
-            let path = format!("{}/{relative}", snapshot.folder);
-            // Anything that cannot be read as one of our documents stays.
-            let Ok(Some(bytes)) = self.store.read_file(head, &path) else {
-                return true;
-            };
-            crate::manifest::yaml::parse_single_document(&bytes, &path)
-                .is_none_or(|doc| !owned(&doc))
-        };
         let written = self.store.snapshot(
             head,
             &snapshot.folder,
             files,
-            keep,
+            keeps(&self.store, head, snapshot),
             super::store::SnapshotCommit {
                 agent: committer,
                 notes: &snapshot.notes,
@@ -816,6 +930,29 @@ impl PushJob {
                 updated = stats.updated, removed = stats.removed, "snapshot commit");
         }
         Ok(written.map(|(commit, _)| commit))
+    }
+}
+
+/// Which existing files of the folder a snapshot keeps although its files lack them: the
+/// ownership marker, and everything its prune rule does not claim (anything that cannot be read
+/// as one of our documents stays).
+fn keeps<'a>(
+    store: &'a Store,
+    head: Option<ObjectId>,
+    snapshot: &'a SnapshotRequest,
+) -> impl Fn(&str) -> bool + 'a {
+    move |relative: &str| -> bool {
+        if relative == MARKER_FILE {
+            return true;
+        }
+        let Prune::Owned(owned) = &snapshot.prune else {
+            return true;
+        };
+        let path = format!("{}/{relative}", snapshot.folder);
+        let Ok(Some(bytes)) = store.read_file(head, &path) else {
+            return true;
+        };
+        crate::manifest::yaml::parse_single_document(&bytes, &path).is_none_or(|doc| !owned(&doc))
     }
 }
 

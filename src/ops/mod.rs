@@ -1,8 +1,9 @@
 //! Operating the agent: Prometheus metrics, the `/metrics`, `/healthz` and `/readyz` endpoints,
-//! and the readiness flag that the initial reconcile sets.
+//! the readiness flag that the initial reconcile sets, and the status page (`/status`).
 
 pub mod metrics;
 pub mod server;
+pub mod status;
 
 pub use metrics::{EventDecision, Format, Metrics, WorkerSample};
 pub use server::{DEFAULT_METRICS_ADDR, OpsError, OpsServer, OpsState, router, serve};

@@ -1,8 +1,10 @@
 //! The operations HTTP server: `GET /metrics` (OpenMetrics or Prometheus text), `GET /healthz`
-//! (200 while the process runs) and `GET /readyz` (200 once ready, else 503 and the reason).
+//! (200 while the process runs), `GET /readyz` (200 once ready, else 503 and the reason), and the
+//! live view of the queues: `GET /status` (HTML) and `GET /status.json`.
 
 use super::Readiness;
 use super::metrics::{Format, Metrics};
+use super::status::StatusSource;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -33,10 +35,20 @@ pub enum OpsError {
 }
 
 /// What the endpoints read. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OpsState {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// What `/status` and `/status.json` show (`None`: they answer 404).
+    pub status: Option<Arc<dyn StatusSource>>,
+}
+
+impl std::fmt::Debug for OpsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsState")
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The routes, for serving or for testing without a socket.
@@ -45,6 +57,8 @@ pub fn router(state: OpsState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_json))
         .with_state(state)
 }
 
@@ -80,6 +94,51 @@ async fn readyz(State(state): State<OpsState>) -> Response {
     }
 }
 
+fn no_status() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, TEXT)],
+        "no status: the agent is not running in this process\n",
+    )
+        .into_response()
+}
+
+/// The status report rendered by `render`, never cached.
+fn status_reply(
+    state: &OpsState,
+    content_type: &'static str,
+    render: fn(&super::status::StatusReport) -> String,
+) -> Response {
+    let Some(source) = &state.status else {
+        return no_status();
+    };
+    let body = render(&source.report());
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn status_page(State(state): State<OpsState>) -> Response {
+    status_reply(
+        &state,
+        "text/html; charset=utf-8",
+        super::status::StatusReport::to_html,
+    )
+}
+
+async fn status_json(State(state): State<OpsState>) -> Response {
+    status_reply(
+        &state,
+        "application/json",
+        super::status::StatusReport::to_json,
+    )
+}
+
 /// A bound, not yet serving, operations server: bind first to learn the port (`:0`) or to fail
 /// early on an address in use.
 #[derive(Debug)]
@@ -112,7 +171,7 @@ impl OpsServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), OpsError> {
         let addr = self.addr;
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /status and /status.json");
         axum::serve(self.listener, router(state))
             .with_graceful_shutdown(shutdown)
             .await

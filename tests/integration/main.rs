@@ -25,4 +25,5 @@ mod replay;
 mod sealed_secrets;
 mod signing;
 mod sops;
+mod status_page;
 mod support;

@@ -133,6 +133,7 @@ async fn endpoints_serve_health_readiness_and_a_real_workers_metrics() {
     let state = OpsState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        status: None,
     };
     let serving = tokio::spawn(ops.run(state, async {
         let _ = stopped.await;
@@ -213,6 +214,7 @@ async fn serve_reports_an_address_in_use_by_name() {
     let state = OpsState {
         metrics: Arc::new(Metrics::new(Vec::new)),
         readiness: Readiness::new(),
+        status: None,
     };
     let error = gitops_reverser::ops::serve(addr, state, std::future::pending())
         .await
