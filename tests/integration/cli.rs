@@ -522,7 +522,7 @@ async fn run_logs_json_lines_on_request() {
     }
     let serving = lines
         .iter()
-        .find(|l| l["message"] == "serving /metrics, /healthz and /readyz")
+        .find(|l| l["message"] == "serving /metrics, /healthz, /readyz, /status and /status.json")
         .unwrap_or_else(|| panic!("no line about the metrics server: {stderr}"));
     assert_eq!(serving["level"], "INFO");
     assert!(
