@@ -192,14 +192,45 @@ pub struct RunArgs {
     /// Serve the attribution webhooks (HTTPS: `/audit` for the kube-apiserver's audit webhook
     /// backend, `/admission` for a ValidatingWebhookConfiguration) on this address. Without it,
     /// every commit is authored "unknown (unattributed)".
-    #[arg(long, value_name = "ADDR", requires_all = ["webhook_cert", "webhook_key"])]
+    /// The serving certificate is `--webhook-cert` and `--webhook-key` when given; otherwise
+    /// the agent makes and keeps its own (see `--webhook-certificate-secret`).
+    #[arg(long, value_name = "ADDR")]
     pub webhook_addr: Option<std::net::SocketAddr>,
     /// PEM certificate (chain) of the webhook server; re-read when it changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires_all = ["webhook_key", "webhook_addr"])]
     pub webhook_cert: Option<PathBuf>,
     /// PEM private key of the webhook server.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires_all = ["webhook_cert", "webhook_addr"])]
     pub webhook_key: Option<PathBuf>,
+    /// Without `--webhook-cert`: the Secret of `--webhook-namespace` where the agent keeps the
+    /// serving certificate it makes (a CA and a certificate for the webhook Service, issued on
+    /// the first start, shared by every replica and kept across restarts, renewed 30 days
+    /// before it expires). The agent needs `get` and `patch` on it.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "gitops-reverser-webhook-tls"
+    )]
+    pub webhook_certificate_secret: String,
+    /// The agent's namespace, which holds that Secret and the webhook Service (default: the
+    /// namespace of the service account, or of the kubeconfig's context).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub webhook_namespace: Option<String>,
+    /// The Service the API server calls the webhook through; the self-made certificate is for
+    /// `<service>.<namespace>.svc` and `<service>.<namespace>.svc.cluster.local`.
+    #[arg(long, value_name = "NAME", default_value = "gitops-reverser-webhook")]
+    pub webhook_service: String,
+    /// Another name (DNS name or IP address) for the self-made certificate; repeatable.
+    #[arg(long = "webhook-dns-name", value_name = "NAME")]
+    pub webhook_dns_names: Vec<String>,
+    /// Without `--webhook-cert`: the ValidatingWebhookConfiguration whose `caBundle` the agent
+    /// keeps equal to its CA (needs `get` and `patch` on it); `""` for none.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "gitops-reverser-attribution"
+    )]
+    pub webhook_configuration: String,
     /// PEM CA that signs the kube-apiserver's client certificate; `/audit` and `/admission`
     /// accept only requests presenting a certificate it signed.
     #[arg(long, value_name = "FILE", alias = "audit-client-ca")]
@@ -583,15 +614,57 @@ fn private_dirs_under(state_dir: &std::path::Path) -> Result<(), CliError> {
     }
 }
 
+/// The self-made serving certificate's settings: when the webhooks are served and no
+/// certificate files are given.
+fn self_managed(
+    args: &RunArgs,
+    default_namespace: &str,
+) -> Option<crate::attribution::self_managed::SelfManaged> {
+    if args.webhook_addr.is_none() || args.webhook_cert.is_some() {
+        return None;
+    }
+    let namespace = args
+        .webhook_namespace
+        .clone()
+        .unwrap_or_else(|| default_namespace.to_string());
+    let mut names = crate::attribution::self_managed::SelfManaged::service_names(
+        &args.webhook_service,
+        &namespace,
+    );
+    names.extend(args.webhook_dns_names.iter().cloned());
+    Some(crate::attribution::self_managed::SelfManaged {
+        namespace,
+        secret: args.webhook_certificate_secret.clone(),
+        webhook_configuration: Some(args.webhook_configuration.clone())
+            .filter(|name| !name.is_empty()),
+        names,
+        dir: args.state_dir.join("webhook-tls"),
+        recheck: std::time::Duration::from_secs(300),
+    })
+}
+
 fn run_agent(args: RunArgs) -> Result<u8, CliError> {
     private_dirs_under(&args.state_dir)?;
     let runtime = runtime()?;
     runtime.block_on(async move {
         let client = kube_client(args.kubeconfig.as_deref()).await?;
         let authors = read_authors(args.authors.as_deref(), args.author_email_domain.clone())?;
-        let (resolver, webhook) = match (&args.webhook_addr, &args.webhook_cert, &args.webhook_key)
-        {
-            (Some(addr), Some(cert), Some(key)) => {
+        let self_managed = self_managed(&args, client.default_namespace());
+        let serving = match (&self_managed, &args.webhook_cert, &args.webhook_key) {
+            (Some(settings), _, _) => {
+                crate::attribution::self_managed::reconcile(&client, settings)
+                    .await
+                    .map_err(|e| CliError::Input {
+                        input: "the webhook's serving certificate".into(),
+                        problem: e.to_string(),
+                    })?;
+                Some((settings.cert_file(), settings.key_file()))
+            }
+            (None, Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => None,
+        };
+        let (resolver, webhook) = match (&args.webhook_addr, &serving) {
+            (Some(addr), Some((cert, key))) => {
                 let index = std::sync::Arc::new(crate::attribution::FactIndex::default());
                 let mut config =
                     crate::attribution::WebhookConfig::new(*addr, cert.clone(), key.clone());
@@ -706,8 +779,21 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             }
             tracing::info!("shutting down: flushing open windows and pushing");
         };
+        let keeper = self_managed.map(|settings| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(crate::attribution::self_managed::keep_current(
+                client.clone(),
+                settings,
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
         let result = crate::agent::runtime::run(client, options, handle, shutdown).await;
         let _ = stop_tx.send(true);
+        if let Some(keeper) = keeper {
+            let _ = keeper.await;
+        }
         let _ = ops.await;
         if let Some(webhook) = webhook {
             webhook.shutdown().await;

@@ -41,6 +41,8 @@ pub struct Request {
     pub policy: ExclusionPolicy,
     /// `Observe` mode: the snapshot is previewed and reported here, never committed.
     pub observe: Option<Arc<super::live::DestinationLive>>,
+    /// Where the reconcile's duration is recorded (`gitops_reverser_reconcile_duration_seconds`).
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
 }
 
 /// Lists everything the destination's rules select and writes the folder's difference as one
@@ -57,6 +59,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         unresolved,
         policy,
         observe,
+        metrics,
     } = request;
     let folder = layout.folder.clone();
     // Every change decided before the reconcile reaches the worker first.
@@ -162,6 +165,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         Ok(_) if prune => Ok(not_pruned),
         Ok(_) => Ok(Vec::new()),
     };
+    metrics.observe_reconcile(started.elapsed());
     tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");
     let _ = done.send((key, result, hashes)).await;
 }

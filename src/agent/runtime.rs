@@ -626,6 +626,7 @@ impl Agent {
                     policy: policy.clone(),
                     observe: (destination.mode == DestinationMode::Observe)
                         .then(|| destination.live.clone()),
+                    metrics: self.handle.metrics.clone(),
                 },
                 self.done_tx.clone(),
             ));

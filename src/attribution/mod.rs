@@ -2,7 +2,9 @@
 //! requests (facts in a bounded index), joined to watch events by the resolver. DESIGN.md §5.
 
 pub mod facts;
+pub mod pki;
 pub mod resolver;
+pub mod self_managed;
 pub mod tls;
 pub mod webhook;
 

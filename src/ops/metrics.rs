@@ -885,4 +885,43 @@ mod tests {
                 .starts_with("text/plain; version=0.0.4")
         );
     }
+
+    /// docs/operations.md names every metric the agent can expose (all sources set, a worker,
+    /// a destination), under the name a scraper sees (`_total` for counters).
+    #[test]
+    fn operations_md_names_every_metric() {
+        let docs = include_str!("../../docs/operations.md");
+        let metrics = Metrics::new(|| vec![sample("file:///a#main")]);
+        metrics.set_attribution(|| AttributionSample {
+            webhook: crate::attribution::WebhookCounters::default(),
+            facts: crate::attribution::FactStats::default(),
+            resolver: crate::attribution::ResolverStats::default(),
+        });
+        metrics.set_destination_queue("shop/dev", 1);
+        metrics.set_destination_held("shop/dev", 1);
+        metrics.record_destination_overflow("shop/dev");
+        metrics.observe_push(
+            &key("https://git.example.com/org/repo.git", "main"),
+            Duration::from_millis(1),
+        );
+        let text = metrics.encode(Format::OpenMetrics).unwrap();
+        let mut names = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else {
+                continue;
+            };
+            let (name, kind) = rest.split_once(' ').expect("name and type");
+            names.push(match kind {
+                "counter" => format!("{name}_total"),
+                _ => name.to_string(),
+            });
+        }
+        assert!(names.len() >= 25, "{names:?}");
+        for name in names {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/operations.md lacks `{name}`"
+            );
+        }
+    }
 }

@@ -87,10 +87,10 @@ fn manifest_seeds() -> &'static [(PathBuf, Vec<u8>)] {
         .into_iter()
         .chain(
             [
-                "gitrepoconfig",
-                "gitdestination",
-                "watchrule",
-                "clusterwatchrule",
+                "02-gitrepoconfig",
+                "03-gitdestination",
+                "04-watchrule",
+                "05-clusterwatchrule",
             ]
             .map(|name| {
                 let path = root().join(format!("examples/{name}.yaml"));

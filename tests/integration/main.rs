@@ -13,6 +13,7 @@ mod crds;
 #[cfg(feature = "demo")]
 mod demo;
 mod features;
+mod fresh_install;
 mod fuzz;
 mod git_engine;
 mod git_transport;

@@ -673,17 +673,20 @@ fn kustomize_renders_the_install() {
         let namespace = str_of(doc, "/metadata/namespace");
         assert!(namespace.is_empty() || namespace == NAMESPACE, "{doc}");
     }
+    // With components/admission-webhook and components/self-signed-certificate.
     let expected: BTreeMap<&str, usize> = [
-        ("ClusterRole", 3),
-        ("ClusterRoleBinding", 2),
+        ("ClusterRole", 4),
+        ("ClusterRoleBinding", 3),
         ("CustomResourceDefinition", 4),
         ("Deployment", 1),
         ("Namespace", 1),
         ("PodDisruptionBudget", 1),
-        ("Role", 2),
-        ("RoleBinding", 2),
-        ("Service", 1),
+        ("Role", 3),
+        ("RoleBinding", 3),
+        ("Secret", 1),
+        ("Service", 2),
         ("ServiceAccount", 1),
+        ("ValidatingWebhookConfiguration", 1),
     ]
     .into_iter()
     .collect();
