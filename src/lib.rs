@@ -14,6 +14,7 @@ pub mod crd;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod git;
+pub mod http_limits;
 pub mod identity;
 pub mod manifest;
 pub mod ops;

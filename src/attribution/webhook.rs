@@ -4,6 +4,7 @@
 use super::facts::{Fact, FactIndex, FactKey, NameKey, Source, audit_facts};
 use super::tls::{ReloadingCert, TlsError, server_config};
 use crate::audit::{AuditEvent, Classified, classify};
+use crate::http_limits::{BodyBudget, ConnectionCap};
 use crate::identity::UserInfo;
 use crate::manifest::{content_hash, sanitize};
 use axum::body::{Body, Bytes};
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Default bound on a request body.
@@ -28,8 +29,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64;
 /// How often the serving certificate files are checked for changes.
 pub const DEFAULT_CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
-/// How long a client has to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to complete the TLS handshake (as long as it has for the headers).
+const HANDSHAKE_TIMEOUT: Duration = crate::http_limits::HEADER_READ_TIMEOUT;
+/// Default number of open connections; past it new ones are closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default budget of request-body bytes held at once (read, parsed or queued): about three
+/// bodies of the largest size. Past it requests get 503 and a `Retry-After`, so 48 parallel
+/// 10 MB bodies cost about this much, not 480 MB.
+pub const DEFAULT_BODY_BUDGET_BYTES: usize = 32 * 1024 * 1024;
+/// Default time to receive a whole body once the headers are in; then 408.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where and how the webhook server listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +58,13 @@ pub struct WebhookConfig {
     /// the author of a change: restrict who can (NetworkPolicy). Audit facts still outrank.
     pub admission_without_client_cert: bool,
     pub max_body_bytes: usize,
+    /// Request-body bytes held at once, from reading until processed (queued audit batches
+    /// included); a request that does not fit gets 503 with `Retry-After`.
+    pub body_budget_bytes: usize,
+    /// Time to receive a whole body after the headers; then 408.
+    pub body_read_timeout: Duration,
+    /// Open connections at most; past it new ones are closed at once.
+    pub max_connections: usize,
     /// Audit batches queued for processing; a batch past this is shed (counted).
     pub queue_capacity: usize,
     pub cert_reload_interval: Duration,
@@ -64,6 +80,9 @@ impl WebhookConfig {
             client_ca_file: None,
             admission_without_client_cert: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_budget_bytes: DEFAULT_BODY_BUDGET_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             cert_reload_interval: DEFAULT_CERT_RELOAD_INTERVAL,
         }
@@ -116,6 +135,8 @@ pub struct WebhookStats {
     admission_facts: AtomicU64,
     admission_ignored: AtomicU64,
     rejected: AtomicU64,
+    busy: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 /// A snapshot of [`WebhookStats`].
@@ -137,8 +158,12 @@ pub struct WebhookCounters {
     pub admission_facts: u64,
     /// Admission requests that gave no fact (dry runs, subresources, CONNECT, no object).
     pub admission_ignored: u64,
-    /// Requests refused with a 4xx (bad input, no client certificate).
+    /// Requests refused with a 4xx (bad input, no client certificate, too large, too slow).
     pub rejected: u64,
+    /// Requests refused with 503 because the body budget was spent (the sender retries).
+    pub busy: u64,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: u64,
 }
 
 impl WebhookStats {
@@ -155,6 +180,8 @@ impl WebhookStats {
             admission_facts: get(&self.admission_facts),
             admission_ignored: get(&self.admission_ignored),
             rejected: get(&self.rejected),
+            busy: get(&self.busy),
+            connections_refused: get(&self.connections_refused),
         }
     }
 }
@@ -403,11 +430,17 @@ pub fn admission_response(uid: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 // The server
 
+/// An audit batch and the body budget it holds until it is processed.
+type Batch = (Vec<AuditEvent>, OwnedSemaphorePermit);
+
 struct Shared {
     index: Arc<FactIndex>,
     stats: Arc<WebhookStats>,
-    queue: mpsc::Sender<Vec<AuditEvent>>,
+    queue: mpsc::Sender<Batch>,
     max_body_bytes: usize,
+    budget: BodyBudget,
+    body_read_timeout: Duration,
+    connections: ConnectionCap,
     /// A client CA is configured: certificates it signed are accepted.
     audit_enabled: bool,
     /// `/admission` requires such a certificate too (the default).
@@ -456,6 +489,9 @@ impl WebhookServer {
             stats: stats.clone(),
             queue,
             max_body_bytes: config.max_body_bytes,
+            budget: BodyBudget::new(config.body_budget_bytes.max(config.max_body_bytes)),
+            body_read_timeout: config.body_read_timeout,
+            connections: ConnectionCap::new(config.max_connections),
             audit_enabled: config.client_ca_file.is_some(),
             admission_needs_client_cert: !config.admission_without_client_cert,
         });
@@ -512,14 +548,16 @@ impl WebhookServer {
 }
 
 async fn process_batches(
-    mut batches: mpsc::Receiver<Vec<AuditEvent>>,
+    mut batches: mpsc::Receiver<Batch>,
     index: Arc<FactIndex>,
     stats: Arc<WebhookStats>,
 ) {
-    while let Some(events) = batches.recv().await {
+    while let Some((events, budget)) = batches.recv().await {
         let done = ingest_events(&index, &events);
         bump(&stats.audit_events_used, done.used);
         bump(&stats.audit_events_skipped, done.skipped);
+        // The batch's body bytes are free again once its events are facts.
+        drop((events, budget));
     }
 }
 
@@ -562,10 +600,18 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Past the cap the connection is closed before TLS: a flood costs no memory.
+        let Some(slot) = shared.connections.admit() else {
+            bump(&shared.stats.connections_refused, 1);
+            tracing::debug!(%peer, "webhook connection refused: too many open");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -584,7 +630,8 @@ async fn accept_loop(
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, req, client_cert).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            // Slow or idle clients are closed after the header-read timeout.
+            let _ = crate::http_limits::http1()
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
         });
@@ -633,17 +680,29 @@ async fn handle(
         )),
     };
     result.unwrap_or_else(|bad| {
-        bump(&shared.stats.rejected, 1);
+        if bad.status == StatusCode::SERVICE_UNAVAILABLE {
+            bump(&shared.stats.busy, 1);
+        } else {
+            bump(&shared.stats.rejected, 1);
+        }
         tracing::debug!(status = %bad.status, message = %bad.message, "webhook request refused");
-        status_body(bad.status, &bad.message)
+        let mut response = status_body(bad.status, &bad.message);
+        if bad.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     })
 }
 
-/// Checks the content type and reads the body within the size bound.
+/// Checks the content type, reserves the body's bytes in the budget (the declared length, or
+/// the largest body when none is declared) and reads it within the size bound and the read
+/// timeout. The reservation lasts as long as the returned permit.
 async fn read_json_body(
     shared: &Shared,
     req: Request<hyper::body::Incoming>,
-) -> Result<Bytes, BadRequest> {
+) -> Result<(Bytes, OwnedSemaphorePermit), BadRequest> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -680,9 +739,33 @@ async fn read_json_body(
     if declared.is_some_and(|n| n > shared.max_body_bytes as u64) {
         return Err(too_large());
     }
+    let wanted = declared.map_or(shared.max_body_bytes, |n| n as usize);
+    let permit = shared.budget.reserve(wanted).map_err(|over| {
+        tracing::warn!(
+            wanted = over.wanted,
+            budget = over.total,
+            held = shared.budget.held(),
+            "webhook body budget spent; request refused with 503 (the sender retries)"
+        );
+        BadRequest::new(StatusCode::SERVICE_UNAVAILABLE, over.to_string())
+    })?;
     let limited = http_body_util::Limited::new(req.into_body(), shared.max_body_bytes);
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => Ok(collected.to_bytes()),
+    let collected = tokio::time::timeout(
+        shared.body_read_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await
+    .map_err(|_| {
+        BadRequest::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {:?}",
+                shared.body_read_timeout
+            ),
+        )
+    })?;
+    match collected {
+        Ok(collected) => Ok((collected.to_bytes(), permit)),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(BadRequest::new(
             StatusCode::BAD_REQUEST,
@@ -708,10 +791,11 @@ async fn audit(
             "the audit endpoint requires a client certificate signed by the configured CA",
         ));
     }
-    let body = read_json_body(shared, req).await?;
+    let (body, budget) = read_json_body(shared, req).await?;
     let events = parse_event_list(&body)?;
+    drop(body);
     let n = events.len() as u64;
-    match shared.queue.try_send(events) {
+    match shared.queue.try_send((events, budget)) {
         Ok(()) => {
             bump(&shared.stats.audit_batches, 1);
             bump(&shared.stats.audit_events_accepted, n);
@@ -752,7 +836,7 @@ async fn admission(
         ));
     }
     let received = Timestamp::now();
-    let body = read_json_body(shared, req).await?;
+    let (body, _budget) = read_json_body(shared, req).await?;
     let (review, uid) = parse_admission_review(&body)?;
     bump(&shared.stats.admission_requests, 1);
     let fact = review.request.as_ref().map(|r| admission_fact(r, received));

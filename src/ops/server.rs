@@ -5,6 +5,7 @@
 use super::Readiness;
 use super::metrics::{Format, Metrics};
 use super::status::StatusSource;
+use crate::http_limits::ConnectionCap;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,6 +15,20 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// Open connections at most; past it a new one is closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Accept errors that concern one connection (or a passing shortage), not the listener.
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    ) || e
+        .raw_os_error()
+        .is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
+}
 
 /// The default of `run --metrics-addr`: loopback only; the Deployment sets `0.0.0.0:9090`.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
@@ -164,7 +179,8 @@ impl OpsServer {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets the requests in flight
-    /// finish.
+    /// finish. Connections keep the bounds of `http_limits`: the header-read timeout and at
+    /// most [`MAX_CONNECTIONS`] open (past it a new one is closed at once).
     pub async fn run(
         self,
         state: OpsState,
@@ -172,10 +188,48 @@ impl OpsServer {
     ) -> Result<(), OpsError> {
         let addr = self.addr;
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /status and /status.json");
-        axum::serve(self.listener, router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| OpsError::Serve { addr, source })?;
+        let router = router(state);
+        let cap = ConnectionCap::new(MAX_CONNECTIONS);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            while connections.try_join_next().is_some() {}
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: the listener itself is fine.
+                Err(e) if is_transient(&e) => {
+                    tracing::debug!(%addr, error = %e, "accept failed");
+                    continue;
+                }
+                Err(source) => return Err(OpsError::Serve { addr, source }),
+            };
+            let Some(slot) = cap.admit() else {
+                drop(stream);
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let mut stopped = stopped.clone();
+            connections.spawn(async move {
+                let _slot = slot;
+                let connection = crate::http_limits::http1()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = stopped.wait_for(|stop| *stop) => {}
+                }
+                // Shutdown: finish the request in flight, take no new one.
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            });
+        }
+        let _ = stop.send(true);
+        while connections.join_next().await.is_some() {}
         tracing::debug!(%addr, "metrics and health server stopped");
         Ok(())
     }

@@ -15,6 +15,7 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,6 +141,33 @@ impl Reply {
     }
 }
 
+/// A TLS client trusting the test CA, with the apiserver's client certificate or without.
+fn client_config(pki: &Pki, client_cert: bool) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.clone()).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    Arc::new(if client_cert {
+        builder
+            .with_client_auth_cert(pki.client_chain.clone(), pki.client_key.clone_key())
+            .expect("client auth")
+    } else {
+        builder.with_no_client_auth()
+    })
+}
+
+/// The status code of an HTTP answer.
+fn status_of(text: &str) -> u16 {
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
 /// One HTTPS POST with `Connection: close`, read to the end.
 async fn post(
     pki: &Pki,
@@ -149,22 +177,7 @@ async fn post(
     body: &[u8],
     client_cert: bool,
 ) -> Reply {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca.clone()).expect("root");
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots);
-    let config = if client_cert {
-        builder
-            .with_client_auth_cert(pki.client_chain.clone(), pki.client_key.clone_key())
-            .expect("client auth")
-    } else {
-        builder.with_no_client_auth()
-    };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(client_config(pki, client_cert));
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let mut tls = connector
@@ -186,11 +199,7 @@ async fn post(
         let mut raw = Vec::new();
         let _ = tls.read_to_end(&mut raw).await;
         let text = String::from_utf8_lossy(&raw).to_string();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+        let status = status_of(&text);
         let body = text
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
@@ -463,4 +472,220 @@ async fn admission_reviews_are_allowed_and_recorded_except_dry_runs() {
     assert_eq!(stats.admission_facts, 1);
     assert_eq!(stats.admission_ignored, 1);
     server.shutdown().await;
+}
+
+/// Reads a `Vm…` line of /proc/<pid>/status, in bytes.
+fn vm(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A TLS connection to the webhook with the apiserver's client certificate.
+async fn connect(
+    pki: &Pki,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(client_config(pki, true))
+        .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// Posts `body` to /audit while reading the answer (the server may answer 503 before it read
+/// the body); returns the status and the Retry-After header.
+async fn post_big(pki: &Pki, addr: SocketAddr, body: Arc<Vec<u8>>) -> (u16, Option<String>) {
+    let tls = connect(pki, addr).await;
+    let (mut rx, mut tx) = tokio::io::split(tls);
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        let _ = tx.write_all(head.as_bytes()).await;
+        let _ = tx.write_all(&body).await;
+        let _ = tx.flush().await;
+        tx
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The head of the answer is all this needs.
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(60), rx.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer within 60 s"),
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = status_of(&text);
+    let retry_after = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.trim().to_string());
+    (status, retry_after)
+}
+
+/// Slow and oversized requests in parallel against the real binary (issue #15 item 2): 200
+/// connections that send their headers a line a second are closed after the header-read
+/// timeout, 48 parallel 9.9 MB EventLists either land or get 503 with `Retry-After` (the body
+/// budget), the process's peak RSS stays far below the Deployment's 512 Mi, and a normal batch
+/// is answered afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_requests_leave_memory_bounded() {
+    let env = crate::support::agent_env::Env::with(kubesim::SimConfig::default().with_tls()).await;
+    let kubeconfig = env.scratch.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        env.sim.kubeconfig("admin").expect("kubeconfig"),
+    )
+    .expect("write");
+    let pki = Arc::new(pki());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_gitops-reverser"))
+        .args([
+            "run",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--cluster-name",
+            "bounds",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--state-dir")
+        .arg(env.scratch.path().join("state"))
+        .arg("--webhook-addr")
+        .arg(addr.to_string())
+        .arg("--webhook-cert")
+        .arg(&pki.cert_file)
+        .arg("--webhook-key")
+        .arg(&pki.key_file)
+        .arg("--webhook-client-ca")
+        .arg(&pki.ca_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the agent starts");
+    let pid = agent.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook never listened"
+        );
+        assert!(
+            agent.try_wait().expect("status").is_none(),
+            "the agent exited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let normal = event_list(&good_batch());
+    let post_normal = async || {
+        post(
+            &pki,
+            addr,
+            "/audit",
+            Some("application/json"),
+            &normal,
+            true,
+        )
+        .await
+    };
+    let warm = post_normal().await;
+    assert_eq!(warm.status, 200, "{}", warm.body);
+    let before = vm(pid, "VmRSS");
+
+    // 9.9 MB of real audit events.
+    let one = good_batch();
+    let unit = event_list(&one).len();
+    let copies = 9_900_000 / unit;
+    let big: Vec<AuditEvent> = (0..copies).flat_map(|_| one.clone()).collect();
+    let big = Arc::new(event_list(&big));
+    assert!(
+        big.len() > 9_000_000 && big.len() < 10 * 1024 * 1024,
+        "{}",
+        big.len()
+    );
+
+    let slow: Vec<_> = (0..200)
+        .map(|_| {
+            let pki = pki.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let mut tls = connect(&pki, addr).await;
+                let _ = tls.write_all(b"POST /audit HTTP/1.1\r\nHost: x\r\n").await;
+                let mut buf = [0u8; 256];
+                // A header line a second until the server closes (or 60 s).
+                while started.elapsed() < Duration::from_secs(60) {
+                    match tokio::time::timeout(Duration::from_secs(1), tls.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+                        Ok(Ok(_)) => return started.elapsed(), // an error answer, then close
+                        Err(_) => {
+                            if tls.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                                return started.elapsed();
+                            }
+                        }
+                    }
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    let large: Vec<_> = (0..48)
+        .map(|_| {
+            let (pki, body) = (pki.clone(), big.clone());
+            tokio::spawn(async move { post_big(&pki, addr, body).await })
+        })
+        .collect();
+    let mut statuses = BTreeMap::new();
+    for task in large {
+        let (status, retry_after) = task.await.expect("post");
+        if status == 503 {
+            assert_eq!(retry_after.as_deref(), Some("1"));
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    let mut held = Vec::new();
+    for task in slow {
+        held.push(task.await.expect("slow client"));
+    }
+    let longest = held.iter().max().copied().unwrap_or_default();
+    let peak = vm(pid, "VmHWM");
+    eprintln!(
+        "bounds: statuses {statuses:?}; slow connections closed after at most {longest:?}; \
+         RSS before {} MiB, peak {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        agent.try_wait().expect("status").is_none(),
+        "the agent died"
+    );
+    // Every large body either landed or was refused for the budget; some landed.
+    assert!(
+        statuses.keys().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.get(&200).is_some_and(|n| *n >= 1), "{statuses:?}");
+    assert!(statuses.get(&503).is_some_and(|n| *n >= 1), "{statuses:?}");
+    // Slow-header connections are closed after the header-read timeout (5 s), not held.
+    assert!(longest < Duration::from_secs(15), "held {longest:?}");
+    // Half the Deployment's limit (without the budget: about 550 MiB, measured).
+    assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
+    // And the server still answers a normal request.
+    let after = post_normal().await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

@@ -223,6 +223,55 @@ async fn serve_reports_an_address_in_use_by_name() {
     assert!(error.to_string().contains(&addr.to_string()), "{error}");
 }
 
+/// A client that sends its headers slowly (or not at all) is closed after the header-read
+/// timeout, while others are answered; shutdown still waits for nobody idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_clients_are_closed_and_others_answered() {
+    let ops = OpsServer::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let addr = ops.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = OpsState {
+        metrics: Arc::new(Metrics::new(Vec::new)),
+        readiness: Readiness::new(),
+        status: None,
+    };
+    let serving = tokio::spawn(ops.run(state, async {
+        let _ = stopped.await;
+    }));
+    let slow: Vec<_> = (0..20)
+        .map(|i| {
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                if i % 2 == 0 {
+                    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+                }
+                let mut buf = [0u8; 256];
+                // Closed (EOF or an error answer) by the server, or still open after 30 s.
+                let _ = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
+                started.elapsed()
+            })
+        })
+        .collect();
+    assert_eq!(get(addr, "/healthz", None).await.status, 200);
+    for task in slow {
+        let held = task.await.expect("slow client");
+        assert!(
+            held < Duration::from_secs(15),
+            "a slow client was held {held:?}"
+        );
+    }
+    assert_eq!(get(addr, "/readyz", None).await.status, 503);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("the server stops")
+        .expect("task")
+        .expect("served");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The manifests
 
