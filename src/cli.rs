@@ -254,6 +254,14 @@ pub struct RunArgs {
     /// `timestamp`, `level`, `target`, `message` and the event's fields) for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The Secret holding the key of the keyed content hash of encrypted Secrets (created with
+    /// a random key when missing, at the first GitDestination with `encryption`).
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "gitops-reverser-system/gitops-reverser-hash-key"
+    )]
+    pub hash_key_secret: String,
 }
 
 /// The format of `run`'s log lines.
@@ -737,6 +745,17 @@ fn run_agent(args: RunArgs) -> Result<u8, CliError> {
             transport: std::sync::Arc::new(crate::git::transport::GitCli::new()),
             settle: std::time::Duration::from_millis(200),
             resolver: resolver.clone(),
+            hash_key_secret: match args.hash_key_secret.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                    crate::config::ObjectKey::new(ns, name)
+                }
+                _ => {
+                    return Err(CliError::Input {
+                        input: "--hash-key-secret".into(),
+                        problem: format!("{:?} is not NAMESPACE/NAME", args.hash_key_secret),
+                    });
+                }
+            },
             ..crate::agent::runtime::AgentOptions::default()
         };
         let resolver_for_metrics = resolver;

@@ -10,16 +10,33 @@ use crate::manifest::pipeline::{Outcome, prepare};
 use crate::manifest::yaml::{YamlError, to_yaml};
 use serde_json::Value;
 
-/// Where a destination writes: its folder and layout.
+/// Where a destination writes: its folder and layout, and how it encrypts Secrets.
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub folder: String,
     pub template: PathTemplate,
+    /// Secrets become SOPS documents (`….sops.yaml`) with a keyed hash.
+    pub encryption: Option<crate::secrets::Encryption>,
 }
 
 impl Layout {
-    /// The path of an object's file.
+    /// The path of an object's file (`….sops.yaml` for a Secret this layout encrypts).
     pub fn path(&self, id: &ObjectId, resource: &str) -> String {
+        let path = self.plain_path(id, resource);
+        match self.encryption_for(id) {
+            Some(_) => crate::secrets::sops_path(&path),
+            None => path,
+        }
+    }
+
+    /// The encryption that applies to this object, if any (Secrets, when configured).
+    pub fn encryption_for(&self, id: &ObjectId) -> Option<&crate::secrets::Encryption> {
+        self.encryption
+            .as_ref()
+            .filter(|_| id.group.is_empty() && id.kind == "Secret")
+    }
+
+    fn plain_path(&self, id: &ObjectId, resource: &str) -> String {
         self.template.path_in(
             &self.folder,
             &Location {
@@ -98,6 +115,11 @@ pub enum CaptureError {
     Object(#[from] ObjectError),
     #[error(transparent)]
     Yaml(#[from] YamlError),
+    #[error("{id}: {source}")]
+    Encrypt {
+        id: Box<ObjectId>,
+        source: Box<crate::secrets::SopsError>,
+    },
 }
 
 /// True when a live object came from Git unchanged and Git still holds that file: its hash
@@ -129,6 +151,9 @@ pub fn decide_upsert(
         Outcome::Skipped { id, exclusion } => return Ok(Decision::Excluded { id, exclusion }),
     };
     let path = layout.path(&manifest.id, resource);
+    if let Some(encryption) = layout.encryption_for(&manifest.id) {
+        return decide_sealed(manifest, path, encryption, git_doc);
+    }
     if let (Some(git_doc), Some(original)) = (git_doc, original) {
         if recorded_hash(git_doc) == manifest.hash {
             return Ok(Decision::Unchanged {
@@ -151,6 +176,37 @@ pub fn decide_upsert(
         content,
         hash: manifest.hash,
         id: manifest.id,
+    })
+}
+
+/// The decision for a Secret the destination encrypts: unchanged when the file's keyed hash
+/// is the live value's (ciphertexts differ on every encryption, so they are never compared,
+/// and no diff of values is ever computed), else the new SOPS document.
+fn decide_sealed(
+    manifest: crate::manifest::Manifest,
+    path: String,
+    encryption: &crate::secrets::Encryption,
+    git_doc: Option<&Value>,
+) -> Result<Decision, CaptureError> {
+    let hash = encryption.hash(&manifest.doc);
+    if git_doc.map(recorded_hash) == Some(hash) {
+        return Ok(Decision::Unchanged {
+            path,
+            id: manifest.id,
+            why: Unchanged::Equivalent(Equivalence::HashAnnotation),
+        });
+    }
+    let id = manifest.id;
+    let (hash, text) = crate::secrets::seal(manifest.doc, encryption, jiff::Timestamp::now())
+        .map_err(|source| CaptureError::Encrypt {
+            id: Box::new(id.clone()),
+            source: Box::new(source),
+        })?;
+    Ok(Decision::Write {
+        path,
+        content: text.into_bytes(),
+        hash,
+        id,
     })
 }
 
@@ -413,6 +469,7 @@ mod tests {
 
     fn layout() -> Layout {
         Layout {
+            encryption: None,
             folder: "clusters/dev".into(),
             template: PathTemplate::default(),
         }
@@ -536,21 +593,51 @@ pub struct FolderContent {
     pub invalid: Vec<String>,
 }
 
+/// A Secret's SOPS file: the bytes Git already holds when its keyed hash is the live
+/// value's (re-encrypting would change every byte and make a commit of nothing), else a new
+/// encryption.
+fn sealed_file(
+    doc: Value,
+    path: &str,
+    encryption: &crate::secrets::Encryption,
+    git: &dyn GitView,
+) -> Result<(ContentHash, String), crate::secrets::SopsError> {
+    let hash = encryption.hash(&doc);
+    if let Some(bytes) = git.read(path)
+        && crate::manifest::yaml::parse_single_document(&bytes, path)
+            .is_some_and(|d| recorded_hash(&d) == hash)
+        && let Ok(text) = String::from_utf8(bytes)
+    {
+        return Ok((hash, text));
+    }
+    crate::secrets::seal(doc, encryption, jiff::Timestamp::now())
+}
+
 /// Renders listed objects (with the plural of the resource each came from) into the folder's
-/// desired content.
+/// desired content. `git` is the folder as last pushed (for the SOPS files that stay).
 pub fn render_folder(
     objects: impl IntoIterator<Item = (String, Value)>,
     layout: &Layout,
     policy: &ExclusionPolicy,
+    git: &dyn GitView,
 ) -> FolderContent {
     let mut out = FolderContent::default();
     let prefix = format!("{}/", layout.folder);
     for (resource, object) in objects {
         let label = crate::manifest::object::describe(&object);
         match prepare(object, policy) {
-            Ok(Outcome::Kept(manifest)) => {
+            Ok(Outcome::Kept(mut manifest)) => {
                 let path = layout.path(&manifest.id, &resource);
-                match to_yaml(&manifest.doc) {
+                let rendered = match layout.encryption_for(&manifest.id) {
+                    Some(encryption) => sealed_file(manifest.doc, &path, encryption, git)
+                        .map(|(hash, text)| {
+                            manifest.hash = hash;
+                            text
+                        })
+                        .map_err(|e| e.to_string()),
+                    None => to_yaml(&manifest.doc).map_err(|e| e.to_string()),
+                };
+                match rendered {
                     Ok(text) => {
                         let relative = path.strip_prefix(&prefix).unwrap_or(&path).to_string();
                         out.files.push((relative, text.into_bytes()));

@@ -202,7 +202,7 @@ struct Task {
 }
 
 /// The worker's view of the branch: files as it last pushed them (its local cache).
-struct Pushed<'a>(&'a WorkerHandle);
+pub struct Pushed<'a>(pub &'a WorkerHandle);
 
 impl GitView for Pushed<'_> {
     fn read(&self, path: &str) -> Option<Vec<u8>> {

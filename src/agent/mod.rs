@@ -7,6 +7,7 @@ pub mod capture;
 mod cluster;
 pub mod destination;
 pub mod election;
+pub mod hash_key;
 pub mod identity;
 pub mod leases;
 pub mod live;

@@ -114,7 +114,25 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
             }
         }
     }
-    let content = render_folder(objects, &layout, &policy);
+    // Rendering reads the files Git holds (SOPS files that stay): off the async threads.
+    let view = worker.clone();
+    let content = match tokio::task::spawn_blocking(move || {
+        render_folder(
+            objects,
+            &layout,
+            &policy,
+            &super::destination::Pushed(&view),
+        )
+    })
+    .await
+    {
+        Ok(content) => content,
+        Err(e) => {
+            let result = Err(format!("rendering the folder failed: {e}"));
+            let _ = done.send((key, result, Vec::new())).await;
+            return;
+        }
+    };
     for problem in &content.invalid {
         tracing::warn!(destination = %key, %problem, "object not written");
     }

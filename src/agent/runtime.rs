@@ -8,6 +8,7 @@ use super::capture::Layout;
 use super::cluster::{discover, preflight, reflect, state};
 use super::destination::{self, Input, Intake, Routed, record_offer};
 use super::election::ElectionConfig;
+use super::hash_key;
 use super::leases::Leases;
 use super::live::DestinationLive;
 use super::reconcile::{self, ReconcileResult, Reconciled, namespace_of};
@@ -62,6 +63,9 @@ pub struct AgentOptions {
     /// Leader election per repository (`--leader-elect`); `None`: this replica writes every
     /// repository.
     pub election: Option<ElectionConfig>,
+    /// The Secret holding the key of the keyed hash of encrypted Secrets (created when
+    /// missing, at the first destination that encrypts).
+    pub hash_key_secret: ObjectKey,
 }
 
 /// Queue sizes of the agent.
@@ -100,6 +104,7 @@ impl Default for AgentOptions {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             queues: Queues::default(),
             election: None,
+            hash_key_secret: ObjectKey::new(hash_key::DEFAULT_NAMESPACE, hash_key::DEFAULT_NAME),
         }
     }
 }
@@ -320,6 +325,7 @@ pub async fn run(
         ),
         status,
         inputs: None,
+        hash_key: None,
     };
     tokio::pin!(shutdown);
     // No plan before every configuration store has listed: a plan from half the custom
@@ -439,6 +445,8 @@ struct Agent {
     status: tokio::sync::watch::Sender<Option<Arc<Snapshot>>>,
     /// The inputs of the last plan (statuses are written from them).
     inputs: Option<Inputs>,
+    /// The key of the keyed hash of encrypted Secrets, once read.
+    hash_key: Option<Vec<u8>>,
 }
 
 impl Agent {
@@ -539,6 +547,7 @@ impl Agent {
                         let layout = Layout {
                             folder: resolved.folder.clone(),
                             template: resolved.path_template.clone(),
+                            encryption: self.encryption_for(key, resolved).await,
                         };
                         let live = Arc::new(DestinationLive::default());
                         let (tx, task) = destination::spawn(
@@ -546,7 +555,7 @@ impl Agent {
                                 key: key.clone(),
                                 worker: worker.clone(),
                                 layout: layout.clone(),
-                                policy: self.policy(),
+                                policy: policy(self.options.allow_secrets, &layout),
                                 resolver: self.options.resolver.clone(),
                                 metrics: self.handle.metrics.clone(),
                                 observe: resolved.mode == DestinationMode::Observe,
@@ -586,7 +595,7 @@ impl Agent {
         self.handle.metrics.set_watches(watches.len());
 
         // Initial reconcile for destinations whose rules or watches changed.
-        let policy = self.policy();
+        let allow_secrets = self.options.allow_secrets;
         for (key, destination) in self.destinations.iter_mut() {
             let rules = plan
                 .destinations
@@ -623,7 +632,7 @@ impl Agent {
                     layout: destination.settings.0.clone(),
                     prune: destination.settings.1,
                     unresolved,
-                    policy: policy.clone(),
+                    policy: policy(allow_secrets, &destination.settings.0),
                     observe: (destination.mode == DestinationMode::Observe)
                         .then(|| destination.live.clone()),
                     metrics: self.handle.metrics.clone(),
@@ -681,6 +690,38 @@ impl Agent {
             }
             leases.handed_over(repo);
         });
+    }
+
+    /// How a destination encrypts Secrets: its recipients and the cluster's hash key (read or
+    /// created at the first need). Without the key its Secrets are not written (never in
+    /// plain text), and the error says why.
+    async fn encryption_for(
+        &mut self,
+        key: &ObjectKey,
+        resolved: &config::ResolvedDestination,
+    ) -> Option<crate::secrets::Encryption> {
+        let recipients = resolved.age_recipients.as_ref()?;
+        let recipients =
+            match crate::secrets::Recipients::parse(recipients.iter().map(String::as_str)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(destination = %key, error = %e, "Secrets are not written");
+                    return None;
+                }
+            };
+        if self.hash_key.is_none() {
+            match hash_key::load_or_create(self.client.clone(), &self.options.hash_key_secret).await
+            {
+                Ok(k) => self.hash_key = Some(k),
+                Err(e) => {
+                    tracing::error!(destination = %key, error = %e,
+                        "Secrets are not written until the hash key can be read");
+                    return None;
+                }
+            }
+        }
+        let hash_key = self.hash_key.clone()?;
+        Some(crate::secrets::Encryption::new(recipients, hash_key))
     }
 
     /// Hands the latest plan and reconcile results to the status writer, and the destinations
@@ -809,14 +850,6 @@ impl Agent {
         }
     }
 
-    fn policy(&self) -> ExclusionPolicy {
-        if self.options.allow_secrets {
-            ExclusionPolicy::allowing_secrets()
-        } else {
-            ExclusionPolicy::default()
-        }
-    }
-
     fn update_readiness(&self) {
         let pending: Vec<String> = self
             .destinations
@@ -917,5 +950,15 @@ impl Agent {
             lost |= destination.offer(routed, &dest_key.to_string(), &self.handle.metrics);
         }
         lost
+    }
+}
+
+/// What a destination's objects are checked with: Secrets pass when the agent allows them or
+/// the destination encrypts them.
+fn policy(allow_secrets: bool, layout: &Layout) -> ExclusionPolicy {
+    if allow_secrets || layout.encryption.is_some() {
+        ExclusionPolicy::allowing_secrets()
+    } else {
+        ExclusionPolicy::default()
     }
 }

@@ -52,6 +52,7 @@ pub mod reason {
     pub const REPO_NOT_RESOLVED: &str = "RepoNotResolved";
     pub const INVALID_FOLDER: &str = "InvalidFolder";
     pub const INVALID_PATH_TEMPLATE: &str = "InvalidPathTemplate";
+    pub const INVALID_ENCRYPTION: &str = "InvalidEncryption";
     pub const BRANCH_ALLOWED: &str = "BranchAllowed";
     pub const BRANCH_NOT_ALLOWED: &str = "BranchNotAllowed";
     pub const ACCESS_ALLOWED: &str = "AccessAllowed";

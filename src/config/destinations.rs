@@ -37,6 +37,8 @@ pub struct ResolvedDestination {
     pub suspended: bool,
     /// `spec.mode`: `Observe` decides and reports, and writes nothing.
     pub mode: DestinationMode,
+    /// The age recipients Secrets are encrypted to (checked), when it encrypts them.
+    pub age_recipients: Option<Vec<String>>,
 }
 
 /// What the plan concluded about one GitDestination.
@@ -205,6 +207,21 @@ pub(crate) fn plan_destinations(
                 }
             },
         };
+        let encryption_ok = match &spec.encryption {
+            None => true,
+            Some(e) => match crate::secrets::Recipients::parse(
+                e.sops.age_recipients.iter().map(String::as_str),
+            ) {
+                Ok(_) => true,
+                Err(err) => {
+                    problems.push((
+                        reason::INVALID_ENCRYPTION,
+                        format!("spec.encryption.sops.ageRecipients: {err}"),
+                    ));
+                    false
+                }
+            },
+        };
         let repo_ref = ObjectKey::new(spec.repo_namespace(&key.namespace), &spec.repo_ref.name);
         let repo = repos.get(&repo_ref);
         match repo {
@@ -322,7 +339,7 @@ pub(crate) fn plan_destinations(
 
         let usable =
             repo.and_then(|(config, plan)| Some((config, plan.url.clone()?, plan.window?)));
-        let resolved = match (usable, folder_ok, &template) {
+        let resolved = match (usable, folder_ok && encryption_ok, &template) {
             (Some((config, url, window)), true, Some(template)) => Some(ResolvedDestination {
                 repo: repo_ref.clone(),
                 repo_key: RepoKey {
@@ -340,6 +357,10 @@ pub(crate) fn plan_destinations(
                 credentials: repo.and_then(|(_, p)| p.secret.clone()),
                 suspended: spec.suspend,
                 mode: spec.mode,
+                age_recipients: spec
+                    .encryption
+                    .as_ref()
+                    .map(|e| e.sops.age_recipients.clone()),
             }),
             _ => None,
         };

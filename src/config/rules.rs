@@ -308,7 +308,12 @@ pub(crate) fn compile(view: RuleView<'_>, ctx: &Context<'_>) -> RulePlan {
     };
 
     let in_namespace = matches!(view.origin, Origin::Namespace(_));
-    let (selected, problems) = resolve(view.rules, in_namespace, ctx.discovery, ctx.allow_secrets);
+    // A destination that encrypts Secrets may be sent them.
+    let secrets_allowed = ctx.allow_secrets
+        || dest
+            .and_then(|d| d.resolved.as_ref())
+            .is_some_and(|r| r.age_recipients.is_some());
+    let (selected, problems) = resolve(view.rules, in_namespace, ctx.discovery, secrets_allowed);
     let resources_check = resources_check(&who, &selected, &problems, &selector_problems);
 
     let ready_message = format!(

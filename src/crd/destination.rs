@@ -119,6 +119,33 @@ pub struct GitDestinationSpec {
     /// `status.observed` and on the status page) without writing anything to the repository.
     #[serde(default, skip_serializing_if = "DestinationMode::is_record")]
     pub mode: DestinationMode,
+
+    /// Encrypt Secrets: with it, the rules pointing here may select `secrets`, and each Secret
+    /// is written as a SOPS document (`….sops.yaml`) that `sops` and Flux's kustomize-controller
+    /// decrypt. Without it, Secrets are never written (unless the agent runs with
+    /// `--allow-secrets`, which writes them in plain text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<DestinationEncryption>,
+}
+
+/// How a destination encrypts Secrets.
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationEncryption {
+    /// SOPS with age: the values of `data` and `stringData` are encrypted
+    /// (`encrypted_regex: ^(data|stringData)$`), metadata stays readable.
+    pub sops: SopsEncryption,
+}
+
+/// SOPS encryption settings.
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SopsEncryption {
+    /// The age recipients (`age1…` public keys) every Secret is encrypted to: the key Flux
+    /// decrypts with, and any a person may need. The private keys never reach the agent.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("items" = {"type": "string", "pattern": "^age1[02-9ac-hj-np-z]{58}$"}))]
+    pub age_recipients: Vec<String>,
 }
 
 /// Whether a destination writes what it decides.

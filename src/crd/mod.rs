@@ -14,8 +14,8 @@ use crate::manifest::yaml::{YamlError, to_yaml};
 
 pub use common::{CONDITION_READY, CrdError, ResourceStatus};
 pub use destination::{
-    DestinationMode, GitDestination, GitDestinationSpec, MAX_FOLDER_LEN, PrunePolicy,
-    ReconcilerTrigger, RepoRef, TriggerKind, validate_folder,
+    DestinationEncryption, DestinationMode, GitDestination, GitDestinationSpec, MAX_FOLDER_LEN,
+    PrunePolicy, ReconcilerTrigger, RepoRef, SopsEncryption, TriggerKind, validate_folder,
 };
 pub use duration::{DURATION_PATTERN, DurationError, parse_duration};
 pub use repo_config::{

@@ -317,6 +317,14 @@ impl Store {
                     if current == Some((true, id)) {
                         continue;
                     }
+                    // A re-encrypted Secret with the same value keeps the file Git holds.
+                    if let Some((true, old)) = current
+                        && repo
+                            .find_blob(old)
+                            .is_ok_and(|b| crate::secrets::same_sealed(&b.data, bytes))
+                    {
+                        continue;
+                    }
                     repo.write_blob(bytes)
                         .map_err(|e| self.fail("writing a file", e))?;
                     editor
@@ -503,11 +511,22 @@ impl Store {
             super::pack::PackWriter::new(&self.dir).map_err(|e| self.fail("starting a pack", e))?;
         let mut wanted: BTreeMap<String, ObjectId> = BTreeMap::new();
         let mut stats = SnapshotStats::default();
+        let repo = self.local();
         for (relative, bytes) in files {
             let path = format!("{prefix}{relative}");
             check_path(&path)?;
-            let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
-                .map_err(|e| self.fail("hashing a file", e))?;
+            let mut id =
+                gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
+                    .map_err(|e| self.fail("hashing a file", e))?;
+            // A re-encrypted Secret with the same value keeps the file Git holds.
+            if let Some(old) = existing.get(&path)
+                && *old != id
+                && repo
+                    .find_blob(*old)
+                    .is_ok_and(|b| crate::secrets::same_sealed(&b.data, &bytes))
+            {
+                id = *old;
+            }
             match existing.get(&path) {
                 Some(old) if *old == id => stats.unchanged += 1,
                 Some(_) => stats.updated += 1,

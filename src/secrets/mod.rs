@@ -59,6 +59,25 @@ pub fn seal(
     Ok((hash, text))
 }
 
+/// True when `new` is a re-encryption of the same Secret as `old`: both SOPS documents
+/// recording the same keyed hash. The file in Git then stays as it is — its ciphertexts differ
+/// from a new encryption's, its values do not — so re-encrypting never makes a commit.
+pub fn same_sealed(old: &[u8], new: &[u8]) -> bool {
+    let keyed = |bytes: &[u8]| {
+        // Cheap refusal for the files that are not SOPS documents with a keyed hash.
+        let text = std::str::from_utf8(bytes).ok()?;
+        if !text.contains("hmac-sha256:") || !text.contains("\nsops:") {
+            return None;
+        }
+        let doc = crate::manifest::yaml::parse_single_document(bytes, "file")?;
+        sops::is_sops(&doc)
+            .then(|| crate::manifest::hash::annotated_hash(&doc))
+            .flatten()
+            .filter(ContentHash::is_keyed)
+    };
+    keyed(new).is_some_and(|hash| keyed(old) == Some(hash))
+}
+
 /// The file name of an encrypted document: `….sops.yaml` for `….yaml` (as users of sops and
 /// Flux name them); other names get `.sops` before their extension, or at their end.
 pub fn sops_path(path: &str) -> String {
@@ -97,6 +116,11 @@ mod tests {
         changed["data"]["password"] = json!("b3RoZXI=");
         assert_ne!(enc.hash(&changed), first);
         assert!(!format!("{enc:?}").contains("cluster key"));
+        assert!(same_sealed(text_a.as_bytes(), text_b.as_bytes()));
+        let (_, rotated) = seal(changed, &enc, now).unwrap();
+        assert!(!same_sealed(text_a.as_bytes(), rotated.as_bytes()));
+        let plain = b"apiVersion: v1\nkind: ConfigMap\n";
+        assert!(!same_sealed(plain, plain), "only SOPS documents");
     }
 
     #[test]

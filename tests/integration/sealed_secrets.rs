@@ -93,12 +93,7 @@ async fn a_sealed_secret_is_recorded_and_its_secret_never_is() {
     for _ in 0..3 {
         flux_apply(&env, FOLDER).await;
     }
-    env.put_configmap("shop", "sentinel", "2").await;
-    until("the second sentinel", || {
-        env.file("shop", "sentinel")
-            .is_some_and(|f| f.contains("value: \"2\""))
-    })
-    .await;
+    env.sentinel("2").await;
     assert_eq!(env.subjects().len(), settled + 1, "{:?}", env.subjects());
     agent.stop().await;
 }

@@ -159,3 +159,134 @@ fn the_keyed_hash_is_stable_for_a_value_and_changes_with_it_while_ciphertexts_al
     let plain_hash = plain.split_whitespace().nth(1).expect("hash");
     assert!(!documents(LIVE).contains(plain_hash.trim_start_matches("sha256:")));
 }
+
+/// The agent with a destination that encrypts (#16 items 1 and 2): a Secret is committed as a
+/// SOPS document that decrypts independently to the live values; a Flux-like reconciler that
+/// decrypts the agent's own file and applies it, ten times, causes no commit; a changed value
+/// causes one; no plaintext value is anywhere in the history or the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypting_destination_commits_sops_files_and_flux_applying_them_back_commits_nothing()
+{
+    use crate::support::agent_env::*;
+    use gitops_reverser::config::ObjectKey;
+    use serde_json::json;
+
+    let env = Env::new().await;
+    env.configure().await;
+    let (flux_key, recipient) = age_key(env.scratch.path(), "flux.agekey");
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+        "metadata": {"name": "dev", "namespace": "shop"},
+        "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER,
+            "encryption": {"sops": {"ageRecipients": [recipient]}}}}),
+    )
+    .await;
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "apps", "namespace": "shop"},
+        "spec": {"destinationRef": {"name": "dev"}, "rules": [
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"]}]}}),
+    )
+    .await;
+    let agent = env.start_tuned("state", |o| {
+        o.hash_key_secret = ObjectKey::new("shop", "gitops-reverser-hash-key");
+    });
+    agent.ready().await;
+
+    // A person creates the Secret (`kubectl create secret generic --from-literal`).
+    let password = "correct horse battery staple";
+    let secret = |password: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db-credentials", "namespace": "shop"},
+            "type": "Opaque", "stringData": {"username": "admin", "password": password}})
+    };
+    apply_as(&env.client, "kubectl", &secret(password)).await;
+    let path = format!("{FOLDER}/shop/core/secrets/db-credentials.sops.yaml");
+    until("the SOPS file", || show(&env.repo, &path).is_some()).await;
+    let decrypt = || {
+        let file = env.scratch.path().join("from-git.sops.yaml");
+        std::fs::write(&file, show(&env.repo, &path).expect("the file")).expect("write");
+        independent_decrypt(&flux_key, &file)
+    };
+    let live = |value: &str| {
+        use base64::Engine;
+        serde_json::Value::from(base64::engine::general_purpose::STANDARD.encode(value))
+    };
+    let clear = decrypt();
+    assert_eq!(clear["data"]["password"], live(password));
+    assert_eq!(clear["data"]["username"], live("admin"));
+    assert!(
+        show(
+            &env.repo,
+            &format!("{FOLDER}/shop/core/secrets/db-credentials.yaml")
+        )
+        .is_none(),
+        "never a plain file"
+    );
+
+    // Flux's kustomize-controller: decrypt the agent's own file, apply it; ten times.
+    let settled = env.subjects().len();
+    for _ in 0..10 {
+        let mut object = decrypt();
+        object["metadata"]["labels"] = json!({"kustomize.toolkit.fluxcd.io/name": "apps",
+            "kustomize.toolkit.fluxcd.io/namespace": "flux-system"});
+        apply_as(&env.client, "kustomize-controller", &object).await;
+    }
+    // A sentinel after the applies: once it lands, their events were decided too.
+    env.sentinel("1").await;
+    assert_eq!(
+        env.subjects().len(),
+        settled + 1,
+        "only the sentinel: {:?}",
+        env.subjects()
+    );
+
+    // A changed value is one commit.
+    let rotated = "tr0ub4dor&3";
+    apply_as(&env.client, "kubectl", &secret(rotated)).await;
+    until("the rotated value in Git", || {
+        decrypt()["data"]["password"] == live(rotated)
+    })
+    .await;
+    env.sentinel("2").await;
+    assert_eq!(env.subjects().len(), settled + 3, "{:?}", env.subjects());
+
+    // A restart with a fresh cache reconciles the folder: the Secret is unchanged, its file
+    // stays byte for byte (no re-encryption, no commit).
+    agent.stop().await;
+    let agent = env.start_tuned("fresh", |o| {
+        o.hash_key_secret = ObjectKey::new("shop", "gitops-reverser-hash-key");
+    });
+    agent.ready().await;
+    let before = show(&env.repo, &path);
+    env.sentinel("3").await;
+    assert_eq!(env.subjects().len(), settled + 4, "{:?}", env.subjects());
+    assert_eq!(show(&env.repo, &path), before);
+
+    // No plaintext anywhere: history (every commit's patch) and metrics.
+    let dir = env.repo.to_str().expect("utf-8");
+    let history = crate::support::git_servers::git(
+        &env.repo,
+        &["--git-dir", dir, "log", "-p", "--all"],
+        None,
+    );
+    let metrics = agent
+        .agent
+        .metrics
+        .encode(gitops_reverser::ops::metrics::Format::Prometheus)
+        .expect("metrics");
+    for value in [password, rotated] {
+        for text in [&history, &metrics] {
+            assert!(!text.contains(value));
+            assert!(!text.contains(live(value).as_str().expect("string")));
+        }
+    }
+    let file = show(&env.repo, &path).expect("the file");
+    assert!(
+        file.contains("content-hash: hmac-sha256:") && !file.contains("content-hash: sha256:"),
+        "{file}"
+    );
+    agent.stop().await;
+}

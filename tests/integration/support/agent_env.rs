@@ -214,6 +214,18 @@ impl Env {
             .expect("configmap");
     }
 
+    /// Sets ConfigMap `shop/sentinel` to `value` and waits until Git has it: every event
+    /// before it was decided by then.
+    pub async fn sentinel(&self, value: &str) {
+        self.put_configmap("shop", "sentinel", value).await;
+        let want = format!("value: \"{value}\"");
+        until(&format!("the sentinel {value}"), || {
+            self.file("shop", "sentinel")
+                .is_some_and(|f| f.contains(&want))
+        })
+        .await;
+    }
+
     pub fn file(&self, ns: &str, name: &str) -> Option<String> {
         show(
             &self.repo,
