@@ -1,6 +1,8 @@
 //! The key of the keyed content hash of encrypted Secrets, kept in a cluster Secret (never in
 //! Git): read at first need, created with 32 random bytes when the Secret does not exist yet.
 //! Every replica and every restart reads the same key, so an unchanged Secret keeps its hash.
+//! The install manifests grant only `get` on Secrets; where creating is not allowed, the error
+//! says the one command that creates it.
 
 use crate::config::ObjectKey;
 use k8s_openapi::ByteString;
@@ -24,7 +26,11 @@ pub enum HashKeyError {
         secret: ObjectKey,
         source: kube::Error,
     },
-    #[error("cannot create the hash key Secret {secret}: {source}")]
+    #[error(
+        "cannot create the hash key Secret {secret} ({source}); create it once with `kubectl -n {} create secret generic {} --from-literal=key=\"$(head -c 32 /dev/urandom | base64)\"`",
+        secret.namespace,
+        secret.name
+    )]
     Create {
         secret: ObjectKey,
         source: kube::Error,
