@@ -143,6 +143,58 @@ impl StatusBoard {
     }
 }
 
+/// One destination's progress for its resource status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub last_push: Option<crate::git::progress::PushRecord>,
+    /// Files in open windows and in commits not yet pushed.
+    pub pending: usize,
+    pub open_windows: usize,
+    /// `Observe` mode: what would have been written.
+    pub observed: Option<crate::ops::status::WouldWriteStatus>,
+    /// Objects each rule selected at the last reconcile.
+    pub selected: std::collections::BTreeMap<crate::config::RuleKey, u64>,
+}
+
+impl StatusBoard {
+    /// Every posted destination's progress, from its worker's published view and its live
+    /// numbers (a suspended destination has neither: only what its worker, if still running
+    /// for others, last pushed for it).
+    pub fn progress(&self) -> std::collections::BTreeMap<ObjectKey, Progress> {
+        let views: std::collections::BTreeMap<String, crate::git::progress::WorkerView> = self
+            .registry
+            .handles()
+            .iter()
+            .map(|h| (h.key().to_string(), h.view()))
+            .collect();
+        self.posted()
+            .into_iter()
+            .map(|p| {
+                let name = p.key.to_string();
+                let mut progress = Progress::default();
+                if let Some(view) = views.get(&p.repository) {
+                    progress.last_push = view.pushed_by_destination.get(&name).cloned();
+                    let windows: Vec<_> = view
+                        .open_windows
+                        .iter()
+                        .filter(|w| w.destination == name)
+                        .collect();
+                    progress.open_windows = windows.len();
+                    progress.pending = windows.iter().map(|w| w.files).sum::<usize>()
+                        + view.waiting_by_destination.get(&name).copied().unwrap_or(0);
+                }
+                if let Some(live) = &p.live {
+                    progress.selected = live.selected();
+                    if p.mode == crate::crd::DestinationMode::Observe {
+                        progress.observed = Some(live.would_write().unwrap_or_default());
+                    }
+                }
+                (p.key, progress)
+            })
+            .collect()
+    }
+}
+
 impl StatusSource for StatusBoard {
     fn report(&self) -> StatusReport {
         let now = jiff::Timestamp::now();

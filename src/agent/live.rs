@@ -18,6 +18,8 @@ pub struct DestinationLive {
     decisions: [AtomicU64; EventDecision::ALL.len()],
     awaiting_attribution: AtomicU64,
     observed: Mutex<Observed>,
+    /// Objects each rule selected at the last reconcile.
+    selected: Mutex<BTreeMap<crate::config::RuleKey, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +86,19 @@ impl DestinationLive {
     /// In `Observe` mode: what the reconcile would have committed.
     pub fn observe_reconcile(&self, outcome: String) {
         self.observed().reconcile = Some(outcome);
+    }
+
+    /// The objects each rule selected, as the reconcile listed them.
+    pub fn set_selected(&self, counts: BTreeMap<crate::config::RuleKey, u64>) {
+        *self.selected.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    }
+
+    /// Objects each rule selected at the last reconcile.
+    pub fn selected(&self) -> BTreeMap<crate::config::RuleKey, u64> {
+        self.selected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// What would have been written so far (`None` when nothing was observed, as in `Record`

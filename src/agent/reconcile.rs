@@ -39,8 +39,10 @@ pub struct Request {
     /// Why some types are not watched (rules that did not resolve): not pruned, and said so.
     pub unresolved: Vec<String>,
     pub policy: ExclusionPolicy,
-    /// `Observe` mode: the snapshot is previewed and reported here, never committed.
-    pub observe: Option<Arc<super::live::DestinationLive>>,
+    /// `Observe` mode: the snapshot is previewed and reported in `live`, never committed.
+    pub observe: bool,
+    /// The destination's live numbers: what each rule selects, what it would write.
+    pub live: Arc<super::live::DestinationLive>,
     /// Where the reconcile's duration is recorded (`gitops_reverser_reconcile_duration_seconds`).
     pub metrics: Arc<crate::ops::metrics::Metrics>,
 }
@@ -59,8 +61,10 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         unresolved,
         policy,
         observe,
+        live,
         metrics,
     } = request;
+    let mut selected: BTreeMap<config::RuleKey, u64> = BTreeMap::new();
     let folder = layout.folder.clone();
     // Every change decided before the reconcile reaches the worker first.
     let (drained, barrier) = oneshot::channel();
@@ -87,11 +91,14 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
                             namespace: namespace_of(&object.metadata),
                             labels: &labels,
                         };
-                        if !plan
-                            .route(&r, Operation::All)
-                            .iter()
-                            .any(|route| route.destination == key)
-                        {
+                        let mut ours = false;
+                        for route in plan.route(&r, Operation::All) {
+                            if route.destination == key {
+                                *selected.entry(route.rule).or_default() += 1;
+                                ours = true;
+                            }
+                        }
+                        if !ours {
                             continue;
                         }
                         if let Ok(mut value) = serde_json::to_value(&object) {
@@ -114,6 +121,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
             }
         }
     }
+    live.set_selected(selected);
     // Rendering reads the files Git holds (SOPS files that stay): off the async threads.
     let view = worker.clone();
     let content = match tokio::task::spawn_blocking(move || {
@@ -163,9 +171,9 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         },
     };
     let complete = failures.is_empty();
-    let (written, hashes) = match &observe {
+    let (written, hashes) = match observe {
         // Nothing is written, so nothing is learned: the files keep what Git has.
-        Some(live) => {
+        true => {
             let previewed = worker.preview(request).await;
             if let Ok(stats) = &previewed {
                 live.observe_reconcile(stats.message());
@@ -174,7 +182,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
             }
             (previewed.map(|_| None), Vec::new())
         }
-        None => (worker.snapshot(request).await, content.hashes),
+        false => (worker.snapshot(request).await, content.hashes),
     };
     let result = match written {
         Err(e) => Err(e.to_string()),

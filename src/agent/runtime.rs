@@ -306,7 +306,7 @@ pub async fn run(
     let mut watches = WatchManager::new(client.clone(), tx, options.streaming_lists);
     let (done_tx, mut reconciled) = mpsc::channel::<Reconciled>(64);
     let (probe_tx, mut probed) = mpsc::channel::<Probed>(64);
-    let (status, status_writer) = status::spawn_writer(client.clone());
+    let (status, status_writer) = status::spawn_writer(client.clone(), handle.board.clone());
     let mut agent = Agent {
         client: client.clone(),
         options: options.clone(),
@@ -633,8 +633,8 @@ impl Agent {
                     prune: destination.settings.1,
                     unresolved,
                     policy: policy(allow_secrets, &destination.settings.0),
-                    observe: (destination.mode == DestinationMode::Observe)
-                        .then(|| destination.live.clone()),
+                    observe: destination.mode == DestinationMode::Observe,
+                    live: destination.live.clone(),
                     metrics: self.handle.metrics.clone(),
                 },
                 self.done_tx.clone(),
@@ -757,6 +757,17 @@ impl Agent {
                 inputs: inputs.clone(),
                 plan: self.plan.clone(),
                 reconciled: self.reconcile_results.clone(),
+                signing: self
+                    .plan
+                    .repos
+                    .keys()
+                    .filter_map(|k| {
+                        Some((
+                            k.clone(),
+                            self.remotes.signer_of(k)?.fingerprint().to_string(),
+                        ))
+                    })
+                    .collect(),
             })));
         }
     }

@@ -11,7 +11,7 @@ pub mod rules;
 pub mod selector;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 use std::fmt;
 

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CrdError, ResourceStatus};
+use super::common::CrdError;
 
 /// The longest `folder` accepted (keeps CEL cost bounded and paths sane).
 pub use crate::manifest::layout::MAX_FOLDER_LEN;
@@ -24,7 +24,7 @@ pub use crate::manifest::layout::MAX_FOLDER_LEN;
     namespaced,
     shortname = "gd",
     category = "gitops-reverser",
-    status = "ResourceStatus",
+    status = "super::status::GitDestinationStatus",
     derive = "PartialEq",
     doc = "One folder on one branch of a GitRepoConfig, kept equal to the objects selected by \
            the WatchRules and ClusterWatchRules that point at it.",

@@ -5,6 +5,7 @@ pub mod common;
 pub mod destination;
 pub mod duration;
 pub mod repo_config;
+pub mod status;
 pub mod watch_rule;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -22,6 +23,7 @@ pub use repo_config::{
     AccessPolicy, CommitSettings, CommitWindow, GitRepoConfig, GitRepoConfigSpec,
     NamespacedRulesMode, NamespacedRulesPolicy, SecretRef, WindowSettings, glob_match,
 };
+pub use status::{GitDestinationStatus, GitRepoConfigStatus, ObservedWrites, WatchRuleStatus};
 pub use watch_rule::{
     ClusterWatchRule, ClusterWatchRuleSpec, DestinationRef, LocalDestinationRef, Operation,
     ResourceRule, RuleScope, WatchRule, WatchRuleSpec,

@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CrdError, ResourceStatus};
+use super::common::CrdError;
 use super::duration::{DURATION_PATTERN, parse_duration};
 
 /// Committer name used when `commit.committerName` is not set.
@@ -30,7 +30,7 @@ pub const DEFAULT_COMMITTER_EMAIL: &str = "gitops-reverser@configbutler.ai";
     namespaced,
     shortname = "grc",
     category = "gitops-reverser",
-    status = "ResourceStatus",
+    status = "super::status::GitRepoConfigStatus",
     derive = "PartialEq",
     doc = "A remote Git repository that GitDestinations write to, with its credentials, commit \
            settings and access policy.",

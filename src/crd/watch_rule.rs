@@ -6,8 +6,6 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::ResourceStatus;
-
 /// Which objects in the WatchRule's own namespace are written to a GitDestination in the same
 /// namespace.
 // kube's printcolumn(...) entries repeat `type_ = "string"`, which this lint mistakes for
@@ -21,7 +19,7 @@ use super::common::ResourceStatus;
     namespaced,
     shortname = "wr",
     category = "gitops-reverser",
-    status = "ResourceStatus",
+    status = "super::status::WatchRuleStatus",
     derive = "PartialEq",
     doc = "Selects objects in its own namespace and writes them to a GitDestination in the same \
            namespace.",
@@ -80,7 +78,7 @@ pub struct WatchRuleSpec {
     kind = "ClusterWatchRule",
     shortname = "cwr",
     category = "gitops-reverser",
-    status = "ResourceStatus",
+    status = "super::status::WatchRuleStatus",
     derive = "PartialEq",
     doc = "Selects cluster-scoped objects, and namespaced objects in selected namespaces, and \
            writes them to a GitDestination.",

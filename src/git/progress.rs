@@ -4,6 +4,7 @@
 //! wait for it and it never waits for them.
 
 use jiff::Timestamp;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One open commit window: one author's changes to one destination folder, not yet a commit.
@@ -49,4 +50,8 @@ pub struct WorkerView {
     pub last_push: Option<PushRecord>,
     /// The last failed round, cleared by the next push that reaches the remote.
     pub last_failure: Option<PushFailure>,
+    /// Per destination (`namespace/name`): files in commits waiting to be pushed.
+    pub waiting_by_destination: BTreeMap<String, usize>,
+    /// Per destination: the last push that held its changes.
+    pub pushed_by_destination: BTreeMap<String, PushRecord>,
 }

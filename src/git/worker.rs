@@ -164,6 +164,14 @@ enum Pending {
 }
 
 impl Pending {
+    /// The destination (`namespace/name`) it belongs to.
+    fn destination(&self) -> Option<&str> {
+        match self {
+            Pending::Window(w) => w.changes.first().map(|c| c.destination.as_str()),
+            Pending::Snapshot(s) => Some(s.destination.as_str()),
+        }
+    }
+
     fn size(&self) -> usize {
         match self {
             Pending::Window(w) => w.changes.len(),
@@ -451,8 +459,15 @@ impl Worker {
             .waiting_changes
             .store(waiting as u64, Ordering::Relaxed);
         let open_windows = self.windows.open_windows();
+        let mut by_destination = std::collections::BTreeMap::new();
+        for item in &self.pending {
+            if let Some(destination) = item.destination() {
+                *by_destination.entry(destination.to_string()).or_default() += item.size();
+            }
+        }
         self.view.send_modify(|view| {
             view.open_windows = open_windows;
+            view.waiting_by_destination = by_destination;
             view.waiting_commits = self.pending.len();
             view.waiting_files = pending;
         });
@@ -579,7 +594,16 @@ impl Worker {
                         commit: commit.to_string(),
                         took: started.elapsed(),
                     };
+                    let destinations: Vec<String> = self
+                        .pending
+                        .iter()
+                        .filter_map(|p| p.destination().map(str::to_string))
+                        .collect();
                     self.view.send_modify(|view| {
+                        for destination in destinations {
+                            view.pushed_by_destination
+                                .insert(destination, record.clone());
+                        }
                         view.last_push = Some(record);
                         view.last_failure = None;
                     });

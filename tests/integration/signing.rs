@@ -94,6 +94,11 @@ async fn every_commit_of_the_agent_is_signed_with_the_named_key() {
             && message.contains(public.split_whitespace().nth(1).unwrap_or("?")),
         "{message}"
     );
+    // The status field says the same (#15 item 5).
+    until_status(&env.client, "gitrepoconfigs", "shop", "repo", |s| {
+        s["signingKeyFingerprint"] == fingerprint.as_str()
+    })
+    .await;
 
     let allowed = env.scratch.path().join("allowed_signers");
     std::fs::write(

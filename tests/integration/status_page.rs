@@ -181,6 +181,29 @@ async fn the_status_page_in_a_browser_shows_the_repository_its_last_push_and_an_
 
     let _ = stop.send(());
     serving.await.expect("served").expect("server ran");
+
+    // The resources' status says the same (#15 item 5), written at most every few seconds.
+    let status = until_status(&env.client, "gitdestinations", "shop", "dev", |s| {
+        s["lastPushedCommit"] == pushed.as_str() && s["openWindows"] == 1
+    })
+    .await;
+    assert_eq!(status["pendingChanges"], 1, "{status}");
+    assert!(status["lastPushTime"].is_string(), "{status}");
+    assert!(status.get("observed").is_none(), "{status}");
+    let repo = until_status(&env.client, "gitrepoconfigs", "shop", "repo", |s| {
+        s["reachable"] == true
+    })
+    .await;
+    assert_eq!(repo["url"], env.url(), "the URL as configured: {repo}");
+    assert!(repo.get("signingKeyFingerprint").is_none(), "{repo}");
+    let rule = until_status(&env.client, "watchrules", "shop", "apps", |s| {
+        s["selectedObjects"].is_u64()
+    })
+    .await;
+    assert_eq!(
+        rule["selectedObjects"], 2,
+        "`before` and the namespace's kube-root-ca.crt (excluded, but selected): {rule}"
+    );
     agent.stop().await;
 }
 
@@ -327,6 +350,19 @@ async fn observe_mode_reports_what_it_would_write_and_writes_nothing() {
         html.contains(&format!("would have written {} changes", would.changes)),
         "{html}"
     );
+    let status = until_status(&env.client, "gitdestinations", "shop", "dev", |s| {
+        s["observed"]["changes"] == would.changes
+    })
+    .await;
+    assert_eq!(
+        status["observed"]["reconcile"],
+        "reconcile: 1 added, 0 updated, 0 removed"
+    );
+    assert_eq!(
+        status["observed"]["recent"][0],
+        format!("update v1 ConfigMap shop/web ({FOLDER}/shop/core/configmaps/web.yaml)")
+    );
+    assert!(status.get("lastPushedCommit").is_none(), "{status}");
     assert_eq!(commits(&env.repo), 0, "nothing written to the repository");
     agent.stop().await;
     assert_eq!(commits(&env.repo), 0, "nor at shutdown");

@@ -316,6 +316,39 @@ pub async fn until_condition(
     }
 }
 
+/// Waits until the `status` of a configbutler.ai object satisfies `check` (as `kubectl get -o
+/// yaml` would show it; `ns` empty for cluster-scoped kinds) and returns it.
+pub async fn until_status(
+    client: &kube::Client,
+    plural: &str,
+    ns: &str,
+    name: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let resource = configbutler(plural);
+    let api: Api<DynamicObject> = if ns.is_empty() {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), ns, &resource)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = api
+            .get(name)
+            .await
+            .map(|o| o.data["status"].clone())
+            .unwrap_or_default();
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{plural} {ns}/{name}: the status never got there: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Installs a namespaced CRD that accepts any content (a stand-in for Flux's, Argo CD's or a
 /// user's custom resources).
 pub async fn install_crd(env: &Env, group: &str, version: &str, kind: &str, plural: &str) {
