@@ -192,6 +192,15 @@ async fn endpoints_serve_health_readiness_and_a_real_workers_metrics() {
     assert!(plain.body.contains("gitops_reverser_pushes_total{"));
 
     assert_eq!(get(addr, "/nothing-here", None).await.status, 404);
+    // Without an agent in the process there is no status to show, and it says so.
+    let status = get(addr, "/status", None).await;
+    assert_eq!(status.status, 404);
+    assert!(
+        status.body.contains("the agent is not running"),
+        "{}",
+        status.body
+    );
+    assert_eq!(get(addr, "/status.json", None).await.status, 404);
 
     stop.send(()).expect("server still running");
     let result = tokio::time::timeout(Duration::from_secs(10), serving)
