@@ -336,10 +336,21 @@ async fn scale_dry_runs_conflicts_and_late_facts() {
         )
         .await
         .expect("edit");
+    // Meanwhile the status page counts it as waiting for its author (#15 item 4).
+    let board = agent.agent.board.clone();
+    let awaiting = || {
+        use gitops_reverser::ops::status::StatusSource;
+        board.report().destinations[0].awaiting_attribution
+    };
+    until("the edit counted as waiting for its author", || {
+        awaiting() == 1
+    })
+    .await;
     until("the late edit", || {
         env.file("shop", "cm").is_some_and(|f| f.contains("late"))
     })
     .await;
+    assert_eq!(awaiting(), 0, "no change waits once it is committed");
     let after = history(&env);
     assert_eq!(after.len(), before + 1, "{after:?}");
     assert_eq!(
