@@ -213,10 +213,13 @@ pub fn decide(round: &Round<'_>) -> Vec<Action> {
                 .map(|k| Action::Shed((*k).clone())),
         );
     }
+    // What we handed over is left to the others while one of them has room for it; when none
+    // has (it left too), it is ours again at once.
     let mut free: Vec<&RepoKey> = round
         .repositories
         .iter()
-        .filter(|(k, o)| !round.cooling.contains(*k) && o.is_none_or(|o| !o.is_live(round.now)))
+        .filter(|(k, _)| !(room_elsewhere && round.cooling.contains(*k)))
+        .filter(|(_, o)| o.is_none_or(|o| !o.is_live(round.now)))
         .map(|(k, _)| k)
         .collect();
     free.sort_by_key(|k| preference(me, k));
@@ -385,15 +388,27 @@ mod tests {
     }
 
     #[test]
-    fn a_cooling_repository_is_not_taken_again() {
+    fn a_handed_over_repository_is_left_to_a_replica_with_room() {
         let t0 = Instant::now();
         let cooling = BTreeSet::from([key(1)]);
         let none = BTreeSet::new();
+        let (mine, b) = (held("a", t0), held("b", t0));
+        let repos = BTreeMap::from([(key(1), None), (key(2), Some(&mine))]);
+        // b is alive and leads nothing: key(1) is left for it.
         let r = Round {
             cooling: &cooling,
-            ..round("a", t0, BTreeMap::from([(key(1), None)]), vec![], &none)
+            ..round("a", t0, repos.clone(), vec![&b], &none)
         };
-        assert!(decide(&r).is_empty());
+        assert_eq!(decide(&r), vec![Action::Renew(key(2))]);
+        // b left (no live member): key(1) is ours again at once.
+        let r = Round {
+            cooling: &cooling,
+            ..round("a", t0, repos, vec![], &none)
+        };
+        assert_eq!(
+            decide(&r),
+            vec![Action::Renew(key(2)), Action::Acquire(key(1))]
+        );
     }
 
     #[test]

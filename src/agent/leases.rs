@@ -12,13 +12,16 @@ use crate::git::url::{RepoKey, redact};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 const MEMBER: &str = "member";
+/// A member Lease unchanged for this many of its durations belongs to a replica that is gone
+/// (killed without shutting down): it is deleted, so pod churn leaves no Leases behind.
+const GONE_MEMBER_DURATIONS: u32 = 20;
 const REPOSITORY: &str = "repository";
 const NAME_LABEL: &str = "app.kubernetes.io/name";
 
@@ -157,6 +160,10 @@ impl Leases {
             }
             held
         };
+        let member = election::member_lease_name(&self.shared.config.identity);
+        if let Err(e) = api.delete(&member, &DeleteParams::default()).await {
+            tracing::debug!(lease = %member, error = %e, "member lease not deleted");
+        }
         for key in held {
             let name = election::lease_name(&key);
             let Ok(mut lease) = api.get(&name).await else {
@@ -222,6 +229,7 @@ impl Elector {
                 "cannot list the leases; holding on until the renew deadline"),
         }
         self.renew_member().await;
+        self.forget_gone_members().await;
         self.release_handed_over().await;
         let actions = {
             let state = self.leases.state();
@@ -302,6 +310,40 @@ impl Elector {
         let exists = self.records.contains_key(&name);
         if let Written::Failed(e) = self.put(&name, lease, exists).await {
             tracing::warn!(error = %e, lease = %name, "cannot renew this replica's member lease");
+        }
+    }
+
+    /// Deletes the member Leases of replicas gone long ago (with their resourceVersion as a
+    /// precondition: one that came back is kept).
+    async fn forget_gone_members(&mut self) {
+        let now = Instant::now();
+        let mine = election::member_lease_name(&self.config().identity);
+        let gone: Vec<(String, String)> = self
+            .records
+            .iter()
+            .filter(|(name, lease)| **name != mine && role_of(lease) == Some(MEMBER))
+            .filter_map(|(name, _)| {
+                let o = self.observed.get(name)?;
+                (now.saturating_duration_since(o.seen_at) > o.duration * GONE_MEMBER_DURATIONS)
+                    .then(|| (name.clone(), o.resource_version.clone()))
+            })
+            .collect();
+        for (name, resource_version) in gone {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(resource_version),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match self.api.delete(&name, &params).await {
+                Ok(_) => {
+                    tracing::info!(lease = %name, "deleted the member lease of a replica gone long ago");
+                    self.records.remove(&name);
+                    self.observed.remove(&name);
+                }
+                Err(e) => tracing::debug!(lease = %name, error = %e, "member lease not deleted"),
+            }
         }
     }
 
@@ -466,9 +508,15 @@ impl Elector {
             }
         }
         state.tenures.retain(|_, t| t.ever());
-        state
-            .cooling
-            .retain(|_, at| now.saturating_duration_since(*at) < cool_down);
+        // A cool-down ends when another replica took the Lease (the hand-over is done; if it
+        // is freed again, it is free for anyone) or after two lease durations.
+        let observed = &self.observed;
+        state.cooling.retain(|key, at| {
+            let taken = observed
+                .get(&election::lease_name(key))
+                .is_some_and(|o| o.holder.is_some() && !o.is_held_by(&identity));
+            !taken && now.saturating_duration_since(*at) < cool_down
+        });
         let leading: BTreeSet<RepoKey> = state
             .tenures
             .iter()

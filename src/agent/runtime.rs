@@ -754,7 +754,7 @@ impl Agent {
         self.handle.board.post(posted);
         if let Some(inputs) = &self.inputs {
             let _ = self.status.send(Some(Arc::new(Snapshot {
-                inputs: inputs.clone(),
+                inputs: self.written_here(inputs),
                 plan: self.plan.clone(),
                 reconciled: self.reconcile_results.clone(),
                 signing: self
@@ -770,6 +770,25 @@ impl Agent {
                     .collect(),
             })));
         }
+    }
+
+    /// The resources whose status this replica writes. With an election, a destination's
+    /// status is written by the replica leading its repository (the others know nothing of its
+    /// reconciles and pushes); a destination without a repository by every replica (its
+    /// conditions come from the plan alone, the same on each).
+    fn written_here(&self, inputs: &Inputs) -> Inputs {
+        let mut inputs = inputs.clone();
+        if let Some(leases) = &self.handle.leases {
+            inputs.destinations.retain(|d| {
+                let key = ObjectKey::new(d.namespace().unwrap_or_default(), d.name_any());
+                self.plan
+                    .destinations
+                    .get(&key)
+                    .and_then(|p| p.resolved.as_ref())
+                    .is_none_or(|r| leases.leads(&r.repo_key))
+            });
+        }
+        inputs
     }
 
     /// A destination's reconcile finished: what it found is learned, the events held meanwhile

@@ -75,11 +75,25 @@ impl Replica {
 
     /// `/metrics` of this replica (empty when it does not answer).
     fn metrics(&self) -> String {
+        self.get("/metrics")
+    }
+
+    /// True when this replica runs `repo`'s worker and has finished its initial reconciles.
+    fn settled_on(&self, repo: &str) -> bool {
+        let runs = self
+            .metrics()
+            .lines()
+            .any(|l| l.contains("waiting_changes{") && l.contains(&format!("/{repo}")));
+        runs && self.get("/readyz").starts_with("HTTP/1.1 200")
+    }
+
+    /// One GET on the operations port; the whole answer (empty when it does not answer).
+    fn get(&self, path: &str) -> String {
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.metrics)) else {
             return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let request = "GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n";
+        let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n");
         if stream.write_all(request.as_bytes()).is_err() {
             return String::new();
         }
@@ -323,6 +337,14 @@ async fn two_replicas_split_repositories_take_over_and_fence() {
         .expect("another live replica")
         .name
         .clone();
+    // The leader of two runs its destination and has reconciled it: a change now goes into a
+    // commit window (not into a reconcile's snapshot).
+    wait_for(
+        "the leader of two to settle",
+        Duration::from_secs(30),
+        async || replicas[paused].settled_on("two").then_some(()),
+    )
+    .await;
     set(&two, "cm", "stale-in-paused-window").await;
     wait_for(
         "the leader of two to hold the change in a window",
@@ -384,4 +406,48 @@ async fn two_replicas_split_repositories_take_over_and_fence() {
     );
     let log = replicas[paused].log();
     assert!(!log.contains("panicked"), "{log}");
+
+    // A replica that shuts down (SIGTERM) pushes, releases its Leases and deletes its member
+    // Lease: the other leads everything at its next retry, not a lease duration later.
+    let leaving = replicas[paused].name.clone();
+    wait_for(
+        "the resumed replica to lead again",
+        Duration::from_secs(60),
+        async || {
+            let h = holders(&leases).await;
+            h.iter()
+                .any(|(_, h)| h.as_deref() == Some(leaving.as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+    replicas[paused].signal("TERM");
+    wait_for("the replica to exit", Duration::from_secs(30), async || {
+        replicas[paused].child.try_wait().expect("status")
+    })
+    .await;
+    let exited = Instant::now();
+    wait_for(
+        "the other replica to lead both repositories",
+        LEASE,
+        async || {
+            let h = holders(&leases).await;
+            h.iter()
+                .all(|(_, h)| h.as_deref() == Some(other.as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!("handover after a shutdown took {:?}", exited.elapsed());
+    let members = leases
+        .list(&ListParams::default().labels("configbutler.ai/lease-role=member"))
+        .await
+        .expect("list");
+    assert!(
+        !members
+            .items
+            .iter()
+            .any(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&leaving)),
+        "the member Lease of {leaving} is still there"
+    );
 }
