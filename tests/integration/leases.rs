@@ -451,3 +451,60 @@ async fn two_replicas_split_repositories_take_over_and_fence() {
         "the member Lease of {leaving} is still there"
     );
 }
+
+/// What the election relies on from the API server, on the simulator: Leases with optimistic
+/// concurrency (an update with a stale resourceVersion is a 409 Conflict, a second create a
+/// 409 AlreadyExists) and a `kube-system` namespace whose uid stays the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_serves_leases_with_conflicts_and_a_stable_kube_system_uid() {
+    let env = Env::new().await;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let uid = |ns: Namespace| ns.metadata.uid.expect("kube-system has a uid");
+    let first = uid(namespaces.get("kube-system").await.expect("kube-system"));
+    let labelled = json!({"metadata": {"labels": {"touched": "yes"}}});
+    namespaces
+        .patch(
+            "kube-system",
+            &PatchParams::default(),
+            &Patch::Merge(&labelled),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        uid(namespaces.get("kube-system").await.expect("again")),
+        first
+    );
+
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "l"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "leaseTransitions": 0,
+            "renewTime": "2026-12-04T21:00:00.000000Z"}}))
+    .expect("lease");
+    let created = leases
+        .create(&Default::default(), &lease)
+        .await
+        .expect("create");
+    let again = leases.create(&Default::default(), &lease).await;
+    assert!(matches!(again, Err(kube::Error::Api(s)) if s.code == 409));
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    let written = leases
+        .replace("l", &Default::default(), &renewed)
+        .await
+        .expect("an update with the current resourceVersion");
+    assert_ne!(
+        written.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // A replica with the older view loses: 409, and the Lease keeps the newer holder.
+    let stale = leases.replace("l", &Default::default(), &created).await;
+    assert!(
+        matches!(&stale, Err(kube::Error::Api(s)) if s.code == 409),
+        "{stale:?}"
+    );
+    let now = leases.get("l").await.expect("get");
+    assert_eq!(
+        now.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
+}
