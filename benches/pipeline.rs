@@ -105,6 +105,7 @@ fn full_pipeline_parse_sanitize_hash_yaml(bencher: divan::Bencher) {
     // Every object takes the full path: Secrets and controller-owned Pods are let through.
     let policy = ExclusionPolicy {
         disabled: [SECRETS, CONTROLLER_OWNED].map(String::from).into(),
+        ..ExclusionPolicy::default()
     };
     bencher.counter(ItemsCount::new(corpus.len())).bench(|| {
         let mut bytes = 0;

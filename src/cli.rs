@@ -1,7 +1,7 @@
 //! The command line: `crds`, `sanitize` and `diff`, with their output and exit-code contracts.
 //! Each command reads its inputs, calls the pure core, and writes to the streams it is given.
 
-use crate::manifest::equivalence::{Verdict, compare};
+use crate::manifest::equivalence::Verdict;
 use crate::manifest::exclude::ExclusionPolicy;
 use crate::manifest::layout::PathTemplate;
 use crate::manifest::object::describe;
@@ -102,6 +102,10 @@ pub struct SanitizeArgs {
     /// Secret); without it a random one-off key is used.
     #[arg(long, value_name = "FILE", requires = "age_recipients")]
     pub hash_key_file: Option<PathBuf>,
+    /// A YAML file with exclusions as a GitDestination's `spec.exclusions` has them (`objects`,
+    /// `fields`); what they leave out is said on stderr with the rule.
+    #[arg(long, value_name = "FILE")]
+    pub exclusions: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,6 +138,10 @@ pub struct DiffArgs {
     /// What to print for GIT_FILE and LIVE_FILE (the exit code is the same).
     #[arg(long, value_enum, default_value_t = DiffOutput::Diff, conflicts_with = "kubeconfig")]
     pub output: DiffOutput,
+    /// A YAML file with exclusions as a GitDestination's `spec.exclusions` has them: fields
+    /// they leave out are not compared, and each is named with its rule.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    pub exclusions: Option<PathBuf>,
 }
 
 /// What `diff GIT_FILE LIVE_FILE` prints on stdout.
@@ -403,17 +411,27 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         crate::manifest::layout::validate_folder(&args.folder)?;
     }
     let encryption = encryption_of(args)?;
-    let policy = if args.allow_secrets || encryption.is_some() {
+    let mut policy = if args.allow_secrets || encryption.is_some() {
         ExclusionPolicy::allowing_secrets()
     } else {
         ExclusionPolicy::default()
     };
+    policy.user = read_exclusions(args.exclusions.as_deref())?;
     let (input, docs) = read_documents(args.input.as_deref())?;
     let mut kept = Vec::new();
     for (index, doc) in docs.into_iter().flat_map(expand_list).enumerate() {
         let label = describe(&doc);
         match prepare(doc, &policy) {
-            Ok(Outcome::Kept(manifest)) => kept.push(manifest),
+            Ok(Outcome::Kept(manifest)) => {
+                for field in &manifest.excluded_fields {
+                    writeln!(
+                        err,
+                        "excluded {} of {}: {}",
+                        field.pointer, manifest.id, field.rule
+                    )?;
+                }
+                kept.push(manifest)
+            }
             Ok(Outcome::Skipped { id, exclusion }) => {
                 writeln!(err, "skipped {id}: {}", exclusion.reason)?;
             }
@@ -469,6 +487,26 @@ fn sanitize(args: &SanitizeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     Ok(EXIT_OK)
 }
 
+/// The exclusions of `--exclusions FILE` (the shape of a GitDestination's `spec.exclusions`).
+fn read_exclusions(
+    file: Option<&Path>,
+) -> Result<crate::manifest::user_exclude::UserExclusions, CliError> {
+    let Some(file) = file else {
+        return Ok(Default::default());
+    };
+    let input = file.display().to_string();
+    let problem = |problem: String| CliError::Input {
+        input: input.clone(),
+        problem,
+    };
+    let doc = read_single(file)?;
+    let exclusions: crate::crd::Exclusions =
+        serde_json::from_value(doc).map_err(|e| problem(e.to_string()))?;
+    exclusions
+        .compile(&input, "exclusions")
+        .map_err(|e| problem(e.to_string()))
+}
+
 /// The encryption `sanitize --age-recipient` writes Secrets with, if asked for.
 fn encryption_of(args: &SanitizeArgs) -> Result<Option<crate::secrets::Encryption>, CliError> {
     if args.age_recipients.is_empty() {
@@ -508,7 +546,23 @@ fn diff(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8,
     };
     let git = read_single(git_file)?;
     let live = read_single(live_file)?;
-    let verdict = compare(&git, &live);
+    let policy = ExclusionPolicy {
+        user: read_exclusions(args.exclusions.as_deref())?,
+        ..ExclusionPolicy::default()
+    };
+    if let Some(skip) = policy.user.object_rule(&live) {
+        writeln!(out, "excluded: {} (never written)", skip.id)?;
+        return Ok(EXIT_OK);
+    }
+    let (verdict, excluded) = crate::manifest::pipeline::compare_with(&git, &live, &policy);
+    for field in &excluded {
+        writeln!(out, "excluded {}: {}", field.pointer, field.rule)?;
+    }
+    let without = |doc: &Value| {
+        let mut doc = sanitized(doc);
+        crate::manifest::user_exclude::remove_fields(&mut doc, &excluded);
+        doc
+    };
     if args.output == DiffOutput::JsonPatch {
         let (patch, code) = match &verdict {
             Verdict::Different { .. } => (
@@ -523,7 +577,7 @@ fn diff(args: &DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8,
         return Ok(code);
     }
     if let Verdict::Different { paths } = &verdict {
-        let (git_yaml, live_yaml) = (to_yaml(&sanitized(&git))?, to_yaml(&sanitized(&live))?);
+        let (git_yaml, live_yaml) = (to_yaml(&without(&git))?, to_yaml(&without(&live))?);
         let diff = similar::TextDiff::from_lines(&git_yaml, &live_yaml);
         let header_git = format!("git: {}", git_file.display());
         let header_live = format!("live: {}", live_file.display());

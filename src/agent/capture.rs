@@ -1,7 +1,7 @@
 //! The capture decision for one live object and one destination: write its file, delete it,
 //! or write nothing — with the reason (equivalent to Git, excluded) that logs and metrics show.
 
-use crate::manifest::equivalence::{Equivalence, Verdict, compare};
+use crate::manifest::equivalence::{Equivalence, Verdict};
 use crate::manifest::exclude::{Exclusion, ExclusionPolicy};
 use crate::manifest::hash::{ContentHash, recorded_hash};
 use crate::manifest::layout::{Location, PathTemplate};
@@ -162,7 +162,9 @@ pub fn decide_upsert(
                 why: Unchanged::Equivalent(Equivalence::Exact),
             });
         }
-        if let Verdict::Equivalent(how) = compare(git_doc, &original) {
+        if let Verdict::Equivalent(how) =
+            crate::manifest::pipeline::compare_with(git_doc, &original, policy).0
+        {
             return Ok(Decision::Unchanged {
                 path,
                 id: manifest.id,

@@ -159,6 +159,8 @@ struct Destination {
     mode: DestinationMode,
     /// Its task's numbers, for the status page and its status.
     live: Arc<DestinationLive>,
+    /// What its objects are checked with (built-in and its own exclusions).
+    policy: ExclusionPolicy,
 }
 
 impl Destination {
@@ -550,12 +552,13 @@ impl Agent {
                             encryption: self.encryption_for(key, resolved).await,
                         };
                         let live = Arc::new(DestinationLive::default());
+                        let policy = policy(self.options.allow_secrets, &layout, resolved);
                         let (tx, task) = destination::spawn(
                             destination::Settings {
                                 key: key.clone(),
                                 worker: worker.clone(),
                                 layout: layout.clone(),
-                                policy: policy(self.options.allow_secrets, &layout),
+                                policy: policy.clone(),
                                 resolver: self.options.resolver.clone(),
                                 metrics: self.handle.metrics.clone(),
                                 observe: resolved.mode == DestinationMode::Observe,
@@ -579,6 +582,7 @@ impl Agent {
                                 )),
                                 mode: resolved.mode,
                                 live,
+                                policy,
                             },
                         );
                     }
@@ -595,7 +599,6 @@ impl Agent {
         self.handle.metrics.set_watches(watches.len());
 
         // Initial reconcile for destinations whose rules or watches changed.
-        let allow_secrets = self.options.allow_secrets;
         for (key, destination) in self.destinations.iter_mut() {
             let rules = plan
                 .destinations
@@ -632,7 +635,7 @@ impl Agent {
                     layout: destination.settings.0.clone(),
                     prune: destination.settings.1,
                     unresolved,
-                    policy: policy(allow_secrets, &destination.settings.0),
+                    policy: destination.policy.clone(),
                     observe: destination.mode == DestinationMode::Observe,
                     live: destination.live.clone(),
                     metrics: self.handle.metrics.clone(),
@@ -984,11 +987,17 @@ impl Agent {
 }
 
 /// What a destination's objects are checked with: Secrets pass when the agent allows them or
-/// the destination encrypts them.
-fn policy(allow_secrets: bool, layout: &Layout) -> ExclusionPolicy {
-    if allow_secrets || layout.encryption.is_some() {
+/// the destination encrypts them; its own exclusions apply on top of the built-in ones.
+fn policy(
+    allow_secrets: bool,
+    layout: &Layout,
+    resolved: &config::ResolvedDestination,
+) -> ExclusionPolicy {
+    let mut policy = if allow_secrets || layout.encryption.is_some() {
         ExclusionPolicy::allowing_secrets()
     } else {
         ExclusionPolicy::default()
-    }
+    };
+    policy.user = resolved.exclusions.clone();
+    policy
 }

@@ -53,6 +53,7 @@ pub mod reason {
     pub const INVALID_FOLDER: &str = "InvalidFolder";
     pub const INVALID_PATH_TEMPLATE: &str = "InvalidPathTemplate";
     pub const INVALID_ENCRYPTION: &str = "InvalidEncryption";
+    pub const INVALID_EXCLUSIONS: &str = "InvalidExclusions";
     pub const BRANCH_ALLOWED: &str = "BranchAllowed";
     pub const BRANCH_NOT_ALLOWED: &str = "BranchNotAllowed";
     pub const ACCESS_ALLOWED: &str = "AccessAllowed";

@@ -39,6 +39,8 @@ pub struct ResolvedDestination {
     pub mode: DestinationMode,
     /// The age recipients Secrets are encrypted to (checked), when it encrypts them.
     pub age_recipients: Option<Vec<String>>,
+    /// `spec.exclusions`, compiled (rule ids name the destination).
+    pub exclusions: crate::manifest::user_exclude::UserExclusions,
 }
 
 /// What the plan concluded about one GitDestination.
@@ -222,6 +224,16 @@ pub(crate) fn plan_destinations(
                 }
             },
         };
+        let exclusions = match &spec.exclusions {
+            None => Some(Default::default()),
+            Some(e) => match e.compile(&who, "spec.exclusions") {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    problems.push((reason::INVALID_EXCLUSIONS, err.to_string()));
+                    None
+                }
+            },
+        };
         let repo_ref = ObjectKey::new(spec.repo_namespace(&key.namespace), &spec.repo_ref.name);
         let repo = repos.get(&repo_ref);
         match repo {
@@ -339,29 +351,32 @@ pub(crate) fn plan_destinations(
 
         let usable =
             repo.and_then(|(config, plan)| Some((config, plan.url.clone()?, plan.window?)));
-        let resolved = match (usable, folder_ok && encryption_ok, &template) {
-            (Some((config, url, window)), true, Some(template)) => Some(ResolvedDestination {
-                repo: repo_ref.clone(),
-                repo_key: RepoKey {
-                    url,
-                    branch: spec.branch.clone(),
-                },
-                remote_url: config.spec.url.clone(),
-                folder: spec.folder.clone(),
-                path_template: template.clone(),
-                prune: spec.prune,
-                window,
-                committer_name: config.spec.commit.committer_name.clone(),
-                committer_email: config.spec.commit.committer_email.clone(),
-                author_email_domain: config.spec.commit.author_email_domain.clone(),
-                credentials: repo.and_then(|(_, p)| p.secret.clone()),
-                suspended: spec.suspend,
-                mode: spec.mode,
-                age_recipients: spec
-                    .encryption
-                    .as_ref()
-                    .map(|e| e.sops.age_recipients.clone()),
-            }),
+        let resolved = match (usable, folder_ok && encryption_ok, &template, exclusions) {
+            (Some((config, url, window)), true, Some(template), Some(exclusions)) => {
+                Some(ResolvedDestination {
+                    exclusions,
+                    repo: repo_ref.clone(),
+                    repo_key: RepoKey {
+                        url,
+                        branch: spec.branch.clone(),
+                    },
+                    remote_url: config.spec.url.clone(),
+                    folder: spec.folder.clone(),
+                    path_template: template.clone(),
+                    prune: spec.prune,
+                    window,
+                    committer_name: config.spec.commit.committer_name.clone(),
+                    committer_email: config.spec.commit.committer_email.clone(),
+                    author_email_domain: config.spec.commit.author_email_domain.clone(),
+                    credentials: repo.and_then(|(_, p)| p.secret.clone()),
+                    suspended: spec.suspend,
+                    mode: spec.mode,
+                    age_recipients: spec
+                        .encryption
+                        .as_ref()
+                        .map(|e| e.sops.age_recipients.clone()),
+                })
+            }
             _ => None,
         };
         // The folder is claimed by identity (repo, branch, folder: all immutable) and policy,

@@ -126,6 +126,14 @@ pub struct GitDestinationSpec {
     /// `--allow-secrets`, which writes them in plain text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<DestinationEncryption>,
+
+    /// Objects and fields never written, on top of the built-in exclusions: objects by name
+    /// pattern, label or annotation selector; fields by JSON pointer (per group and kind) or by
+    /// the field managers that own them (`managedFieldsManagers`, as Argo CD's
+    /// `ignoreDifferences`). Excluded fields are left out of the hash, the file and the
+    /// comparison with Git, so a change only there makes no commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusions: Option<super::exclusions::Exclusions>,
 }
 
 /// How a destination encrypts Secrets.

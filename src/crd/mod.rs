@@ -4,6 +4,7 @@
 pub mod common;
 pub mod destination;
 pub mod duration;
+pub mod exclusions;
 pub mod repo_config;
 pub mod status;
 pub mod watch_rule;
@@ -19,6 +20,7 @@ pub use destination::{
     PrunePolicy, ReconcilerTrigger, RepoRef, SopsEncryption, TriggerKind, validate_folder,
 };
 pub use duration::{DURATION_PATTERN, DurationError, parse_duration};
+pub use exclusions::{Exclusions, FieldExclusion, ObjectExclusion};
 pub use repo_config::{
     AccessPolicy, CommitSettings, CommitWindow, GitRepoConfig, GitRepoConfigSpec,
     NamespacedRulesMode, NamespacedRulesPolicy, SecretRef, WindowSettings, glob_match,

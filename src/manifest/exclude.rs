@@ -2,14 +2,19 @@
 //! well-known per-cluster objects), each skip with a rule id and a reason a person can read.
 
 use super::object::split_api_version;
+use super::user_exclude::UserExclusions;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-/// Which exclusion rules are switched off. By default every rule applies.
+/// Which exclusion rules are switched off, and what a user excludes on top. By default every
+/// built-in rule applies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExclusionPolicy {
     /// Rule ids (see [`RULES`] and the rule ids below) that do not apply.
     pub disabled: BTreeSet<String>,
+    /// Objects and fields a user configured to leave out (rule id [`USER`]; the reason names
+    /// the user's rule).
+    pub user: UserExclusions,
 }
 
 impl ExclusionPolicy {
@@ -41,6 +46,8 @@ pub const CONTROLLER_OWNED: &str = "controller-owned";
 pub const BOOTSTRAP_RBAC: &str = "bootstrap-rbac";
 /// Rule id of service-account token Secrets (generated, even when Secrets are allowed).
 pub const SERVICE_ACCOUNT_TOKENS: &str = "service-account-tokens";
+/// Rule id of the objects a user's exclusions leave out; the reason names which one.
+pub const USER: &str = "user";
 
 /// One row of the table: objects of (group, kind), optionally only with this name and in
 /// this namespace (`None` = any).
@@ -243,7 +250,10 @@ pub fn exclusion(obj: &Value, policy: &ExclusionPolicy) -> Option<Exclusion> {
             reason: "default RBAC policy that the API server recreates on every start".to_string(),
         });
     }
-    None
+    policy.user.object_rule(obj).map(|rule| Exclusion {
+        rule: USER,
+        reason: format!("excluded by {}", rule.id),
+    })
 }
 
 /// `Kind/name` of the owner reference marked `controller: true`, if any.

@@ -9,6 +9,7 @@ pub mod object;
 pub mod pipeline;
 pub mod quantity;
 pub mod sanitize;
+pub mod user_exclude;
 pub mod yaml;
 
 pub use exclude::{ExclusionPolicy, exclusion};

@@ -1,11 +1,13 @@
 //! The object pipeline of the core, in one call: exclusion check, sanitize, content hash and
 //! stamp, path — what a live object becomes in Git, or why it is not written.
 
+use super::equivalence::{Verdict, compare};
 use super::exclude::{Exclusion, ExclusionPolicy, exclusion};
 use super::hash::{ContentHash, hash_and_stamp};
 use super::layout::{Location, PathTemplate, guess_resource};
 use super::object::{ObjectError, ObjectId};
 use super::sanitize::sanitize;
+use super::user_exclude::{ExcludedField, remove_fields};
 use serde_json::Value;
 
 /// An object as it is written to Git: sanitized, with its hash stamped in.
@@ -14,6 +16,8 @@ pub struct Manifest {
     pub id: ObjectId,
     pub hash: ContentHash,
     pub doc: Value,
+    /// Fields a user's exclusions removed, with the rule that did.
+    pub excluded_fields: Vec<ExcludedField>,
 }
 
 impl Manifest {
@@ -59,9 +63,36 @@ pub fn prepare(mut obj: Value, policy: &ExclusionPolicy) -> Result<Outcome, Obje
     if let Some(exclusion) = exclusion(&obj, policy) {
         return Ok(Outcome::Skipped { id, exclusion });
     }
+    // Owned fields are read from managedFields, which sanitize removes.
+    let fields = policy.user.fields_of(&obj);
     sanitize(&mut obj);
+    let excluded_fields = remove_fields(&mut obj, &fields);
     let hash = hash_and_stamp(&mut obj);
-    Ok(Outcome::Kept(Manifest { id, hash, doc: obj }))
+    Ok(Outcome::Kept(Manifest {
+        id,
+        hash,
+        doc: obj,
+        excluded_fields,
+    }))
+}
+
+/// The verdict between a Git document and a live object with the fields a user's exclusions
+/// leave out removed from both (found on the live object), and which were.
+pub fn compare_with(
+    git: &Value,
+    live: &Value,
+    policy: &ExclusionPolicy,
+) -> (Verdict, Vec<ExcludedField>) {
+    let fields = policy.user.fields_of(live);
+    if fields.is_empty() {
+        return (compare(git, live), Vec::new());
+    }
+    // Said are the fields that would have been written: those sanitize keeps.
+    let said = remove_fields(&mut super::sanitize::sanitized(live), &fields);
+    let (mut git, mut live) = (git.clone(), live.clone());
+    remove_fields(&mut git, &fields);
+    remove_fields(&mut live, &fields);
+    (compare(&git, &live), said)
 }
 
 /// Expands a `List` (`kind: List` or any `…List` with `items`) into its items, filling in an

@@ -12,6 +12,7 @@ mod crash;
 mod crds;
 #[cfg(feature = "demo")]
 mod demo;
+mod exclusions;
 mod features;
 mod fresh_install;
 mod fuzz;

@@ -21,15 +21,10 @@ async fn a_sealed_secret_is_recorded_and_its_secret_never_is() {
         "sealedsecrets",
     )
     .await;
-    apply(
-        &env.client,
-        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
-        "metadata": {"name": "apps", "namespace": "shop"},
-        "spec": {"destinationRef": {"name": "dev"}, "rules": [
+    env.watch_rules(json!([
             {"apiGroups": [""], "resources": ["configmaps", "secrets"]},
-            {"apiGroups": ["bitnami.com"], "resources": ["sealedsecrets"]}]}}),
-    )
-    .await;
+            {"apiGroups": ["bitnami.com"], "resources": ["sealedsecrets"]}]))
+        .await;
     // Even with Secrets allowed, the controller's Secret stays out.
     let agent = env.start_with("state", true);
     agent.ready().await;

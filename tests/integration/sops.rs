@@ -182,14 +182,9 @@ async fn an_encrypting_destination_commits_sops_files_and_flux_applying_them_bac
             "encryption": {"sops": {"ageRecipients": [recipient]}}}}),
     )
     .await;
-    apply(
-        &env.client,
-        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
-        "metadata": {"name": "apps", "namespace": "shop"},
-        "spec": {"destinationRef": {"name": "dev"}, "rules": [
-            {"apiGroups": [""], "resources": ["configmaps", "secrets"]}]}}),
-    )
-    .await;
+    env.watch_rules(json!([
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"]}]))
+        .await;
     let agent = env.start_tuned("state", |o| {
         o.hash_key_secret = ObjectKey::new("shop", "gitops-reverser-hash-key");
     });

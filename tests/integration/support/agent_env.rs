@@ -158,6 +158,17 @@ impl Env {
         }
     }
 
+    /// Replaces the rules of WatchRule `shop/apps` (which writes to `dev`).
+    pub async fn watch_rules(&self, rules: serde_json::Value) {
+        apply(
+            &self.client,
+            json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+            "metadata": {"name": "apps", "namespace": "shop"},
+            "spec": {"destinationRef": {"name": "dev"}, "rules": rules}}),
+        )
+        .await;
+    }
+
     pub fn start(&self, state: &str) -> Running {
         self.start_with(state, false)
     }
