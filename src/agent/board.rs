@@ -146,6 +146,9 @@ impl StatusBoard {
 /// One destination's progress for its resource status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Progress {
+    /// This replica reports it: it runs the destination (with leader election another replica
+    /// may), or the destination is suspended (nothing runs it anywhere).
+    pub mine: bool,
     pub last_push: Option<crate::git::progress::PushRecord>,
     /// Files in open windows and in commits not yet pushed.
     pub pending: usize,
@@ -171,7 +174,10 @@ impl StatusBoard {
             .into_iter()
             .map(|p| {
                 let name = p.key.to_string();
-                let mut progress = Progress::default();
+                let mut progress = Progress {
+                    mine: p.live.is_some() || p.suspended,
+                    ..Progress::default()
+                };
                 if let Some(view) = views.get(&p.repository) {
                     progress.last_push = view.pushed_by_destination.get(&name).cloned();
                     let windows: Vec<_> = view

@@ -147,18 +147,43 @@ pub enum Target {
 }
 
 /// The merge patch of each object's progress fields (`status.…`; `null` removes a field).
-/// Pure: from the plan's inputs and conclusions and the destinations' progress.
+/// Pure: from the plan's inputs and conclusions and the destinations' progress. Only what this
+/// replica reports is patched: the destinations it runs, their repositories and rules (and
+/// repositories no destination uses), so replicas splitting the work never overwrite each
+/// other.
 pub fn progress_patches(
     snapshot: &Snapshot,
     progress: &BTreeMap<ObjectKey, super::board::Progress>,
 ) -> BTreeMap<(Target, String), Value> {
     let mut out = BTreeMap::new();
     let uid = |meta: &kube::api::ObjectMeta| meta.uid.clone().unwrap_or_default();
+    let repo_of = |dest: &ObjectKey| {
+        snapshot
+            .plan
+            .destinations
+            .get(dest)
+            .and_then(|d| d.resolved.as_ref())
+            .map(|r| r.repo.clone())
+    };
+    let used: std::collections::BTreeSet<ObjectKey> = snapshot
+        .plan
+        .destinations
+        .keys()
+        .filter_map(repo_of)
+        .collect();
+    let reported: std::collections::BTreeSet<ObjectKey> = progress
+        .iter()
+        .filter(|(_, p)| p.mine)
+        .filter_map(|(k, _)| repo_of(k))
+        .collect();
     for repo in &snapshot.inputs.repos {
         let key = ObjectKey::new(repo.namespace().unwrap_or_default(), repo.name_any());
         let Some(plan) = snapshot.plan.repos.get(&key) else {
             continue;
         };
+        if used.contains(&key) && !reported.contains(&key) {
+            continue;
+        }
         let reachable = plan
             .conditions
             .iter()
@@ -180,7 +205,7 @@ pub fn progress_patches(
     let mut selected: BTreeMap<config::RuleKey, u64> = BTreeMap::new();
     for dest in &snapshot.inputs.destinations {
         let key = ObjectKey::new(dest.namespace().unwrap_or_default(), dest.name_any());
-        let Some(p) = progress.get(&key) else {
+        let Some(p) = progress.get(&key).filter(|p| p.mine) else {
             continue;
         };
         for (rule, n) in &p.selected {
@@ -390,6 +415,7 @@ mod tests {
         let progress: BTreeMap<ObjectKey, Progress> = [(
             ObjectKey::new("infra", "prod"),
             Progress {
+                mine: true,
                 last_push: Some(PushRecord {
                     at: jiff::Timestamp::UNIX_EPOCH,
                     commit: "0123abcd".into(),
@@ -424,10 +450,13 @@ mod tests {
         let rule = find(Target::WatchRule(ObjectKey::new("infra", "apps")));
         assert_eq!(rule["selectedObjects"], 7);
 
-        // Without progress (a destination not started) only the repository is patched; a
-        // destination that stops observing gets `observed: null` (removed).
-        let none = progress_patches(&snapshot, &BTreeMap::new());
-        assert_eq!(none.len(), 1);
+        // A destination another replica runs is not patched, nor its repository or rules.
+        let mut elsewhere = progress.clone();
+        for p in elsewhere.values_mut() {
+            p.mine = false;
+        }
+        assert!(progress_patches(&snapshot, &elsewhere).is_empty());
+        // A destination that stops observing gets `observed: null` (removed).
         let mut recording = progress;
         for p in recording.values_mut() {
             p.observed = None;
