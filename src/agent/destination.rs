@@ -264,10 +264,16 @@ impl Task {
                 updates,
             };
             let outcome = decide_event(&event, &layout, &policy, &mut known, &Pushed(&worker));
-            (known, outcome, live)
+            let fields = match &outcome {
+                Ok(Some(d)) if !deleted && !matches!(d.decision, Decision::Excluded { .. }) => {
+                    crate::manifest::pipeline::excluded_fields(&live, &policy)
+                }
+                _ => Vec::new(),
+            };
+            (known, (outcome, fields), live)
         })
         .await;
-        let (known, outcome, live) = match decided {
+        let (known, (outcome, fields), live) = match decided {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(destination = %self.label, error = %e,
@@ -300,6 +306,12 @@ impl Task {
             }
         };
         metrics.record_event(EventDecision::from(&decision));
+        if let Decision::Excluded { exclusion, .. } = &decision {
+            metrics.record_exclusion(&self.label, exclusion.rule_name(), "object");
+        }
+        for field in &fields {
+            metrics.record_exclusion(&self.label, &field.rule, "field");
+        }
         self.settings.live.record(EventDecision::from(&decision));
         log_decision(&self.settings.key, &decision);
         let file = match decision {

@@ -38,6 +38,19 @@ pub struct Exclusion {
     pub reason: String,
 }
 
+/// How the reason of a user's exclusion starts; the entry's id follows.
+const USER_REASON: &str = "excluded by ";
+
+impl Exclusion {
+    /// The rule as metrics name it: the built-in rule id, or the user's exclusion entry.
+    pub fn rule_name(&self) -> &str {
+        match self.rule {
+            USER => self.reason.strip_prefix(USER_REASON).unwrap_or(USER),
+            id => id,
+        }
+    }
+}
+
 /// Rule id of Secrets (the `--allow-secrets` switch).
 pub const SECRETS: &str = "secrets";
 /// Rule id of objects that a controller owns.
@@ -252,7 +265,7 @@ pub fn exclusion(obj: &Value, policy: &ExclusionPolicy) -> Option<Exclusion> {
     }
     policy.user.object_rule(obj).map(|rule| Exclusion {
         rule: USER,
-        reason: format!("excluded by {}", rule.id),
+        reason: format!("{USER_REASON}{}", rule.id),
     })
 }
 

@@ -76,6 +76,16 @@ pub fn prepare(mut obj: Value, policy: &ExclusionPolicy) -> Result<Outcome, Obje
     }))
 }
 
+/// The fields of `live` (as the API server sent it) that a user's exclusions leave out of its
+/// file, with the rule of each (fields sanitize removes anyway are not named).
+pub fn excluded_fields(live: &Value, policy: &ExclusionPolicy) -> Vec<ExcludedField> {
+    let fields = policy.user.fields_of(live);
+    if fields.is_empty() {
+        return fields;
+    }
+    remove_fields(&mut super::sanitize::sanitized(live), &fields)
+}
+
 /// The verdict between a Git document and a live object with the fields a user's exclusions
 /// leave out removed from both (found on the live object), and which were.
 pub fn compare_with(
@@ -87,8 +97,7 @@ pub fn compare_with(
     if fields.is_empty() {
         return (compare(git, live), Vec::new());
     }
-    // Said are the fields that would have been written: those sanitize keeps.
-    let said = remove_fields(&mut super::sanitize::sanitized(live), &fields);
+    let said = excluded_fields(live, policy);
     let (mut git, mut live) = (git.clone(), live.clone());
     remove_fields(&mut git, &fields);
     remove_fields(&mut live, &fields);

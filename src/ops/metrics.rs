@@ -113,6 +113,16 @@ struct DestinationLabels {
     destination: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ExclusionLabels {
+    destination: String,
+    /// The built-in rule id, or the user's exclusion entry (`GitDestination ns/name
+    /// spec.exclusions.fields[0] …`).
+    rule: String,
+    /// `object` or `field`.
+    what: &'static str,
+}
+
 /// One worker's numbers at scrape time. `repository` is the normalized URL and branch
 /// ([`RepoKey`]'s `Display`), which never holds credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -426,6 +436,7 @@ pub struct Metrics {
     destination_queue: Family<DestinationLabels, Gauge>,
     destination_held: Family<DestinationLabels, Gauge>,
     destination_overflows: Family<DestinationLabels, Counter>,
+    exclusions: Family<ExclusionLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -508,6 +519,13 @@ impl Metrics {
              reconcile again from complete listings, so the state is not lost (its authors are)",
             destination_overflows.clone(),
         );
+        let exclusions = Family::<ExclusionLabels, Counter>::default();
+        registry.register(
+            "exclusions",
+            "Objects and fields left out of Git per event, by destination and rule (a built-in \
+             rule id, or the entry of the destination's spec.exclusions)",
+            exclusions.clone(),
+        );
         registry.register_collector(Box::new(WorkerCollector {
             source: Box::new(workers),
         }));
@@ -527,7 +545,19 @@ impl Metrics {
             destination_queue,
             destination_held,
             destination_overflows,
+            exclusions,
         }
+    }
+
+    /// Counts an object (`what`: `object`) or a field (`field`) an exclusion rule left out.
+    pub fn record_exclusion(&self, destination: &str, rule: &str, what: &'static str) {
+        self.exclusions
+            .get_or_create(&ExclusionLabels {
+                destination: destination.to_string(),
+                rule: rule.to_string(),
+                what,
+            })
+            .inc();
     }
 
     /// Sets the number of events waiting in a destination's queue.

@@ -185,5 +185,23 @@ async fn an_autoscaler_scaling_makes_no_commit_a_person_scaling_makes_one() {
     let history =
         crate::support::git_servers::git(&env.repo, &["--git-dir", dir, "log", "-p", "main"], None);
     assert!(!history.contains("build-id") && !history.contains("name: cache"));
+    // Metrics name the rule that left out what.
+    let metrics = agent
+        .agent
+        .metrics
+        .encode(gitops_reverser::ops::metrics::Format::Prometheus)
+        .expect("metrics");
+    let rule = "GitDestination shop/dev spec.exclusions";
+    for series in [
+        format!("rule=\"{rule}.objects[0]\",what=\"object\""),
+        format!(
+            "rule=\"{rule}.fields[0] managedFieldsManagers kube-controller-manager\",what=\"field\""
+        ),
+        format!(
+            "rule=\"{rule}.fields[1] jsonPointers /metadata/annotations/example.com~1build-id\",what=\"field\""
+        ),
+    ] {
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
     agent.stop().await;
 }
