@@ -1,6 +1,8 @@
 //! The manifest core: what a cluster object looks like in Git, decided without I/O or async.
-//! Sanitize, exclusions, content hash, equivalence, path layout and the one YAML writer.
+//! Sanitize, exclusions, content hash, equivalence, path layout, the one YAML writer, and editing
+//! a document in Git in place.
 
+pub mod edit;
 pub mod equivalence;
 pub mod exclude;
 pub mod hash;
@@ -12,6 +14,7 @@ pub mod sanitize;
 pub mod user_exclude;
 pub mod yaml;
 
+pub use edit::{EditError, edit_document};
 pub use exclude::{ExclusionPolicy, exclusion};
 pub use hash::{ContentHash, HASH_ANNOTATION, content_hash};
 pub use object::{ObjectError, ObjectId};
