@@ -2,6 +2,7 @@
 //! Sanitize, exclusions, content hash, equivalence, path layout, the one YAML writer, and editing
 //! a document in Git in place.
 
+pub mod documents;
 pub mod edit;
 pub mod equivalence;
 pub mod exclude;
@@ -17,6 +18,6 @@ pub mod yaml;
 pub use edit::{EditError, edit_document};
 pub use exclude::{ExclusionPolicy, exclusion};
 pub use hash::{ContentHash, HASH_ANNOTATION, content_hash};
-pub use object::{ObjectError, ObjectId};
+pub use object::{ObjectError, ObjectId, ObjectIdentity};
 pub use pipeline::{Manifest, Outcome, prepare};
 pub use sanitize::sanitize;

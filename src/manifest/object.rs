@@ -72,12 +72,65 @@ impl ObjectId {
         }
     }
 
+    /// The identity without the version.
+    pub fn identity(&self) -> ObjectIdentity {
+        ObjectIdentity::from(self)
+    }
+
     /// True when both name the same object, whichever API version each was read at.
     pub fn same_object(&self, other: &Self) -> bool {
         self.group == other.group
             && self.kind == other.kind
             && self.namespace == other.namespace
             && self.name == other.name
+    }
+}
+
+/// What finds one object in a folder, whatever file holds it and at whichever API version:
+/// group, kind, namespace, name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectIdentity {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectIdentity {
+    /// One string that compares and hashes as the identity does (the folder index's key).
+    pub fn key(&self) -> String {
+        format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}",
+            self.group,
+            self.kind,
+            self.namespace.as_deref().unwrap_or(""),
+            self.name
+        )
+    }
+}
+
+impl From<&ObjectId> for ObjectIdentity {
+    fn from(id: &ObjectId) -> Self {
+        Self {
+            group: id.group.clone(),
+            kind: id.kind.clone(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+        }
+    }
+}
+
+/// `group/Kind namespace/name` (`Kind name` for core cluster-scoped objects).
+impl fmt::Display for ObjectIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.group.is_empty() {
+            write!(f, "{}/", self.group)?;
+        }
+        write!(f, "{} ", self.kind)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, "{ns}/")?;
+        }
+        f.write_str(&self.name)
     }
 }
 
