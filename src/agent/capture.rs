@@ -183,7 +183,9 @@ pub fn decide_upsert(
 
 /// The decision for a Secret the destination encrypts: unchanged when the file's keyed hash
 /// is the live value's (ciphertexts differ on every encryption, so they are never compared,
-/// and no diff of values is ever computed), else the new SOPS document.
+/// and no diff of values is ever computed), or — when the hash cannot tell (none, or made with
+/// another key) and the destination has age identities — when Git's file decrypts to exactly
+/// the live Secret; else the new SOPS document.
 fn decide_sealed(
     manifest: crate::manifest::Manifest,
     path: String,
@@ -196,6 +198,13 @@ fn decide_sealed(
             path,
             id: manifest.id,
             why: Unchanged::Equivalent(Equivalence::HashAnnotation),
+        });
+    }
+    if git_doc.is_some_and(|git| encryption.decrypts_to(git, &manifest.doc)) {
+        return Ok(Decision::Unchanged {
+            path,
+            id: manifest.id,
+            why: Unchanged::Equivalent(Equivalence::Exact),
         });
     }
     let id = manifest.id;
@@ -561,6 +570,76 @@ mod tests {
         );
     }
 
+    /// A SOPS file whose keyed hash the agent cannot check (written under another hash key):
+    /// with the destination's age identities it is opened and, holding the live values, kept;
+    /// without them, or for another value, it is encrypted again.
+    #[test]
+    fn a_sops_file_from_another_hash_key_is_kept_when_it_decrypts_to_the_live_secret() {
+        use crate::secrets::{Encryption, Identities, Recipients};
+        let id = age::x25519::Identity::generate();
+        let recipients = Recipients::parse([id.to_public().to_string().as_str()]).unwrap();
+        let identities = || {
+            let key = secrecy::ExposeSecret::expose_secret(&id.to_string()).to_string();
+            Identities::parse(&key, "test").unwrap()
+        };
+        let layout = |encryption: Encryption| Layout {
+            encryption: Some(encryption),
+            ..layout()
+        };
+        let secret = |password: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "db", "namespace": "shop", "resourceVersion": "3"},
+                "data": {"password": password}})
+        };
+        let policy = ExclusionPolicy::allowing_secrets();
+        let before = Encryption::new(recipients.clone(), b"the old cluster key".to_vec());
+        let Decision::Write { content, path, .. } = decide_upsert(
+            secret("aHVudGVyMg=="),
+            "secrets",
+            &layout(before),
+            &policy,
+            None,
+        )
+        .unwrap() else {
+            panic!("written")
+        };
+        assert!(path.ends_with("/db.sops.yaml"), "{path}");
+        let git_doc = parse_single_document(&content, &path).unwrap();
+        let now = Encryption::new(recipients, b"the new cluster key".to_vec());
+        let decide = |encryption: &Encryption, password: &str| {
+            decide_upsert(
+                secret(password),
+                "secrets",
+                &layout(encryption.clone()),
+                &policy,
+                Some(&git_doc),
+            )
+            .unwrap()
+            .label()
+        };
+        assert_eq!(
+            decide(&now, "aHVudGVyMg=="),
+            "written",
+            "no identities: encrypted again"
+        );
+        let verified = now.clone().with_identities(identities());
+        assert_eq!(decide(&verified, "aHVudGVyMg=="), "exact");
+        assert_eq!(decide(&verified, "b3RoZXI="), "written", "another value");
+
+        // The reconcile keeps Git's bytes the same way.
+        let git: HashMap<String, Vec<u8>> = HashMap::from([(path.clone(), content.clone())]);
+        let render = |encryption: Encryption| {
+            let listed = Listed {
+                resource: "secrets".into(),
+                object: secret("aHVudGVyMg=="),
+                exclusions: None,
+            };
+            render_folder([listed], &layout(encryption), &policy, &git).files
+        };
+        assert_eq!(render(verified)[0].1, content, "kept byte for byte");
+        assert_ne!(render(now)[0].1, content);
+    }
+
     #[test]
     fn a_hand_written_file_without_server_defaults_is_near() {
         let git = b"apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  ports:\n  - port: 80\n  selector:\n    app: web\n";
@@ -596,8 +675,9 @@ pub struct FolderContent {
 }
 
 /// A Secret's SOPS file: the bytes Git already holds when its keyed hash is the live
-/// value's (re-encrypting would change every byte and make a commit of nothing), else a new
-/// encryption.
+/// value's, or when it decrypts with the destination's identities to the live Secret
+/// (re-encrypting would change every byte and make a commit of nothing), else a new
+/// encryption. The hash returned is the one the file records.
 fn sealed_file(
     doc: Value,
     path: &str,
@@ -606,27 +686,53 @@ fn sealed_file(
 ) -> Result<(ContentHash, String), crate::secrets::SopsError> {
     let hash = encryption.hash(&doc);
     if let Some(bytes) = git.read(path)
-        && crate::manifest::yaml::parse_single_document(&bytes, path)
-            .is_some_and(|d| recorded_hash(&d) == hash)
-        && let Ok(text) = String::from_utf8(bytes)
+        && let Some(held) = crate::manifest::yaml::parse_single_document(&bytes, path)
     {
-        return Ok((hash, text));
+        let recorded = recorded_hash(&held);
+        if (recorded == hash || encryption.decrypts_to(&held, &doc))
+            && let Ok(text) = String::from_utf8(bytes)
+        {
+            return Ok((recorded, text));
+        }
     }
     crate::secrets::seal(doc, encryption, jiff::Timestamp::now())
 }
 
-/// Renders listed objects (with the plural of the resource each came from) into the folder's
-/// desired content. `git` is the folder as last pushed (for the SOPS files that stay).
+/// One object a reconcile listed for a destination.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// The plural of the resource it came from, for the path.
+    pub resource: String,
+    pub object: Value,
+    /// The exclusions of the rules that select it, on top of the destination's.
+    pub exclusions: Option<std::sync::Arc<crate::manifest::user_exclude::UserExclusions>>,
+}
+
+/// Renders listed objects into the folder's desired content. `git` is the folder as last
+/// pushed (for the SOPS files that stay).
 pub fn render_folder(
-    objects: impl IntoIterator<Item = (String, Value)>,
+    objects: impl IntoIterator<Item = Listed>,
     layout: &Layout,
     policy: &ExclusionPolicy,
     git: &dyn GitView,
 ) -> FolderContent {
     let mut out = FolderContent::default();
     let prefix = format!("{}/", layout.folder);
-    for (resource, object) in objects {
+    for Listed {
+        resource,
+        object,
+        exclusions,
+    } in objects
+    {
         let label = crate::manifest::object::describe(&object);
+        let with_rules;
+        let policy = match exclusions {
+            Some(rules) => {
+                with_rules = policy.with_rules(Some(&rules));
+                &with_rules
+            }
+            None => policy,
+        };
         match prepare(object, policy) {
             Ok(Outcome::Kept(mut manifest)) => {
                 let path = layout.path(&manifest.id, &resource);

@@ -12,6 +12,7 @@ use crate::git::worker::WorkerHandle;
 use crate::identity::Author;
 use crate::manifest::ContentHash;
 use crate::manifest::exclude::ExclusionPolicy;
+use crate::manifest::user_exclude::UserExclusions;
 use crate::ops::metrics::{EventDecision, Metrics};
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -31,6 +32,8 @@ pub struct Routed {
     /// The destination's rules write this object when Git lacks it (CREATE) / holds it (UPDATE).
     pub creates: bool,
     pub updates: bool,
+    /// The exclusions of the rules that select it, applied on top of the destination's.
+    pub exclusions: Option<Arc<UserExclusions>>,
 }
 
 /// What a destination's task is asked to do.
@@ -236,6 +239,7 @@ impl Task {
             deleted,
             creates,
             updates,
+            exclusions,
         } = routed;
         let mut live = match serde_json::to_value(&*object) {
             Ok(v) => v,
@@ -251,7 +255,7 @@ impl Task {
         let (worker, layout, policy) = (
             self.settings.worker.clone(),
             self.settings.layout.clone(),
-            self.settings.policy.clone(),
+            self.settings.policy.with_rules(exclusions.as_deref()),
         );
         let resource = watch.resource.clone();
         let decided = tokio::task::spawn_blocking(move || {
@@ -530,6 +534,7 @@ mod tests {
             deleted: false,
             creates: true,
             updates: true,
+            exclusions: None,
         }
     }
 

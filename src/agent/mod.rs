@@ -2,6 +2,7 @@
 //! and live events into commits. `capture` is the pure decision for one event and one
 //! destination; `runtime` is the wiring (see docs/architecture.md for the task structure).
 
+pub mod age_identity;
 pub mod board;
 pub mod capture;
 mod cluster;

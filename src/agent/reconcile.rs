@@ -2,7 +2,7 @@
 //! folder and write the difference as one snapshot commit, pruning only documents that are
 //! provably the destination's (their type listed completely, routed to it).
 
-use super::capture::{Layout, render_folder};
+use super::capture::{Layout, Listed, render_folder};
 use super::destination::{Input, fill_type};
 use super::watches::api_for;
 use crate::config::{self, ObjectKey, ObjectRef, Plan};
@@ -91,19 +91,23 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
                             namespace: namespace_of(&object.metadata),
                             labels: &labels,
                         };
-                        let mut ours = false;
+                        let mut ours = None;
                         for route in plan.route(&r, Operation::All) {
                             if route.destination == key {
                                 *selected.entry(route.rule).or_default() += 1;
-                                ours = true;
+                                ours = Some(route.exclusions);
                             }
                         }
-                        if !ours {
+                        let Some(exclusions) = ours else {
                             continue;
-                        }
+                        };
                         if let Ok(mut value) = serde_json::to_value(&object) {
                             fill_type(&mut value, &watch);
-                            objects.push((watch.resource.clone(), value));
+                            objects.push(Listed {
+                                resource: watch.resource.clone(),
+                                object: value,
+                                exclusions,
+                            });
                         }
                     }
                     match next {
@@ -122,6 +126,26 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         }
     }
     live.set_selected(selected);
+    // With an age identity, Git's SOPS files are opened and compared with the live Secrets
+    // while rendering; they must be the remote's, not an older cache's: fetched first (a
+    // preview of no change moves the cache to the remote's tip).
+    if layout
+        .encryption
+        .as_ref()
+        .is_some_and(|e| e.has_identities())
+    {
+        let fetch = SnapshotRequest {
+            folder: folder.clone(),
+            destination: key.to_string(),
+            files: Vec::new(),
+            prune: Prune::Nothing,
+            notes: Vec::new(),
+        };
+        if let Err(e) = worker.preview(fetch).await {
+            tracing::warn!(destination = %key, error = %e,
+                "cannot fetch before rendering; SOPS files are compared with the cache");
+        }
+    }
     // Rendering reads the files Git holds (SOPS files that stay): off the async threads.
     let view = worker.clone();
     let content = match tokio::task::spawn_blocking(move || {

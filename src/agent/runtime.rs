@@ -27,6 +27,7 @@ use crate::git::transport::{GitCli, Transport};
 use crate::git::window::WindowConfig;
 use crate::git::worker::{PushEvent, WorkerConfig, WorkerHandle};
 use crate::manifest::exclude::ExclusionPolicy;
+use crate::manifest::user_exclude::UserExclusions;
 use crate::ops::Readiness;
 use crate::ops::metrics::{EventDecision, Metrics};
 use k8s_openapi::api::core::v1::Namespace;
@@ -143,6 +144,12 @@ pub enum AgentError {
 /// and another reconcile follows (bounded memory while a repository hangs).
 const HELD_LIMIT: usize = 10_000;
 
+/// What a destination's reconcile covers: its rules with their exclusions, and its watches.
+type Covered = (
+    BTreeMap<config::RuleKey, Arc<UserExclusions>>,
+    BTreeSet<config::WatchKey>,
+);
+
 /// What the agent holds for one Ready destination.
 struct Destination {
     worker: WorkerHandle,
@@ -151,8 +158,9 @@ struct Destination {
     task: tokio::task::JoinHandle<()>,
     /// What the destination was started with; a change starts it anew.
     settings: (Layout, bool),
-    /// The rules and watches its last reconcile covered (a change triggers a new one).
-    covered: (BTreeSet<config::RuleKey>, BTreeSet<config::WatchKey>),
+    /// The rules (with their exclusions) and watches its last reconcile covered (a change
+    /// triggers a new one).
+    covered: Covered,
     /// Nudges its reconcilers after each push; stopped when the destination is released.
     triggers: tokio::task::JoinHandle<()>,
     /// `Observe`: decides and reports, writes nothing.
@@ -603,10 +611,15 @@ impl Agent {
             let rules = plan
                 .destinations
                 .get(key)
-                .map(|d| d.rules.clone())
-                .unwrap_or_default();
+                .into_iter()
+                .flat_map(|d| &d.rules)
+                .map(|r| {
+                    let exclusions = plan.rules.get(r).map(|p| p.exclusions.clone());
+                    (r.clone(), exclusions.unwrap_or_default())
+                })
+                .collect();
             let unresolved = plan.unresolved_types(key);
-            let covered = (rules, plan.watches_for(key));
+            let covered: Covered = (rules, plan.watches_for(key));
             if covered.1.is_empty() {
                 // Nothing is selected yet: no listing can be complete, so nothing is written or
                 // removed; readiness is not held up by it.
@@ -724,7 +737,20 @@ impl Agent {
             }
         }
         let hash_key = self.hash_key.clone()?;
-        Some(crate::secrets::Encryption::new(recipients, hash_key))
+        let encryption = crate::secrets::Encryption::new(recipients, hash_key);
+        let Some(secret) = &resolved.age_identity else {
+            return Some(encryption);
+        };
+        // Without its identities the destination still writes: files it cannot check by hash
+        // are then encrypted again.
+        match super::age_identity::load(self.client.clone(), secret).await {
+            Ok(identities) => Some(encryption.with_identities(identities)),
+            Err(e) => {
+                tracing::warn!(destination = %key, error = %e,
+                    "SOPS files in Git whose hash cannot be checked are encrypted again");
+                Some(encryption)
+            }
+        }
     }
 
     /// Hands the latest plan and reconcile results to the status writer, and the destinations
@@ -955,12 +981,19 @@ impl Agent {
                 self.plan.route(&object_ref, Operation::Update),
             )
         };
-        let mut targets: BTreeMap<ObjectKey, (bool, bool)> = BTreeMap::new();
+        // Per destination: creates, updates, and the exclusions of the rules selecting the
+        // object (the same whatever the operation).
+        type Target = (bool, bool, Option<Arc<UserExclusions>>);
+        let mut targets: BTreeMap<ObjectKey, Target> = BTreeMap::new();
         for r in creates {
-            targets.entry(r.destination).or_default().0 = true;
+            let target = targets.entry(r.destination).or_default();
+            target.0 = true;
+            target.2 = r.exclusions;
         }
         for r in updates {
-            targets.entry(r.destination).or_default().1 = true;
+            let target = targets.entry(r.destination).or_default();
+            target.1 = true;
+            target.2 = r.exclusions;
         }
         if targets.is_empty() {
             tracing::debug!(watch = %key, namespace = ?object_ref.namespace,
@@ -969,7 +1002,7 @@ impl Agent {
             return false;
         }
         let mut lost = false;
-        for (dest_key, (creates, updates)) in targets {
+        for (dest_key, (creates, updates, exclusions)) in targets {
             let Some(destination) = self.destinations.get_mut(&dest_key) else {
                 continue;
             };
@@ -979,6 +1012,7 @@ impl Agent {
                 deleted,
                 creates,
                 updates,
+                exclusions,
             };
             lost |= destination.offer(routed, &dest_key.to_string(), &self.handle.metrics);
         }
@@ -999,5 +1033,10 @@ fn policy(
         ExclusionPolicy::default()
     };
     policy.user = resolved.exclusions.clone();
+    if let Some(secret) = &resolved.age_identity {
+        policy
+            .key_secrets
+            .insert((secret.namespace.clone(), secret.name.clone()));
+    }
     policy
 }

@@ -39,6 +39,9 @@ pub struct ResolvedDestination {
     pub mode: DestinationMode,
     /// The age recipients Secrets are encrypted to (checked), when it encrypts them.
     pub age_recipients: Option<Vec<String>>,
+    /// The Secret (in the destination's namespace) holding age identities that decrypt Git's
+    /// SOPS files, when named.
+    pub age_identity: Option<ObjectKey>,
     /// `spec.exclusions`, compiled (rule ids name the destination).
     pub exclusions: crate::manifest::user_exclude::UserExclusions,
 }
@@ -375,6 +378,11 @@ pub(crate) fn plan_destinations(
                         .encryption
                         .as_ref()
                         .map(|e| e.sops.age_recipients.clone()),
+                    age_identity: spec
+                        .encryption
+                        .as_ref()
+                        .and_then(|e| e.sops.age_identity_secret_ref.as_ref())
+                        .map(|r| ObjectKey::new(&key.namespace, &r.name)),
                 })
             }
             _ => None,

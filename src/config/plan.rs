@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use kube::core::Selector;
 
@@ -16,6 +17,7 @@ use super::selector;
 use super::{ObjectKey, RuleKey};
 use crate::crd::{ClusterWatchRule, GitDestination, GitRepoConfig, Operation, WatchRule};
 use crate::git::url::RepoKey;
+use crate::manifest::user_exclude::UserExclusions;
 
 /// Everything the plan is a function of: what the API server holds, plus the results of the
 /// I/O checks. Order within the vectors does not matter.
@@ -85,10 +87,13 @@ pub struct ObjectRef<'a> {
 
 /// One destination an object goes to, and the rule that sends it there (the first by
 /// [`RuleKey`] order when several rules do).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub destination: ObjectKey,
     pub rule: RuleKey,
+    /// The `spec.exclusions` of every rule that selects the object for this destination
+    /// (whatever operations each writes), merged; `None` when none of them has any.
+    pub exclusions: Option<Arc<UserExclusions>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,6 +109,8 @@ struct RouteEntry {
     operations: Operations,
     scope: EntryScope,
     object_selector: Option<Selector>,
+    /// The rule's exclusions; `None` when it has none.
+    exclusions: Option<Arc<UserExclusions>>,
 }
 
 /// What the agent must do. Deterministic: equal inputs (in any order) give an equal plan.
@@ -164,6 +171,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
                 origin: Origin::Namespace(&key.namespace),
                 object_selector: rule.spec.object_selector.as_ref(),
                 rules: &rule.spec.rules,
+                exclusions: rule.spec.exclusions.as_ref(),
                 key: RuleKey::Namespaced(key.clone()),
             };
             rules.insert(view.key.clone(), compile(view, &ctx));
@@ -182,6 +190,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
                 },
                 object_selector: rule.spec.object_selector.as_ref(),
                 rules: &rule.spec.rules,
+                exclusions: rule.spec.exclusions.as_ref(),
             };
             rules.insert(view.key.clone(), compile(view, &ctx));
         }
@@ -279,6 +288,7 @@ fn route_table(
                         EntryScope::Cluster
                     },
                     object_selector: rule.object_selector.clone(),
+                    exclusions: Some(rule.exclusions.clone()).filter(|e| !e.is_empty()),
                 });
         }
     }
@@ -298,8 +308,10 @@ impl Plan {
             return Vec::new();
         };
         let mut out: BTreeMap<&ObjectKey, &RuleKey> = BTreeMap::new();
+        // The exclusions of every rule selecting the object, per destination.
+        let mut exclusions: BTreeMap<&ObjectKey, Vec<&Arc<UserExclusions>>> = BTreeMap::new();
         for entry in entries {
-            if !entry.operations.covers(operation) {
+            if entry.exclusions.is_none() && !entry.operations.covers(operation) {
                 continue;
             }
             // A cluster-scoped object may come spelled `namespace: ""`: that is no namespace.
@@ -317,12 +329,27 @@ impl Plan {
             {
                 continue;
             }
-            out.entry(&entry.destination).or_insert(&entry.rule);
+            if let Some(e) = &entry.exclusions {
+                let of = exclusions.entry(&entry.destination).or_default();
+                if !of.iter().any(|known| Arc::ptr_eq(known, e)) {
+                    of.push(e);
+                }
+            }
+            if entry.operations.covers(operation) {
+                out.entry(&entry.destination).or_insert(&entry.rule);
+            }
         }
         out.into_iter()
             .map(|(destination, rule)| Route {
                 destination: destination.clone(),
                 rule: rule.clone(),
+                exclusions: match exclusions.remove(destination).as_deref() {
+                    None | Some([]) => None,
+                    Some([one]) => Some(Arc::clone(one)),
+                    Some(many) => Some(Arc::new(UserExclusions::merged(
+                        many.iter().map(|e| e.as_ref()),
+                    ))),
+                },
             })
             .collect()
     }
@@ -428,13 +455,20 @@ impl Plan {
         };
         let mut release: BTreeMap<ObjectKey, RepoKey> = moved(&old, &new);
         let mut acquire: BTreeMap<ObjectKey, RepoKey> = moved(&new, &old);
-        // Same worker, but the layout or the prune policy changed: started anew.
+        // Same worker, but the layout, the prune policy, the mode, the encryption or the
+        // exclusions changed: started anew (its task holds them).
         for (key, repo) in &new {
             let settings = |p: &Plan| {
                 p.destinations
                     .get(key)
                     .and_then(|d| d.resolved.as_ref())
-                    .map(|r| (r.path_template.clone(), r.prune, r.mode))
+                    .map(|r| {
+                        (
+                            (r.path_template.clone(), r.prune, r.mode),
+                            (r.age_recipients.clone(), r.age_identity.clone()),
+                            r.exclusions.clone(),
+                        )
+                    })
             };
             if old.get(key) == Some(repo) && settings(previous) != settings(self) {
                 release.insert(key.clone(), repo.clone());
@@ -698,6 +732,70 @@ mod tests {
             RuleKey::Namespaced(ObjectKey::new("a", "web"))
         );
         assert_eq!(routes[1].rule, RuleKey::Cluster("prod".into()));
+    }
+
+    #[test]
+    fn a_route_carries_the_exclusions_of_every_rule_selecting_the_object() {
+        let mut inputs = open_inputs(&["shop"]);
+        let mut deletes = rr(&[""], &["configmaps"]);
+        deletes.operations = vec![Operation::Delete];
+        let mut excluding = watch_rule("shop", "deletes", "d", vec![deletes]);
+        excluding.spec.exclusions = Some(
+            serde_json::from_value(json!({"fields": [{"jsonPointers": ["/data/token"]}]}))
+                .expect("exclusions"),
+        );
+        let mut quiet = watch_rule("shop", "quiet", "d", vec![rr(&[""], &["configmaps"])]);
+        quiet.spec.exclusions = Some(
+            serde_json::from_value(json!({"objects": [{"name": "tmp-*"}]})).expect("exclusions"),
+        );
+        let plain = watch_rule("shop", "web", "d", vec![rr(&[""], &["configmaps"])]);
+        inputs.watch_rules = vec![plain.clone()];
+        let none = BTreeMap::new();
+        let cm = obj("", "configmaps", Some("shop"), &none);
+        assert_eq!(
+            plan(&inputs).route(&cm, Operation::Create)[0].exclusions,
+            None
+        );
+
+        inputs.watch_rules = vec![plain, excluding, quiet];
+        let p = plan(&inputs);
+        let routes = p.route(&cm, Operation::Update);
+        assert_eq!(dests(&routes), vec!["shop/d"]);
+        // The delete-only rule does not write updates, but it selects the object: its
+        // exclusions apply as well.
+        let e = routes[0].exclusions.as_ref().expect("exclusions");
+        let ids: Vec<&str> = e
+            .objects
+            .iter()
+            .map(|r| r.id.as_str())
+            .chain(e.fields.iter().map(|r| r.id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "WatchRule shop/quiet spec.exclusions.objects[0]",
+                "WatchRule shop/deletes spec.exclusions.fields[0]"
+            ]
+        );
+
+        // Invalid exclusions fail the rule: it selects nothing rather than leak.
+        let mut broken = watch_rule("shop", "broken", "d", vec![rr(&[""], &["configmaps"])]);
+        broken.spec.exclusions = Some(
+            serde_json::from_value(json!({"fields": [{"jsonPointers": ["data"]}]}))
+                .expect("exclusions"),
+        );
+        inputs.watch_rules = vec![broken];
+        let p = plan(&inputs);
+        let rule = &p.rules[&RuleKey::Namespaced(ObjectKey::new("shop", "broken"))];
+        assert!(!rule.ready);
+        assert!(
+            rule.conditions
+                .iter()
+                .any(|c| c.reason == "InvalidExclusions" && c.message.contains("jsonPointers")),
+            "{:?}",
+            rule.conditions
+        );
+        assert!(p.route(&cm, Operation::Create).is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::core::Selector;
@@ -13,8 +14,9 @@ use super::discovery::{ApiResource, Discovery};
 use super::repos::{RepoPlan, admit_cluster_rules, admit_namespace};
 use super::selector;
 use super::{ObjectKey, RuleKey};
-use crate::crd::{GitRepoConfig, Operation, ResourceRule, RuleScope};
+use crate::crd::{Exclusions, GitRepoConfig, Operation, ResourceRule, RuleScope};
 use crate::manifest::exclude::{RULES as EXCLUSIONS, SECRETS};
+use crate::manifest::user_exclude::UserExclusions;
 
 /// A resource independent of version; displays kubectl-style (`deployments.apps`, `configmaps`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -175,6 +177,8 @@ pub struct RulePlan {
     pub namespaces: Option<NamespaceScope>,
     /// Only objects whose labels match; `None` selects every object.
     pub object_selector: Option<Selector>,
+    /// `spec.exclusions`, compiled (rule ids name this rule); empty when none or invalid.
+    pub exclusions: Arc<UserExclusions>,
 }
 
 /// Where a rule lives, which decides its scope check and its access check.
@@ -195,6 +199,7 @@ pub(crate) struct RuleView<'a> {
     pub origin: Origin<'a>,
     pub object_selector: Option<&'a LabelSelector>,
     pub rules: &'a [ResourceRule],
+    pub exclusions: Option<&'a Exclusions>,
 }
 
 /// What the compiler looks things up in.
@@ -227,6 +232,14 @@ pub(crate) fn compile(view: RuleView<'_>, ctx: &Context<'_>) -> RulePlan {
             .map_err(|e| selector_problems.push(e.to_string()))
             .ok(),
     };
+    // Invalid exclusions fail the rule (nothing is written rather than what they would keep
+    // out of Git).
+    let (exclusions, exclusion_problem) =
+        match view.exclusions.map(|e| e.compile(&who, "spec.exclusions")) {
+            None => (UserExclusions::default(), None),
+            Some(Ok(e)) => (e, None),
+            Some(Err(e)) => (UserExclusions::default(), Some(e.to_string())),
+        };
 
     let dest_key = &view.destination;
     let dest = ctx.destinations.get(dest_key);
@@ -314,7 +327,14 @@ pub(crate) fn compile(view: RuleView<'_>, ctx: &Context<'_>) -> RulePlan {
             .and_then(|d| d.resolved.as_ref())
             .is_some_and(|r| r.age_recipients.is_some());
     let (selected, problems) = resolve(view.rules, in_namespace, ctx.discovery, secrets_allowed);
-    let resources_check = resources_check(&who, &selected, &problems, &selector_problems);
+    let resources_check = match exclusion_problem {
+        Some(problem) => Check::failed(
+            conditions::RESOURCES_RESOLVED,
+            reason::INVALID_EXCLUSIONS,
+            format!("{who}: {problem}"),
+        ),
+        None => resources_check(&who, &selected, &problems, &selector_problems),
+    };
 
     let ready_message = format!(
         "writes {} resource{} to GitDestination {dest_key}",
@@ -335,6 +355,7 @@ pub(crate) fn compile(view: RuleView<'_>, ctx: &Context<'_>) -> RulePlan {
         problems,
         namespaces,
         object_selector,
+        exclusions: Arc::new(exclusions),
     }
 }
 

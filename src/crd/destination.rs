@@ -154,6 +154,15 @@ pub struct SopsEncryption {
     #[schemars(length(min = 1, max = 16))]
     #[schemars(extend("items" = {"type": "string", "pattern": "^age1[02-9ac-hj-np-z]{58}$"}))]
     pub age_recipients: Vec<String>,
+
+    /// A Secret in this namespace holding age private keys as Flux's `sops-age` Secret does
+    /// (each key ending in `.agekey`, e.g. `age.agekey`). Optional, read with `get` only: with
+    /// it, a SOPS file in Git whose content hash the agent cannot check (written with `sops` by
+    /// a person, or under another hash key) is decrypted and compared with the live Secret, and
+    /// kept as it is when the values are the same instead of being encrypted again. Nothing
+    /// decrypted is written, logged or kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_identity_secret_ref: Option<super::repo_config::SecretRef>,
 }
 
 /// Whether a destination writes what it decides.

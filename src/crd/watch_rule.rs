@@ -64,6 +64,14 @@ pub struct WatchRuleSpec {
     /// `scope`: a WatchRule only sees namespaced objects in its own namespace.
     #[schemars(length(min = 1, max = 100))]
     pub rules: Vec<ResourceRule>,
+
+    /// Objects and fields never written for the objects these rules select, on top of the
+    /// built-in exclusions and the GitDestination's own `spec.exclusions` (same shape): objects
+    /// by name pattern, label or annotation selector; fields by JSON pointer (per group and
+    /// kind) or by the field managers that own them. They apply before hashing, writing and the
+    /// comparison with Git; an object several rules select gets the exclusions of each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusions: Option<super::exclusions::Exclusions>,
 }
 
 /// Which cluster-scoped objects, and namespaced objects in selected namespaces, are written to
@@ -133,6 +141,14 @@ pub struct ClusterWatchRuleSpec {
     /// `scope`.
     #[schemars(length(min = 1, max = 100))]
     pub rules: Vec<ResourceRule>,
+
+    /// Objects and fields never written for the objects these rules select, on top of the
+    /// built-in exclusions and the GitDestination's own `spec.exclusions` (same shape): objects
+    /// by name pattern, label or annotation selector; fields by JSON pointer (per group and
+    /// kind) or by the field managers that own them. They apply before hashing, writing and the
+    /// comparison with Git; an object several rules select gets the exclusions of each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusions: Option<super::exclusions::Exclusions>,
 }
 
 /// A GitDestination in the same namespace as the referring WatchRule.

@@ -15,6 +15,9 @@ pub struct ExclusionPolicy {
     /// Objects and fields a user configured to leave out (rule id [`USER`]; the reason names
     /// the user's rule).
     pub user: UserExclusions,
+    /// Secrets (namespace, name) that hold the agent's keys — a destination's age identity —
+    /// never written, not even encrypted (rule id [`AGENT_KEYS`]).
+    pub key_secrets: BTreeSet<(String, String)>,
 }
 
 impl ExclusionPolicy {
@@ -22,6 +25,16 @@ impl ExclusionPolicy {
     pub fn allowing_secrets() -> Self {
         let mut policy = Self::default();
         policy.disabled.insert(SECRETS.to_string());
+        policy
+    }
+
+    /// This policy with the exclusions of the rules that select an object added (`None`: as
+    /// it is).
+    pub fn with_rules(&self, rules: Option<&UserExclusions>) -> Self {
+        let mut policy = self.clone();
+        if let Some(rules) = rules {
+            policy.user = UserExclusions::merged([&self.user, rules]);
+        }
         policy
     }
 
@@ -61,6 +74,8 @@ pub const BOOTSTRAP_RBAC: &str = "bootstrap-rbac";
 pub const SERVICE_ACCOUNT_TOKENS: &str = "service-account-tokens";
 /// Rule id of the objects a user's exclusions leave out; the reason names which one.
 pub const USER: &str = "user";
+/// Rule id of the Secrets holding the agent's keys (a destination's age identity).
+pub const AGENT_KEYS: &str = "agent-keys";
 
 /// One row of the table: objects of (group, kind), optionally only with this name and in
 /// this namespace (`None` = any).
@@ -223,6 +238,19 @@ pub fn exclusion(obj: &Value, policy: &ExclusionPolicy) -> Option<Exclusion> {
 
     if group.is_empty()
         && kind == "Secret"
+        && let (Some(namespace), Some(name)) = (namespace, name)
+        && policy
+            .key_secrets
+            .contains(&(namespace.to_string(), name.to_string()))
+    {
+        return Some(Exclusion {
+            rule: AGENT_KEYS,
+            reason: "holds the age identity of a destination; private keys never go to Git"
+                .to_string(),
+        });
+    }
+    if group.is_empty()
+        && kind == "Secret"
         && obj.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token")
         && policy.applies(SERVICE_ACCOUNT_TOKENS)
     {
@@ -294,6 +322,22 @@ mod tests {
 
     fn rule_of(obj: &Value, policy: &ExclusionPolicy) -> Option<&'static str> {
         exclusion(obj, policy).map(|e| e.rule)
+    }
+
+    #[test]
+    fn a_destinations_age_identity_is_never_written_even_with_secrets_allowed() {
+        let mut p = ExclusionPolicy::allowing_secrets();
+        p.key_secrets
+            .insert(("shop".to_string(), "sops-age".to_string()));
+        let identity = object("v1", "Secret", Some("shop"), "sops-age");
+        assert_eq!(rule_of(&identity, &p), Some(AGENT_KEYS));
+        for near in [
+            object("v1", "Secret", Some("other"), "sops-age"),
+            object("v1", "Secret", Some("shop"), "db"),
+            object("v1", "ConfigMap", Some("shop"), "sops-age"),
+        ] {
+            assert_eq!(rule_of(&near, &p), None, "{near}");
+        }
     }
 
     /// Every built-in rule, each with an object it excludes and a near miss it lets through.

@@ -53,6 +53,16 @@ impl UserExclusions {
         self.objects.is_empty() && self.fields.is_empty()
     }
 
+    /// All rules of `parts`, in order (an object or field any of them excludes is excluded).
+    pub fn merged<'a>(parts: impl IntoIterator<Item = &'a UserExclusions>) -> Self {
+        let mut out = Self::default();
+        for part in parts {
+            out.objects.extend(part.objects.iter().cloned());
+            out.fields.extend(part.fields.iter().cloned());
+        }
+        out
+    }
+
     /// The first object rule `obj` matches.
     pub fn object_rule(&self, obj: &Value) -> Option<&ObjectRule> {
         self.objects.iter().find(|r| r.matches(obj))

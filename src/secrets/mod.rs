@@ -15,6 +15,9 @@ pub use sops::{Identities, Recipients, SopsError};
 pub struct Encryption {
     pub recipients: Recipients,
     hash_key: std::sync::Arc<secrecy::SecretBox<Vec<u8>>>,
+    /// The age identities that open Git's SOPS files (the destination's
+    /// `ageIdentitySecretRef`), when given.
+    identities: Option<std::sync::Arc<Identities>>,
 }
 
 impl Encryption {
@@ -22,12 +25,40 @@ impl Encryption {
         Self {
             recipients,
             hash_key: std::sync::Arc::new(secrecy::SecretBox::new(Box::new(hash_key))),
+            identities: None,
         }
+    }
+
+    /// With age identities that open Git's SOPS files: see [`Encryption::decrypts_to`].
+    pub fn with_identities(mut self, identities: Identities) -> Self {
+        self.identities = Some(std::sync::Arc::new(identities));
+        self
+    }
+
+    /// True when identities were given.
+    pub fn has_identities(&self) -> bool {
+        self.identities.is_some()
     }
 
     /// The keyed hash of a sanitized object (its hash annotation ignored).
     pub fn hash(&self, doc: &Value) -> ContentHash {
         keyed_content_hash(doc, secrecy::ExposeSecret::expose_secret(&*self.hash_key))
+    }
+
+    /// True when `git_doc`, a SOPS document whose keyed hash cannot be checked (none, or one
+    /// made with another key), opens with the destination's identities to exactly `doc` (a
+    /// sanitized Secret; hash annotations ignored): then Git already holds the live values and
+    /// its file stays as it is. False without identities, for anything that does not decrypt
+    /// (another recipient, a MAC that does not match) and for other values. The clear text is
+    /// compared through the keyed hash and dropped; it is never returned.
+    pub fn decrypts_to(&self, git_doc: &Value, doc: &Value) -> bool {
+        let Some(identities) = &self.identities else {
+            return false;
+        };
+        if !sops::is_sops(git_doc) {
+            return false;
+        }
+        sops::decrypt(git_doc, identities).is_ok_and(|clear| self.hash(&clear) == self.hash(doc))
     }
 }
 

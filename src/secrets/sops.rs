@@ -113,6 +113,21 @@ impl Identities {
     }
 }
 
+/// Names the public keys only.
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Identities")
+            .field(
+                &self
+                    .0
+                    .iter()
+                    .map(|i| i.to_public().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// True when a document is a SOPS document (carries the `sops` metadata block).
 pub fn is_sops(doc: &Value) -> bool {
     doc.get(SOPS_KEY).is_some_and(Value::is_object)
@@ -513,9 +528,7 @@ mod tests {
             Recipients::parse(std::iter::empty()),
             Err(SopsError::NoRecipients)
         ));
-        let e = Identities::parse("AGE-SECRET-KEY-1NOTAKEY", "key.txt")
-            .err()
-            .expect("bad identity");
+        let e = Identities::parse("AGE-SECRET-KEY-1NOTAKEY", "key.txt").expect_err("bad identity");
         assert!(!e.to_string().contains("NOTAKEY"), "{e}");
     }
 }

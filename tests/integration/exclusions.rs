@@ -2,7 +2,8 @@
 //! annotation selector; fields by JSON pointer and by the field managers that own them. The
 //! `diff` and `sanitize` commands name the rule; on the agent, an HPA-like manager scaling a
 //! Deployment makes no commit while a person's scale makes one, a field excluded by JSON pointer
-//! never reaches Git, and a label-selected object never does.
+//! never reaches Git, and a label-selected object never does — configured on the GitDestination
+//! or on the WatchRule / ClusterWatchRule that selects the object.
 
 use crate::support::agent_env::*;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -203,5 +204,185 @@ async fn an_autoscaler_scaling_makes_no_commit_a_person_scaling_makes_one() {
     ] {
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
     }
+    agent.stop().await;
+}
+
+/// Every path on `main` in the folder.
+fn paths(env: &Env) -> Vec<String> {
+    let dir = env.repo.to_str().expect("utf-8");
+    crate::support::git_servers::git(
+        &env.repo,
+        &["--git-dir", dir, "ls-tree", "-r", "--name-only", "main"],
+        None,
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// On the agent: the exclusions of a WatchRule and of a ClusterWatchRule apply to the objects
+/// each selects — in the initial reconcile and for live events — and not to the objects another
+/// rule of the same destination selects; a change of a rule's exclusions is reconciled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_exclusions_keep_what_it_selects_out_of_git() {
+    let env = Env::new().await;
+    env.configure().await;
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitRepoConfig",
+        "metadata": {"name": "repo", "namespace": "shop"},
+        "spec": {"url": env.url(), "commit": {"window": {"quiet": "0s"}},
+            "accessPolicy": {"allowClusterRules": true}}}),
+    )
+    .await;
+    let apps = |objects: serde_json::Value| {
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+            "metadata": {"name": "apps", "namespace": "shop"},
+            "spec": {"destinationRef": {"name": "dev"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"]}],
+                "exclusions": {"objects": objects,
+                    "fields": [{"jsonPointers": ["/metadata/annotations/example.com~1build-id"]}]}}})
+    };
+    let scratch = json!([{"labelSelector": {"matchLabels": {"team": "scratch"}}}]);
+    apply(&env.client, apps(scratch.clone())).await;
+    // Another rule of the same destination, without exclusions.
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "WatchRule",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"destinationRef": {"name": "dev"},
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"]}]}}),
+    )
+    .await;
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "ClusterWatchRule",
+        "metadata": {"name": "namespaces"},
+        "spec": {"destinationRef": {"name": "dev", "namespace": "shop"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "scope": "Cluster"}],
+            "exclusions": {"objects": [{"name": "sandbox-*"}]}}}),
+    )
+    .await;
+    env.namespace("sandbox-a", json!({})).await;
+    env.namespace("team-b", json!({})).await;
+    let configmap = |name: &str, labels: serde_json::Value, build: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "shop", "labels": labels,
+                "annotations": {"example.com/build-id": build}},
+            "data": {"mode": "enabled"}})
+    };
+    // Before the agent starts: its initial reconcile renders these.
+    apply_as(
+        &env.client,
+        "kubectl",
+        &configmap("settings", json!({}), "cm-4711"),
+    )
+    .await;
+    apply_as(
+        &env.client,
+        "kubectl",
+        &configmap("scratch", json!({"team": "scratch"}), "cm-1"),
+    )
+    .await;
+    let agent = env.start("state");
+    agent.ready().await;
+    env.sentinel("0").await;
+
+    let settings = env.file("shop", "settings").expect("settings in Git");
+    assert!(
+        settings.contains("mode: enabled") && !settings.contains("build-id"),
+        "{settings}"
+    );
+    assert!(
+        env.file("shop", "scratch").is_none(),
+        "label-excluded by the WatchRule"
+    );
+    let listed = paths(&env);
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.ends_with("/namespaces/team-b.yaml")),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.iter().any(|p| p.contains("sandbox-a")),
+        "name-excluded by the ClusterWatchRule: {listed:?}"
+    );
+
+    // Live events: another labelled object stays out, a change only in the excluded field is
+    // no commit, and a Deployment (selected by the other rule) keeps that annotation.
+    apply_as(
+        &env.client,
+        "kubectl",
+        &configmap("scratch-2", json!({"team": "scratch"}), "cm-2"),
+    )
+    .await;
+    env.namespace("sandbox-b", json!({})).await;
+    let settled = env.subjects().len();
+    apply_as(
+        &env.client,
+        "kubectl",
+        &configmap("settings", json!({}), "cm-4712"),
+    )
+    .await;
+    env.sentinel("1").await;
+    assert_eq!(
+        env.subjects().len(),
+        settled + 1,
+        "only the sentinel: {:?}",
+        env.subjects()
+    );
+    assert!(env.file("shop", "scratch-2").is_none());
+    apply_as(&env.client, "kubectl", &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "annotations": {"example.com/build-id": "web-42"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}))
+    .await;
+    let web = format!("{FOLDER}/shop/apps/deployments/web.yaml");
+    until("the Deployment in Git", || show(&env.repo, &web).is_some()).await;
+    assert!(
+        show(&env.repo, &web)
+            .expect("file")
+            .contains("build-id: web-42")
+    );
+
+    let dir = env.repo.to_str().expect("utf-8");
+    let history =
+        crate::support::git_servers::git(&env.repo, &["--git-dir", dir, "log", "-p", "main"], None);
+    for never in [
+        "cm-4711",
+        "cm-4712",
+        "cm-1",
+        "cm-2",
+        "team: scratch",
+        "sandbox-",
+    ] {
+        assert!(!history.contains(never), "{never} reached Git");
+    }
+    let metrics = agent
+        .agent
+        .metrics
+        .encode(gitops_reverser::ops::metrics::Format::Prometheus)
+        .expect("metrics");
+    for series in [
+        "rule=\"ClusterWatchRule namespaces spec.exclusions.objects[0]\",what=\"object\"",
+        "rule=\"WatchRule shop/apps spec.exclusions.objects[0]\",what=\"object\"",
+        "rule=\"WatchRule shop/apps spec.exclusions.fields[0] jsonPointers /metadata/annotations/example.com~1build-id\",what=\"field\"",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+
+    // The WatchRule stops excluding the labelled objects: its destination reconciles them in.
+    apply(&env.client, apps(json!([]))).await;
+    until("the formerly excluded ConfigMaps in Git", || {
+        env.file("shop", "scratch").is_some() && env.file("shop", "scratch-2").is_some()
+    })
+    .await;
+    assert!(
+        !env.file("shop", "scratch")
+            .expect("file")
+            .contains("build-id")
+    );
     agent.stop().await;
 }
