@@ -13,6 +13,7 @@ pub mod config;
 pub mod crd;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod folder;
 pub mod git;
 pub mod http_limits;
 pub mod identity;
