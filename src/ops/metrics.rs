@@ -523,7 +523,8 @@ impl Metrics {
         registry.register(
             "exclusions",
             "Objects and fields left out of Git per event, by destination and rule (a built-in \
-             rule id, or the entry of the destination's spec.exclusions)",
+             rule id, or the entry of the spec.exclusions of the destination or of a rule \
+             selecting the object)",
             exclusions.clone(),
         );
         registry.register_collector(Box::new(WorkerCollector {

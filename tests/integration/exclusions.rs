@@ -161,13 +161,7 @@ async fn an_autoscaler_scaling_makes_no_commit_a_person_scaling_makes_one() {
     let settled = env.subjects().len();
     scale(5, "kube-controller-manager").await;
     scale(7, "kube-controller-manager").await;
-    env.sentinel("1").await;
-    assert_eq!(
-        env.subjects().len(),
-        settled + 1,
-        "only the sentinel: {:?}",
-        env.subjects()
-    );
+    env.only_the_sentinel("1", settled).await;
     assert!(
         show(&env.repo, &path)
             .expect("file")
@@ -325,13 +319,7 @@ async fn a_rules_exclusions_keep_what_it_selects_out_of_git() {
         &configmap("settings", json!({}), "cm-4712"),
     )
     .await;
-    env.sentinel("1").await;
-    assert_eq!(
-        env.subjects().len(),
-        settled + 1,
-        "only the sentinel: {:?}",
-        env.subjects()
-    );
+    env.only_the_sentinel("1", settled).await;
     assert!(env.file("shop", "scratch-2").is_none());
     apply_as(&env.client, "kubectl", &json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "shop", "annotations": {"example.com/build-id": "web-42"}},

@@ -414,13 +414,7 @@ async fn encrypting_agent(logs: Logs) {
     let settled = env.subjects().len();
     flux_applies(&env.client, &decrypt).await;
     // A sentinel after the applies: once it lands, their events were decided too.
-    env.sentinel("1").await;
-    assert_eq!(
-        env.subjects().len(),
-        settled + 1,
-        "only the sentinel: {:?}",
-        env.subjects()
-    );
+    env.only_the_sentinel("1", settled).await;
 
     // A changed value is one commit.
     let rotated = "tr0ub4dor&3";

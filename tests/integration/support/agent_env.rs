@@ -237,6 +237,18 @@ impl Env {
         .await;
     }
 
+    /// Sets the sentinel to `value` and asserts that it made the only commit since there were
+    /// `settled`: every event before it was decided and none wrote anything.
+    pub async fn only_the_sentinel(&self, value: &str, settled: usize) {
+        self.sentinel(value).await;
+        assert_eq!(
+            self.subjects().len(),
+            settled + 1,
+            "only the sentinel: {:?}",
+            self.subjects()
+        );
+    }
+
     pub fn file(&self, ns: &str, name: &str) -> Option<String> {
         show(
             &self.repo,
