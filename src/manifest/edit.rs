@@ -2059,6 +2059,70 @@ spec:
 
     proptest::proptest! {
         #[test]
+        fn damaged_documents_give_an_error_or_the_new_value_never_a_panic(
+            doc in arb_document(),
+            seed in proptest::prelude::any::<u64>(),
+            cuts in proptest::collection::vec(
+                (proptest::prelude::any::<usize>(), "[ \n:#\\-|>'\"{}\\[\\],&*!%@`a-z0-9\t]{0,3}"),
+                1..4,
+            ),
+            new in arb_document(),
+        ) {
+            let (mut text, _) = hand_written(&doc, seed);
+            for (at, insert) in &cuts {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let end = (at + insert.len() % 3).min(text.len());
+                let end = (end..=text.len()).find(|e| text.is_char_boundary(*e)).unwrap_or(at);
+                text.replace_range(at..end, insert);
+            }
+            if let Ok(out) = edit_document(&text, &new) {
+                proptest::prop_assert!(reads_as(&out, &new), "{}\n--- became ---\n{}", text, out);
+            }
+        }
+
+        #[test]
+        fn one_document_edited_in_a_file_leaves_the_others_byte_identical(
+            docs in proptest::collection::vec((arb_document(), proptest::prelude::any::<u64>()), 2..5),
+            which in proptest::prelude::any::<usize>(),
+            picks in proptest::collection::vec(
+                (proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>(), arb_value()),
+                1..4,
+            ),
+        ) {
+            use crate::manifest::documents;
+            // Written as people write them, one line ending for the whole file.
+            let texts: Vec<String> = docs
+                .iter()
+                .map(|(doc, seed)| {
+                    let (text, _) = hand_written(doc, *seed);
+                    let mut text = text.replace("\r\n", "\n");
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text
+                })
+                .collect();
+            let file = texts.join("---\n");
+            let spans = documents::split(&file);
+            proptest::prop_assert_eq!(spans.len(), docs.len());
+            let k = which % docs.len();
+            let old = &docs[k].0;
+            let new = applied(old, &changes(old, &picks));
+            let edited = edit_document(spans[k].of(&file), &new).unwrap();
+            let out = documents::replace(&file, &spans[k], &edited);
+            let after = documents::split(&out);
+            proptest::prop_assert_eq!(after.len(), docs.len());
+            proptest::prop_assert_eq!(&out[..after[k].text.start], &file[..spans[k].text.start]);
+            proptest::prop_assert_eq!(&out[after[k].text.end..], &file[spans[k].text.end..]);
+            let mut want: Vec<Value> = docs.iter().map(|(d, _)| d.clone()).collect();
+            want[k] = new;
+            proptest::prop_assert_eq!(yaml::parse_documents(&out, "file").unwrap(), want, "{}", out);
+        }
+
+        #[test]
         fn random_edits_of_hand_written_documents_read_back_and_keep_the_rest(
             doc in arb_document(),
             seed in proptest::prelude::any::<u64>(),
