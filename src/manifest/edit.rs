@@ -895,18 +895,25 @@ impl Editor<'_> {
                     } else {
                         key_rank_top(key) < key_rank_top(other)
                     };
-                    goes_before && !(inline_first && *i == survivors[0])
+                    goes_before
                 })
             } else {
                 None
             };
-            let at = match before {
-                Some(i) => self.entry_start(entries, i, column, top),
-                None => append_at,
-            };
-            let Ok(text) = self.entry_lines(key, &new[key.as_str()], column) else {
+            let Ok(mut text) = self.entry_lines(key, &new[key.as_str()], column) else {
                 self.failed = true;
                 return;
+            };
+            let at = match before {
+                // Before the first key on its parent's `- ` line: the new key takes that place
+                // and the old one moves to the next line.
+                Some(i) if inline_first && i == survivors[0] => {
+                    text.replace_range(..column, "");
+                    text.push_str(&" ".repeat(column));
+                    entries[i].key_start
+                }
+                Some(i) => self.entry_start(entries, i, column, top),
+                None => append_at,
             };
             match inserts.iter_mut().find(|(p, _)| *p == at) {
                 Some((_, lines)) => lines.push_str(&text),
@@ -1506,7 +1513,11 @@ spec:
         // The first key of an item's map removed and one added before the key moving up.
         assert_eq!(
             edit("- a: 1\n  b: 2\n  n: x\n", "- {c: 3, n: x}\n"),
-            "- n: x\n  c: 3\n"
+            "- c: 3\n  n: x\n"
+        );
+        assert_eq!(
+            edit("- b: 1  # b\n  c: 2\n", "- {a: 0, b: 1, c: 2}\n"),
+            "- a: 0\n  b: 1  # b\n  c: 2\n"
         );
     }
 
@@ -2081,6 +2092,21 @@ spec:
             if let Ok(out) = edit_document(&text, &new) {
                 proptest::prop_assert!(reads_as(&out, &new), "{}\n--- became ---\n{}", text, out);
             }
+        }
+
+        #[test]
+        fn the_agents_own_documents_edit_into_what_the_writer_writes(
+            doc in arb_document(),
+            picks in proptest::collection::vec(
+                (proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>(), arb_value()),
+                1..4,
+            ),
+        ) {
+            // A file the agent wrote, edited, is the file it would write: no drift in style.
+            let new = applied(&doc, &changes(&doc, &picks));
+            let written = yaml::to_yaml(&doc).unwrap();
+            let out = edit_document(&written, &new).unwrap();
+            proptest::prop_assert_eq!(out, yaml::to_yaml(&new).unwrap(), "from\n{}", written);
         }
 
         #[test]
