@@ -890,12 +890,11 @@ impl Editor<'_> {
             let before = if sorted || top {
                 survivors.iter().copied().find(|i| {
                     let other = entries[*i].key.as_deref().unwrap_or_default();
-                    let goes_before = if sorted {
+                    if sorted {
                         rank(key) < rank(other)
                     } else {
                         key_rank_top(key) < key_rank_top(other)
-                    };
-                    goes_before
+                    }
                 })
             } else {
                 None
