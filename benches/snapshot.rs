@@ -82,6 +82,7 @@ fn time_engine(dir: &Path, n: usize) -> Duration {
                 agent: &who,
                 notes: &[],
                 extra: None,
+                subject: None,
             },
         )
         .expect("snapshot")

@@ -114,6 +114,8 @@ fn open_windows_1000(bencher: divan::Bencher) {
             audit_id: None,
             received: now,
             file: FileChange {
+                object: None,
+                bundle: false,
                 path: format!("clusters/prod/shop/core/configmaps/c{a}.yaml"),
                 content: Some(b"data: {}\n".to_vec().into()),
                 hash: None,

@@ -256,6 +256,8 @@ fn plan(
                                 hash: Some(manifest.hash),
                                 namespace: manifest.id.namespace.clone(),
                                 live: None,
+                                object: Some(manifest.id.identity()),
+                                bundle: false,
                             }
                         }
                         Ok(Outcome::Skipped { exclusion, .. }) => {
@@ -277,9 +279,11 @@ fn plan(
                             continue;
                         };
                         // The kind is known when this replay saw the object; else the resource.
-                        let what = known
+                        let seen = known
                             .remove(&path)
-                            .and_then(|doc| crate::manifest::ObjectId::of(&doc).ok())
+                            .and_then(|doc| crate::manifest::ObjectId::of(&doc).ok());
+                        let what = seen
+                            .as_ref()
                             .map_or_else(|| change.target.to_string(), |id| id.summary());
                         FileChange {
                             summary: format!("delete {what}"),
@@ -288,6 +292,8 @@ fn plan(
                             hash: None,
                             namespace: change.target.namespace.clone(),
                             live: None,
+                            object: seen.map(|id| id.identity()),
+                            bundle: false,
                         }
                     }
                 };
@@ -314,6 +320,9 @@ fn plan(
                 }
                 sanitize(&mut doc);
                 let hash = hash_and_stamp(&mut doc);
+                let object = crate::manifest::ObjectId::of(&doc)
+                    .ok()
+                    .map(|id| id.identity());
                 let Ok(content) = to_yaml(&doc) else {
                     skip("unwritable object".into());
                     continue;
@@ -326,6 +335,8 @@ fn plan(
                     hash: Some(hash),
                     namespace: scale.parent.namespace.clone(),
                     live: None,
+                    object,
+                    bundle: false,
                 };
                 out.push(planned(
                     options,

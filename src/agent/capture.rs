@@ -5,7 +5,7 @@ use crate::manifest::equivalence::{Equivalence, Verdict};
 use crate::manifest::exclude::{Exclusion, ExclusionPolicy};
 use crate::manifest::hash::{ContentHash, recorded_hash};
 use crate::manifest::layout::{Location, PathTemplate};
-use crate::manifest::object::{ObjectError, ObjectId};
+use crate::manifest::object::{ObjectError, ObjectId, ObjectIdentity};
 use crate::manifest::pipeline::{Outcome, prepare};
 use crate::manifest::yaml::{YamlError, to_yaml};
 use serde_json::Value;
@@ -15,6 +15,8 @@ use serde_json::Value;
 pub struct Layout {
     pub folder: String,
     pub template: PathTemplate,
+    /// Placements before `template`: the first that matches an object places it.
+    pub placements: Vec<crate::manifest::layout::PlacementRule>,
     /// Secrets become SOPS documents (`….sops.yaml`) with a keyed hash.
     pub encryption: Option<crate::secrets::Encryption>,
 }
@@ -22,10 +24,23 @@ pub struct Layout {
 impl Layout {
     /// The path of an object's file (`….sops.yaml` for a Secret this layout encrypts).
     pub fn path(&self, id: &ObjectId, resource: &str) -> String {
-        let path = self.plain_path(id, resource);
+        self.placement(id, resource).0
+    }
+
+    /// Where a new object goes, and whether that file is a bundle several objects share.
+    pub fn placement(&self, id: &ObjectId, resource: &str) -> (String, bool) {
+        let rule = self
+            .placements
+            .iter()
+            .find(|p| p.matches(&id.group, &id.kind, resource));
+        let (template, bundle) = match rule {
+            Some(rule) => (&rule.template, rule.bundle),
+            None => (&self.template, false),
+        };
+        let path = self.path_with(template, id, resource);
         match self.encryption_for(id) {
-            Some(_) => crate::secrets::sops_path(&path),
-            None => path,
+            Some(_) if !bundle => (crate::secrets::sops_path(&path), false),
+            _ => (path, bundle),
         }
     }
 
@@ -36,8 +51,8 @@ impl Layout {
             .filter(|_| id.group.is_empty() && id.kind == "Secret")
     }
 
-    fn plain_path(&self, id: &ObjectId, resource: &str) -> String {
-        self.template.path_in(
+    fn path_with(&self, template: &PathTemplate, id: &ObjectId, resource: &str) -> String {
+        template.path_in(
             &self.folder,
             &Location {
                 group: &id.group,
@@ -241,21 +256,24 @@ pub fn decide_delete(
     })
 }
 
-/// What Git holds, as far as one decision needs it: the bytes of a file by path (from the
-/// repository root), as the destination's worker last pushed it. The agent reads its local
+/// What Git holds, as far as one decision needs it: an object's document, wherever the folder
+/// has it, as the destination's worker last pushed it. The agent reads its local
 /// cache (on a blocking thread); tests use a map.
 pub trait GitView {
-    fn read(&self, path: &str) -> Option<Vec<u8>>;
+    /// The object's document, wherever the folder has it; `path` is where the layout would
+    /// place it (a view that has no index, such as a test's map of files, reads it there).
+    fn document(&self, id: &ObjectIdentity, path: &str) -> Option<Value>;
 }
 
 impl GitView for std::collections::HashMap<String, Vec<u8>> {
-    fn read(&self, path: &str) -> Option<Vec<u8>> {
-        self.get(path).cloned()
+    fn document(&self, _id: &ObjectIdentity, path: &str) -> Option<Value> {
+        self.get(path)
+            .and_then(|bytes| crate::manifest::yaml::parse_single_document(bytes, path))
     }
 }
 
-/// A destination's memory between events: the content hash of each file as the agent last
-/// wrote or read it (path from the repository root → hash). It lets an object applied from Git
+/// A destination's memory between events: the content hash of each object's document as the
+/// agent last wrote or read it (identity key, [`ObjectIdentity::key`] → hash). It lets an object applied from Git
 /// be recognised without reading Git, and says a file was written even before its push.
 pub type Known = std::collections::HashMap<String, ContentHash>;
 
@@ -298,11 +316,13 @@ pub fn decide_event(
 ) -> Result<Option<Decided>, CaptureError> {
     let id = ObjectId::of(event.live)?;
     let path = layout.path(&id, event.resource);
+    let identity = id.identity();
+    let key = identity.key();
     if event.deleted {
-        let exists = git.read(&path).is_some();
+        let exists = git.document(&identity, &path).is_some();
         let decision = decide_delete(event.live, event.resource, layout, exists)?;
         if matches!(decision, Decision::Delete { .. }) {
-            known.remove(&path);
+            known.remove(&key);
         }
         return Ok(Some(Decided {
             decision,
@@ -310,8 +330,8 @@ pub fn decide_event(
             read_git: true,
         }));
     }
-    let written = known.contains_key(&path);
-    if event.updates && came_from_git(event.live, known.get(&path).copied(), policy) {
+    let written = known.contains_key(&key);
+    if event.updates && came_from_git(event.live, known.get(&key).copied(), policy) {
         return Ok(Some(Decided {
             decision: Decision::Unchanged {
                 path,
@@ -322,16 +342,13 @@ pub fn decide_event(
             read_git: false,
         }));
     }
-    let current = git.read(&path);
-    let git_doc = current
-        .as_deref()
-        .and_then(|bytes| crate::manifest::yaml::parse_single_document(bytes, &path));
+    let git_doc = git.document(&identity, &path);
     match git_doc.as_ref().map(recorded_hash) {
-        Some(hash) => known.insert(path.clone(), hash),
-        None => known.remove(&path),
+        Some(hash) => known.insert(key.clone(), hash),
+        None => known.remove(&key),
     };
     // CREATE or UPDATE as far as Git is concerned; the rule must cover it.
-    if (current.is_none() && !event.creates) || (current.is_some() && !event.updates) {
+    if (git_doc.is_none() && !event.creates) || (git_doc.is_some() && !event.updates) {
         return Ok(None);
     }
     let decision = decide_upsert(
@@ -341,12 +358,12 @@ pub fn decide_event(
         policy,
         git_doc.as_ref(),
     )?;
-    if let Decision::Write { path, hash, .. } = &decision {
-        known.insert(path.clone(), *hash);
+    if let Decision::Write { hash, .. } = &decision {
+        known.insert(key, *hash);
     }
     Ok(Some(Decided {
         decision,
-        existed: current.is_some() || written,
+        existed: git_doc.is_some() || written,
         read_git: true,
     }))
 }
@@ -483,6 +500,7 @@ mod tests {
             encryption: None,
             folder: "clusters/dev".into(),
             template: PathTemplate::default(),
+            placements: Vec::new(),
         }
     }
 
@@ -634,10 +652,15 @@ mod tests {
                 object: secret("aHVudGVyMg=="),
                 exclusions: None,
             };
-            render_folder([listed], &layout(encryption), &policy, &git).files
+            render_folder([listed], &layout(encryption), &policy, &git).objects
         };
-        assert_eq!(render(verified)[0].1, content, "kept byte for byte");
-        assert_ne!(render(now)[0].1, content);
+        assert!(
+            render(verified)[0].keep,
+            "Git's document stays byte for byte"
+        );
+        let again = &render(now)[0];
+        assert!(!again.keep);
+        assert_ne!(again.content, content);
     }
 
     #[test]
@@ -665,37 +688,35 @@ mod tests {
 /// object rendered at its path (relative to the folder). Excluded objects are counted by rule.
 #[derive(Debug, Default)]
 pub struct FolderContent {
-    /// Path relative to the folder → file bytes.
-    pub files: Vec<(String, Vec<u8>)>,
-    /// Path from the repository root → the content hash written into the file.
+    /// Every object to hold, found wherever the folder has it.
+    pub objects: Vec<crate::git::snapshot::SnapshotObject>,
+    /// Identity key → the content hash its document records.
     pub hashes: Vec<(String, ContentHash)>,
     pub excluded: std::collections::BTreeMap<&'static str, usize>,
     /// Objects that could not be rendered, with the reason (they are reported, not written).
     pub invalid: Vec<String>,
 }
 
-/// A Secret's SOPS file: the bytes Git already holds when its keyed hash is the live
-/// value's, or when it decrypts with the destination's identities to the live Secret
-/// (re-encrypting would change every byte and make a commit of nothing), else a new
-/// encryption. The hash returned is the one the file records.
+/// A Secret's SOPS document: `None` (Git's stays) when its keyed hash is the live value's, or
+/// when it decrypts with the destination's identities to the live Secret (re-encrypting would
+/// change every byte and make a commit of nothing), else a new encryption. The hash returned
+/// is the one the document records.
 fn sealed_file(
     doc: Value,
+    id: &ObjectIdentity,
     path: &str,
     encryption: &crate::secrets::Encryption,
     git: &dyn GitView,
-) -> Result<(ContentHash, String), crate::secrets::SopsError> {
+) -> Result<(ContentHash, Option<String>), crate::secrets::SopsError> {
     let hash = encryption.hash(&doc);
-    if let Some(bytes) = git.read(path)
-        && let Some(held) = crate::manifest::yaml::parse_single_document(&bytes, path)
-    {
+    if let Some(held) = git.document(id, path) {
         let recorded = recorded_hash(&held);
-        if (recorded == hash || encryption.decrypts_to(&held, &doc))
-            && let Ok(text) = String::from_utf8(bytes)
-        {
-            return Ok((recorded, text));
+        if recorded == hash || encryption.decrypts_to(&held, &doc) {
+            return Ok((recorded, None));
         }
     }
     crate::secrets::seal(doc, encryption, jiff::Timestamp::now())
+        .map(|(hash, text)| (hash, Some(text)))
 }
 
 /// One object a reconcile listed for a destination.
@@ -717,7 +738,6 @@ pub fn render_folder(
     git: &dyn GitView,
 ) -> FolderContent {
     let mut out = FolderContent::default();
-    let prefix = format!("{}/", layout.folder);
     for Listed {
         resource,
         object,
@@ -733,23 +753,58 @@ pub fn render_folder(
             }
             None => policy,
         };
+        // Git's document, when it has one: a person's equivalent document stays as it is.
+        let held = ObjectId::of(&object).ok().and_then(|id| {
+            let path = layout.path(&id, &resource);
+            git.document(&id.identity(), &path)
+                .map(|doc| (doc, object.clone()))
+        });
         match prepare(object, policy) {
             Ok(Outcome::Kept(mut manifest)) => {
-                let path = layout.path(&manifest.id, &resource);
-                let rendered = match layout.encryption_for(&manifest.id) {
-                    Some(encryption) => sealed_file(manifest.doc, &path, encryption, git)
-                        .map(|(hash, text)| {
-                            manifest.hash = hash;
-                            text
-                        })
-                        .map_err(|e| e.to_string()),
-                    None => to_yaml(&manifest.doc).map_err(|e| e.to_string()),
+                let (path, bundle) = layout.placement(&manifest.id, &resource);
+                let identity = manifest.id.identity();
+                let encryption = layout.encryption_for(&manifest.id);
+                if let (None, Some((doc, live))) = (encryption, &held) {
+                    let recorded = recorded_hash(doc);
+                    if recorded == manifest.hash
+                        || crate::manifest::pipeline::compare_with(doc, live, policy)
+                            .0
+                            .is_equivalent()
+                    {
+                        out.hashes.push((identity.key(), recorded));
+                        out.objects.push(crate::git::snapshot::SnapshotObject {
+                            id: identity,
+                            path,
+                            bundle,
+                            content: Vec::new(),
+                            hash: recorded,
+                            keep: true,
+                        });
+                        continue;
+                    }
+                }
+                let rendered = match encryption {
+                    Some(encryption) => {
+                        sealed_file(manifest.doc, &identity, &path, encryption, git)
+                            .map(|(hash, text)| {
+                                manifest.hash = hash;
+                                text
+                            })
+                            .map_err(|e| e.to_string())
+                    }
+                    None => to_yaml(&manifest.doc).map(Some).map_err(|e| e.to_string()),
                 };
                 match rendered {
                     Ok(text) => {
-                        let relative = path.strip_prefix(&prefix).unwrap_or(&path).to_string();
-                        out.files.push((relative, text.into_bytes()));
-                        out.hashes.push((path, manifest.hash));
+                        out.hashes.push((identity.key(), manifest.hash));
+                        out.objects.push(crate::git::snapshot::SnapshotObject {
+                            id: identity,
+                            path,
+                            bundle,
+                            keep: text.is_none(),
+                            content: text.map(String::into_bytes).unwrap_or_default(),
+                            hash: manifest.hash,
+                        });
                     }
                     Err(e) => out.invalid.push(format!("{label}: {e}")),
                 }

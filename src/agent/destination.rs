@@ -99,6 +99,11 @@ impl Intake {
         self.resync
     }
 
+    /// Asks for another reconcile (a resync interval passed).
+    pub fn request_resync(&mut self) {
+        self.resync = true;
+    }
+
     /// Takes one event, never waiting.
     pub fn offer(&mut self, routed: Routed) -> Offered {
         if self.reconciling {
@@ -182,6 +187,8 @@ pub struct Settings {
     pub observe: bool,
     /// Its numbers for the status page and its status.
     pub live: Arc<super::live::DestinationLive>,
+    /// Delete events remove the object's document (`prune` is not `Never`).
+    pub deletes: bool,
 }
 
 /// Starts the task; it ends when every sender is dropped and its queue is empty.
@@ -205,11 +212,11 @@ struct Task {
 }
 
 /// The worker's view of the branch: files as it last pushed them (its local cache).
-pub struct Pushed<'a>(pub &'a WorkerHandle);
+pub struct Pushed<'a>(pub &'a WorkerHandle, pub &'a str);
 
 impl GitView for Pushed<'_> {
-    fn read(&self, path: &str) -> Option<Vec<u8>> {
-        self.0.read_pushed(path).ok().flatten()
+    fn document(&self, id: &crate::manifest::ObjectIdentity, _path: &str) -> Option<Value> {
+        self.0.pushed_document(self.1, id).ok().flatten()
     }
 }
 
@@ -267,7 +274,13 @@ impl Task {
                 creates,
                 updates,
             };
-            let outcome = decide_event(&event, &layout, &policy, &mut known, &Pushed(&worker));
+            let outcome = decide_event(
+                &event,
+                &layout,
+                &policy,
+                &mut known,
+                &Pushed(&worker, &layout.folder),
+            );
             let fields = match &outcome {
                 Ok(Some(d)) if !deleted && !matches!(d.decision, Decision::Excluded { .. }) => {
                     crate::manifest::pipeline::excluded_fields(&live, &policy)
@@ -318,6 +331,13 @@ impl Task {
         }
         self.settings.live.record(EventDecision::from(&decision));
         log_decision(&self.settings.key, &decision);
+        if matches!(decision, Decision::Delete { .. }) && !self.settings.deletes {
+            tracing::info!(destination = %self.label, watch = %watch,
+                "prune: Never; the deleted object's document stays in Git");
+            return;
+        }
+        let bundle =
+            |id: &crate::manifest::ObjectId| self.settings.layout.placement(id, &watch.resource).1;
         let file = match decision {
             Decision::Write {
                 path,
@@ -335,6 +355,8 @@ impl Task {
                 path,
                 content: Some(content.into()),
                 hash: Some(hash),
+                bundle: bundle(&id),
+                object: Some(id.identity()),
             },
             Decision::Delete { path, id } => FileChange {
                 summary: format!("delete {}", id.summary()),
@@ -343,6 +365,8 @@ impl Task {
                 path,
                 content: None,
                 hash: None,
+                bundle: bundle(&id),
+                object: Some(id.identity()),
             },
             Decision::Unchanged { .. } | Decision::Excluded { .. } => return,
         };

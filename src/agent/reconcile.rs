@@ -45,6 +45,8 @@ pub struct Request {
     pub live: Arc<super::live::DestinationLive>,
     /// Where the reconcile's duration is recorded (`gitops_reverser_reconcile_duration_seconds`).
     pub metrics: Arc<crate::ops::metrics::Metrics>,
+    /// Fetch the branch before rendering (a resync: a person may have edited Git).
+    pub fetch_first: bool,
 }
 
 /// Lists everything the destination's rules select and writes the folder's difference as one
@@ -63,6 +65,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         observe,
         live,
         metrics,
+        fetch_first,
     } = request;
     let mut selected: BTreeMap<config::RuleKey, u64> = BTreeMap::new();
     let folder = layout.folder.clone();
@@ -129,14 +132,16 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
     // With an age identity, Git's SOPS files are opened and compared with the live Secrets
     // while rendering; they must be the remote's, not an older cache's: fetched first (a
     // preview of no change moves the cache to the remote's tip).
-    if layout
-        .encryption
-        .as_ref()
-        .is_some_and(|e| e.has_identities())
+    if fetch_first
+        || layout
+            .encryption
+            .as_ref()
+            .is_some_and(|e| e.has_identities())
     {
         let fetch = SnapshotRequest {
             folder: folder.clone(),
             destination: key.to_string(),
+            objects: Vec::new(),
             files: Vec::new(),
             prune: Prune::Nothing,
             notes: Vec::new(),
@@ -149,12 +154,8 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
     // Rendering reads the files Git holds (SOPS files that stay): off the async threads.
     let view = worker.clone();
     let content = match tokio::task::spawn_blocking(move || {
-        render_folder(
-            objects,
-            &layout,
-            &policy,
-            &super::destination::Pushed(&view),
-        )
+        let pushed = super::destination::Pushed(&view, &layout.folder);
+        render_folder(objects, &layout, &policy, &pushed)
     })
     .await
     {
@@ -182,7 +183,8 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
     let request = SnapshotRequest {
         folder,
         destination: key.to_string(),
-        files: content.files,
+        objects: content.objects,
+        files: Vec::new(),
         prune: if prune {
             owned_by(plan.clone(), key.clone(), listed)
         } else {
@@ -224,30 +226,29 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
 /// completely for this destination and the object it describes routes here (namespace, labels),
 /// so the listing would have contained it had it still existed.
 fn owned_by(plan: Arc<Plan>, destination: ObjectKey, listed: Vec<config::WatchKey>) -> Prune {
-    Prune::Owned(Arc::new(move |doc: &Value| {
-        let Ok(id) = crate::manifest::ObjectId::of(doc) else {
-            return false;
-        };
-        let labels: BTreeMap<String, String> = doc
-            .pointer("/metadata/labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default();
-        listed
-            .iter()
-            .filter(|w| w.group == id.group && w.kind == id.kind)
-            .any(|w| {
-                let r = ObjectRef {
-                    group: &w.group,
-                    version: &w.version,
-                    resource: &w.resource,
-                    namespace: id.namespace.as_deref(),
-                    labels: &labels,
-                };
-                plan.route(&r, Operation::All)
-                    .iter()
-                    .any(|route| route.destination == destination)
-            })
-    }))
+    Prune::Owned(Arc::new(
+        move |id: &crate::manifest::ObjectIdentity, doc: &Value| {
+            let labels: BTreeMap<String, String> = doc
+                .pointer("/metadata/labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            listed
+                .iter()
+                .filter(|w| w.group == id.group && w.kind == id.kind)
+                .any(|w| {
+                    let r = ObjectRef {
+                        group: &w.group,
+                        version: &w.version,
+                        resource: &w.resource,
+                        namespace: id.namespace.as_deref(),
+                        labels: &labels,
+                    };
+                    plan.route(&r, Operation::All)
+                        .iter()
+                        .any(|route| route.destination == destination)
+                })
+        },
+    ))
 }
 
 /// An object's namespace, `None` for cluster-scoped objects however the server spelled it

@@ -19,8 +19,7 @@ use super::triggers::{Triggers, nudge_reconcilers};
 use super::watches::{WatchEvent, WatchManager};
 use crate::config::{self, Inputs, ObjectKey, ObjectRef, Plan};
 use crate::crd::{
-    ClusterWatchRule, DestinationMode, GitDestination, GitRepoConfig, Operation, PrunePolicy,
-    WatchRule,
+    ClusterWatchRule, DestinationMode, GitDestination, GitRepoConfig, Operation, WatchRule,
 };
 use crate::git::registry::Registry;
 use crate::git::transport::{GitCli, Transport};
@@ -169,6 +168,9 @@ struct Destination {
     live: Arc<DestinationLive>,
     /// What its objects are checked with (built-in and its own exclusions).
     policy: ExclusionPolicy,
+    /// `spec.resyncInterval`, and when the next resync is due (after a reconcile started).
+    resync: Option<Duration>,
+    next_resync: Option<tokio::time::Instant>,
 }
 
 impl Destination {
@@ -360,6 +362,9 @@ pub async fn run(
         }
         _ = listed => {}
     }
+    // Destinations with spec.resyncInterval are looked at every few seconds.
+    let mut resync = tokio::time::interval(Duration::from_secs(5));
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Reachability is checked again now and then even when nothing changes.
     let mut recheck = tokio::time::interval(options.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -380,6 +385,11 @@ pub async fn run(
                     dirty = true;
                 }
                 agent.remotes.probe(&agent.plan);
+            }
+            _ = resync.tick() => {
+                if agent.resync_due() {
+                    dirty = true;
+                }
             }
             _ = handle.pushes.changed.notified() => {
                 if agent.remotes.take_push_results(&agent.plan) {
@@ -557,6 +567,7 @@ impl Agent {
                         let layout = Layout {
                             folder: resolved.folder.clone(),
                             template: resolved.path_template.clone(),
+                            placements: resolved.placements.clone(),
                             encryption: self.encryption_for(key, resolved).await,
                         };
                         let live = Arc::new(DestinationLive::default());
@@ -571,6 +582,7 @@ impl Agent {
                                 metrics: self.handle.metrics.clone(),
                                 observe: resolved.mode == DestinationMode::Observe,
                                 live: live.clone(),
+                                deletes: resolved.prune.on_delete(),
                             },
                             self.options.queues.destination,
                         );
@@ -580,7 +592,7 @@ impl Agent {
                                 worker,
                                 intake: Intake::new(tx, HELD_LIMIT),
                                 task,
-                                settings: (layout, resolved.prune == PrunePolicy::Sweep),
+                                settings: (layout, resolved.prune.at_reconcile()),
                                 covered: Default::default(),
                                 triggers: tokio::spawn(nudge_reconcilers(
                                     self.client.clone(),
@@ -591,6 +603,8 @@ impl Agent {
                                 mode: resolved.mode,
                                 live,
                                 policy,
+                                resync: resolved.resync,
+                                next_resync: None,
                             },
                         );
                     }
@@ -637,7 +651,11 @@ impl Agent {
                 continue;
             }
             destination.covered = covered;
+            let resyncing = destination.intake.needs_resync();
             destination.intake.start_reconcile();
+            destination.next_resync = destination
+                .resync
+                .map(|every| tokio::time::Instant::now() + every);
             tokio::spawn(reconcile::reconcile(
                 reconcile::Request {
                     client: self.client.clone(),
@@ -652,6 +670,7 @@ impl Agent {
                     observe: destination.mode == DestinationMode::Observe,
                     live: destination.live.clone(),
                     metrics: self.handle.metrics.clone(),
+                    fetch_first: resyncing,
                 },
                 self.done_tx.clone(),
             ));
@@ -822,6 +841,24 @@ impl Agent {
 
     /// A destination's reconcile finished: what it found is learned, the events held meanwhile
     /// go to its task, and `Reconciled` says how it went. True when it must reconcile again.
+    /// Marks destinations whose `spec.resyncInterval` has passed since their last reconcile
+    /// for another one (against the fetched branch tip). True when one is due.
+    fn resync_due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut due = false;
+        for (key, destination) in &mut self.destinations {
+            if destination.next_resync.is_some_and(|at| at <= now)
+                && !destination.intake.reconciling()
+            {
+                tracing::info!(destination = %key, "resync interval passed; reconciling against the branch tip");
+                destination.next_resync = None;
+                destination.intake.request_resync();
+                due = true;
+            }
+        }
+        due
+    }
+
     fn reconciled(
         &mut self,
         key: ObjectKey,

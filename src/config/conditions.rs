@@ -52,6 +52,7 @@ pub mod reason {
     pub const REPO_NOT_RESOLVED: &str = "RepoNotResolved";
     pub const INVALID_FOLDER: &str = "InvalidFolder";
     pub const INVALID_PATH_TEMPLATE: &str = "InvalidPathTemplate";
+    pub const INVALID_RESYNC_INTERVAL: &str = "InvalidResyncInterval";
     pub const INVALID_ENCRYPTION: &str = "InvalidEncryption";
     pub const INVALID_EXCLUSIONS: &str = "InvalidExclusions";
     pub const BRANCH_ALLOWED: &str = "BranchAllowed";

@@ -26,7 +26,11 @@ pub struct ResolvedDestination {
     pub remote_url: String,
     pub folder: String,
     pub path_template: PathTemplate,
+    /// `spec.placements`, parsed, in order.
+    pub placements: Vec<crate::manifest::layout::PlacementRule>,
     pub prune: PrunePolicy,
+    /// `spec.resyncInterval`: a reconcile against the branch tip this often.
+    pub resync: Option<std::time::Duration>,
     pub window: WindowSettings,
     pub committer_name: String,
     pub committer_email: String,
@@ -212,6 +216,56 @@ pub(crate) fn plan_destinations(
                 }
             },
         };
+        let mut placements = Vec::new();
+        let mut placements_ok = true;
+        for (i, p) in spec.placements.iter().enumerate() {
+            let parsed = if p.bundle {
+                PathTemplate::parse_bundle(&p.path)
+            } else {
+                PathTemplate::parse(&p.path)
+            };
+            match parsed {
+                Ok(template) => placements.push(crate::manifest::layout::PlacementRule {
+                    groups: p.api_groups.clone(),
+                    resources: p.resources.clone(),
+                    kinds: p.kinds.clone(),
+                    template,
+                    bundle: p.bundle,
+                }),
+                Err(err) => {
+                    let hint = if p.bundle {
+                        ""
+                    } else {
+                        " (set bundle: true for a file several objects share)"
+                    };
+                    problems.push((
+                        reason::INVALID_PATH_TEMPLATE,
+                        format!("spec.placements[{i}].path: {err}{hint}"),
+                    ));
+                    placements_ok = false;
+                }
+            }
+        }
+        let resync = match spec.resync_interval.as_deref() {
+            None => Some(None),
+            Some(text) => match crate::crd::duration::parse_duration(text) {
+                Ok(d) if d >= std::time::Duration::from_secs(60) => Some(Some(d)),
+                Ok(_) => {
+                    problems.push((
+                        reason::INVALID_RESYNC_INTERVAL,
+                        format!("spec.resyncInterval: {text:?} is shorter than one minute"),
+                    ));
+                    None
+                }
+                Err(err) => {
+                    problems.push((
+                        reason::INVALID_RESYNC_INTERVAL,
+                        format!("spec.resyncInterval: {err}"),
+                    ));
+                    None
+                }
+            },
+        };
         let encryption_ok = match &spec.encryption {
             None => true,
             Some(e) => match crate::secrets::Recipients::parse(
@@ -354,9 +408,17 @@ pub(crate) fn plan_destinations(
 
         let usable =
             repo.and_then(|(config, plan)| Some((config, plan.url.clone()?, plan.window?)));
-        let resolved = match (usable, folder_ok && encryption_ok, &template, exclusions) {
-            (Some((config, url, window)), true, Some(template), Some(exclusions)) => {
+        let resolved = match (
+            usable,
+            folder_ok && encryption_ok && placements_ok,
+            &template,
+            exclusions,
+            resync,
+        ) {
+            (Some((config, url, window)), true, Some(template), Some(exclusions), Some(resync)) => {
                 Some(ResolvedDestination {
+                    placements,
+                    resync,
                     exclusions,
                     repo: repo_ref.clone(),
                     repo_key: RepoKey {

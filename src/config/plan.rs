@@ -465,6 +465,7 @@ impl Plan {
                     .map(|r| {
                         (
                             (r.path_template.clone(), r.prune, r.mode),
+                            (r.placements.clone(), r.resync),
                             (r.age_recipients.clone(), r.age_identity.clone()),
                             r.exclusions.clone(),
                         )

@@ -91,13 +91,31 @@ pub struct GitDestinationSpec {
     #[schemars(length(min = 1, max = 512))]
     pub path_template: Option<String>,
 
-    /// What to do with files in `folder` whose objects no longer exist or are no longer
-    /// selected: `Sweep` removes them when they hold one object of a type the rules watch and
-    /// that type's list succeeded; files of types whose rule does not resolve (not served,
-    /// not listable), of kinds not watched, and files that are not one manifest (a README, a
-    /// kustomization) always stay. `Never` keeps every file.
+    /// Where new objects go, per resource or kind, before `pathTemplate` (the first placement
+    /// that matches an object decides). A placement with `bundle: true` may put several
+    /// objects in one file (documents ordered by name), such as `{namespace}/configmaps.yaml`.
+    /// Objects the folder already holds stay where they are, in whatever file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub placements: Vec<Placement>,
+
+    /// Which documents of objects that are gone leave `folder`. `Sweep` (default): on a delete
+    /// event, and at every reconcile those of a type the rules watch whose complete listing
+    /// lacked them. `OnEvent`: only on a watched delete event, never inferred at a reconcile.
+    /// `Never`: nothing is removed, deletes included. Files that are no object documents (a
+    /// README, a kustomization, a file that does not parse), documents of kinds the rules do
+    /// not watch, and types whose rule does not resolve are never removed. With Flux
+    /// `prune: true` on this folder, a removed document deletes the object from the cluster.
     #[serde(default)]
     pub prune: PrunePolicy,
+
+    /// Reconcile the folder against the branch tip at this interval (`1h`, `30m`), so a
+    /// person's edit of a recorded document is brought back to the cluster's truth. Off by
+    /// default; for folders only recorded, never for folders a reconciler applies (the agent
+    /// would undo edits meant to reach the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 16))]
+    pub resync_interval: Option<String>,
 
     /// Reconcilers to nudge after each successful push, so the fresh commit is applied at once
     /// instead of a stale one on an interval: a Flux `GitRepository` or `Kustomization` gets
@@ -266,14 +284,54 @@ pub struct RepoRef {
     pub namespace: Option<String>,
 }
 
-/// Whether files of objects that are gone are removed from the folder.
+/// Which documents of objects that are gone are removed from the folder.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
 pub enum PrunePolicy {
-    /// Remove files whose objects no longer exist, after a complete listing.
+    /// On delete events, and at reconciles after a complete listing of the type.
     #[default]
     Sweep,
-    /// Never remove files; only add and update.
+    /// Only on a watched delete event; never inferred at a reconcile.
+    OnEvent,
+    /// Never: only add and update.
     Never,
+}
+
+impl PrunePolicy {
+    /// True when a reconcile removes documents its listings lack.
+    pub fn at_reconcile(self) -> bool {
+        self == PrunePolicy::Sweep
+    }
+
+    /// True when a delete event removes the object's document.
+    pub fn on_delete(self) -> bool {
+        self != PrunePolicy::Never
+    }
+}
+
+/// Where new objects of some resources or kinds go.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// API groups this placement is for (`""` is the core group); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub api_groups: Vec<String>,
+    /// Resources (plural, `configmaps`) this placement is for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub resources: Vec<String>,
+    /// Kinds (`ConfigMap`) this placement is for. With neither resources nor kinds, every
+    /// object matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub kinds: Vec<String>,
+    /// The path template, relative to `folder`, with the placeholders of `pathTemplate`.
+    #[schemars(length(min = 1, max = 512))]
+    pub path: String,
+    /// Several objects may share the file (`path` need not name each object): documents are
+    /// ordered by name. Without it, `path` must tell every object apart, as `pathTemplate`.
+    #[serde(default)]
+    pub bundle: bool,
 }
 
 impl GitDestinationSpec {

@@ -397,6 +397,14 @@ impl FolderIndex {
         self.inherited.get(path).map(String::as_str)
     }
 
+    /// The version of a file as indexed (any file of the folder).
+    pub fn version_of(&self, path: &str) -> Option<FileVersion> {
+        self.files
+            .get(path)
+            .map(|entry| entry.version)
+            .or_else(|| self.others.get(path).copied())
+    }
+
     /// True when the folder has a file at `path` (any file).
     pub fn has_file(&self, path: &str) -> bool {
         self.files.contains_key(path) || self.others.contains_key(path)

@@ -2,7 +2,7 @@
 //! and when, and how a commit message describes a group of them.
 
 use crate::identity::{Author, IMPERSONATOR_TRAILER, USER_TRAILER, trailer_value};
-use crate::manifest::ContentHash;
+use crate::manifest::{ContentHash, ObjectIdentity};
 use jiff::Timestamp;
 use std::sync::Arc;
 
@@ -24,6 +24,22 @@ pub struct FileChange {
     /// change is dropped when that file is equivalent to this object (server defaults,
     /// quantity spellings), so a human-written file is never rewritten.
     pub live: Option<Arc<serde_json::Value>>,
+    /// The object the file holds, when it is one: its document is then found wherever the
+    /// folder has it (edited in place, or removed from its file), and `path` only places a new
+    /// one. `None`: `path` is the whole file.
+    pub object: Option<ObjectIdentity>,
+    /// `path` is a bundle file that holds several objects (a new object is added to it).
+    pub bundle: bool,
+}
+
+impl FileChange {
+    /// What a commit window keeps the last state of: the object, or the file.
+    pub fn key(&self) -> String {
+        match &self.object {
+            Some(id) => id.key(),
+            None => self.path.clone(),
+        }
+    }
 }
 
 /// The trailer naming the audit event of each change in a commit.

@@ -1,6 +1,7 @@
 //! The Git engine: a bare cache per remote edited in memory with gix, pushes through the `git`
 //! CLI, one worker per repository and branch, commit windows, snapshot commits.
 
+pub mod apply;
 pub mod change;
 pub mod credentials;
 pub mod marker;

@@ -60,6 +60,9 @@ pub struct Store {
     dir: PathBuf,
     /// Signs every commit this store writes, when set (replaced when the key rotates).
     signer: std::sync::RwLock<Option<std::sync::Arc<super::signing::SshSigner>>>,
+    /// The folder indexes of recent commits (the workspace of windows and snapshots, and the
+    /// decisions' view of what was pushed).
+    pub(super) indexes: super::apply::FolderIndexes,
 }
 
 impl Store {
@@ -116,6 +119,7 @@ impl Store {
             repo: repo.into_sync(),
             dir: dir.to_path_buf(),
             signer: std::sync::RwLock::new(None),
+            indexes: super::apply::FolderIndexes::default(),
         })
     }
 
@@ -246,6 +250,32 @@ impl Store {
         repo.find_commit(commit)
             .and_then(|c| c.tree())
             .map_err(|e| self.fail("reading a commit's tree", e))
+    }
+
+    /// The tree id of `folder` at `commit` (`None`: no such folder).
+    pub fn folder_tree(
+        &self,
+        commit: Option<ObjectId>,
+        folder: &str,
+    ) -> Result<Option<ObjectId>, StoreError> {
+        let Some(commit) = commit else {
+            return Ok(None);
+        };
+        let repo = self.local();
+        let root = self.tree_of(&repo, commit)?;
+        Ok(root
+            .lookup_entry_by_path(folder)
+            .map_err(|e| self.fail("looking up a folder", e))?
+            .filter(|entry| entry.mode().is_tree())
+            .map(|entry| entry.object_id()))
+    }
+
+    /// The bytes of a blob (`None` when the cache lacks it).
+    pub fn read_blob(&self, id: ObjectId) -> Option<Vec<u8>> {
+        self.local()
+            .find_blob(id)
+            .ok()
+            .map(|blob| blob.data.clone())
     }
 
     /// Every file under `folder` at `commit`, as path (from the repository root) → blob id.
@@ -483,6 +513,9 @@ pub struct SnapshotCommit<'a> {
     /// Lines of the commit body (what was not pruned and why).
     pub notes: &'a [String],
     pub extra: Option<(&'a str, &'a [u8])>,
+    /// The subject line, when the caller counts better than files (documents); else
+    /// [`SnapshotStats::message`].
+    pub subject: Option<String>,
 }
 
 impl Store {
@@ -503,6 +536,7 @@ impl Store {
             agent,
             notes,
             extra,
+            subject,
         } = commit;
         check_path(folder)?;
         let existing = self.folder_files(parent, folder)?;
@@ -583,7 +617,7 @@ impl Store {
             .write()
             .map_err(|e| self.fail("writing a tree", e))?
             .detach();
-        let mut message = stats.message();
+        let mut message = subject.unwrap_or_else(|| stats.message());
         if !notes.is_empty() {
             message.push('\n');
             for note in notes {
@@ -1008,6 +1042,7 @@ mod tests {
                     agent: &agent,
                     notes: &[],
                     extra: None,
+                    subject: None,
                 },
             )
             .unwrap()
@@ -1027,6 +1062,7 @@ mod tests {
                     agent: &agent,
                     notes: &[],
                     extra: None,
+                    subject: None,
                 },
             )
             .unwrap();
@@ -1044,6 +1080,7 @@ mod tests {
                     agent: &agent,
                     notes: &[],
                     extra: None,
+                    subject: None,
                 },
             )
             .unwrap()

@@ -75,7 +75,7 @@ impl Closed {
 struct Window {
     author: Author,
     folder: String,
-    /// Last state per path, in first-touch order.
+    /// Last state per object (or file), in first-touch order.
     changes: Vec<Change>,
     index: HashMap<String, usize>,
     /// How many changes arrived, counting repeats of a path.
@@ -167,7 +167,7 @@ impl Windows {
             let w = &self.open[i];
             if w.folder == change.folder
                 && w.author != change.author
-                && w.index.contains_key(&change.file.path)
+                && w.index.contains_key(&change.file.key())
             {
                 closed.push(self.open.remove(i).close(CloseReason::OtherAuthor));
             } else {
@@ -193,12 +193,10 @@ impl Windows {
         let window = &mut self.open[position];
         window.last = window.last.max(change.received);
         window.count += 1;
-        match window.index.get(&change.file.path) {
+        match window.index.get(&change.file.key()) {
             Some(&at) => window.changes[at] = change,
             None => {
-                window
-                    .index
-                    .insert(change.file.path.clone(), window.changes.len());
+                window.index.insert(change.file.key(), window.changes.len());
                 window.changes.push(change);
             }
         }
@@ -276,6 +274,8 @@ mod tests {
                 summary: format!("update v1 ConfigMap shop/{path}"),
                 namespace: Some("shop".into()),
                 live: None,
+                object: None,
+                bundle: false,
             },
         }
     }

@@ -175,7 +175,7 @@ impl Pending {
     fn size(&self) -> usize {
         match self {
             Pending::Window(w) => w.changes.len(),
-            Pending::Snapshot(s) => s.files.len(),
+            Pending::Snapshot(s) => s.len(),
         }
     }
 }
@@ -252,6 +252,19 @@ impl WorkerHandle {
             .store
             .resolve(&format!("refs/heads/{}", self.key.branch))?;
         self.store.read_file(tip, path)
+    }
+
+    /// An object's document in `folder` on the branch as this worker last committed it for a
+    /// push, wherever the folder has it (edited in place, in a multi-document file…).
+    pub fn pushed_document(
+        &self,
+        folder: &str,
+        id: &crate::manifest::ObjectIdentity,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let tip = self
+            .store
+            .resolve(&format!("refs/heads/{}", self.key.branch))?;
+        self.store.document_at(tip, folder, id)
     }
 
     /// Changes each time the worker pushed to the remote (a count), for reconciler triggers.
@@ -486,11 +499,6 @@ impl Worker {
             self.store.clone(),
             self.transport.clone(),
         );
-        let committer = Signature {
-            name: self.config.committer_name.clone(),
-            email: self.config.committer_email.clone(),
-            time: Timestamp::now(),
-        };
         let job = move || -> Result<(Option<ObjectId>, SnapshotStats), WorkerError> {
             let tip = transport
                 .fetch_branch(store.dir(), &remote, &key.branch)
@@ -507,21 +515,8 @@ impl Worker {
                     .force_ref(&format!("refs/heads/{}", key.branch), tip)
                     .map_err(store_err)?;
             }
-            let files = request.files.iter().map(|(p, b)| (p.clone(), b.clone()));
-            let written = store
-                .snapshot(
-                    tip,
-                    &request.folder,
-                    files,
-                    keeps(&store, tip, &request),
-                    super::store::SnapshotCommit {
-                        agent: &committer,
-                        notes: &[],
-                        extra: None,
-                    },
-                )
-                .map_err(store_err)?;
-            Ok((tip, written.map(|(_, stats)| stats).unwrap_or_default()))
+            let plan = store.plan_snapshot(tip, &request).map_err(store_err)?;
+            Ok((tip, plan.counts))
         };
         let (tip, stats) =
             tokio::task::spawn_blocking(job)
@@ -875,13 +870,12 @@ impl PushJob {
         let Some(first) = window.changes.first() else {
             return Ok(None);
         };
-        let mut files: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(window.changes.len() + 1);
-        for file in window.files() {
-            if self.already_equivalent(head, file)? {
-                continue; // counted with the unchanged files below
-            }
-            files.push((file.path.as_str(), file.content.as_deref()));
-        }
+        let changes: Vec<&super::change::FileChange> = window.files().collect();
+        let edited = self.store.window_files(head, &first.folder, &changes)?;
+        let mut files: Vec<(&str, Option<&[u8]>)> = edited
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes.as_deref()))
+            .collect();
         files.push((marker_path, Some(marker_text.as_bytes())));
         let author = Signature {
             name: first.author.name.clone(),
@@ -902,34 +896,6 @@ impl PushJob {
         Ok(written.filter(|_| changed > 0).map(|(commit, _)| commit))
     }
 
-    /// True when the branch already holds, at the change's path, a different file that is
-    /// equivalent to the live object the change was rendered from (another writer's file:
-    /// a person's, without server defaults). Such a file is not rewritten.
-    fn already_equivalent(
-        &self,
-        head: Option<ObjectId>,
-        file: &super::change::FileChange,
-    ) -> Result<bool, StoreError> {
-        let (Some(live), Some(content)) = (&file.live, &file.content) else {
-            return Ok(false);
-        };
-        let Some(current) = self.store.read_file(head, &file.path)? else {
-            return Ok(false);
-        };
-        if current.as_slice() == &content[..] {
-            return Ok(false); // identical: commit_files drops it anyway
-        }
-        let Some(doc) = crate::manifest::yaml::parse_single_document(&current, &file.path) else {
-            return Ok(false);
-        };
-        let verdict = crate::manifest::equivalence::compare(&doc, live);
-        if verdict.is_equivalent() {
-            tracing::info!(repository = %self.key, path = %file.path, %verdict,
-                "the branch's file already says this; not rewriting it");
-        }
-        Ok(verdict.is_equivalent())
-    }
-
     fn commit_snapshot(
         &self,
         head: Option<ObjectId>,
@@ -937,46 +903,26 @@ impl PushJob {
         marker_text: &str,
         committer: &Signature,
     ) -> Result<Option<ObjectId>, StoreError> {
-        let files = snapshot.files.iter().map(|(p, b)| (p.clone(), b.clone()));
+        let plan = self.store.plan_snapshot(head, snapshot)?;
+        let removed = &plan.removed;
         let written = self.store.snapshot(
             head,
             &snapshot.folder,
-            files,
-            keeps(&self.store, head, snapshot),
+            plan.files.iter().map(|(p, b)| (p.clone(), b.clone())),
+            |relative| relative == MARKER_FILE || !removed.contains(relative),
             super::store::SnapshotCommit {
                 agent: committer,
-                notes: &snapshot.notes,
+                notes: &plan.notes,
                 extra: Some((MARKER_FILE, marker_text.as_bytes())),
+                subject: Some(plan.counts.message()),
             },
         )?;
-        if let Some((_, stats)) = &written {
+        if written.is_some() {
+            let stats = plan.counts;
             tracing::info!(repository = %self.key, folder = %snapshot.folder, added = stats.added,
                 updated = stats.updated, removed = stats.removed, "snapshot commit");
         }
         Ok(written.map(|(commit, _)| commit))
-    }
-}
-
-/// Which existing files of the folder a snapshot keeps although its files lack them: the
-/// ownership marker, and everything its prune rule does not claim (anything that cannot be read
-/// as one of our documents stays).
-fn keeps<'a>(
-    store: &'a Store,
-    head: Option<ObjectId>,
-    snapshot: &'a SnapshotRequest,
-) -> impl Fn(&str) -> bool + 'a {
-    move |relative: &str| -> bool {
-        if relative == MARKER_FILE {
-            return true;
-        }
-        let Prune::Owned(owned) = &snapshot.prune else {
-            return true;
-        };
-        let path = format!("{}/{relative}", snapshot.folder);
-        let Ok(Some(bytes)) = store.read_file(head, &path) else {
-            return true;
-        };
-        crate::manifest::yaml::parse_single_document(&bytes, &path).is_none_or(|doc| !owned(&doc))
     }
 }
 

@@ -76,6 +76,8 @@ fn change(who: &str, folder: &str, name: &str, body: &str, second: i64) -> Chang
         audit_id: None,
         received: jiff::Timestamp::from_second(1_800_000_000 + second).expect("time"),
         file: FileChange {
+            object: None,
+            bundle: false,
             path: format!("{folder}/{name}.yaml"),
             content: Some(body.as_bytes().to_vec().into()),
             hash: None,
@@ -332,6 +334,7 @@ async fn a_folder_with_a_fresh_marker_of_another_owner_is_refused_and_a_stale_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_writes_the_folder_difference_once() {
+    use gitops_reverser::git::snapshot::SnapshotObject;
     use gitops_reverser::git::worker::{Prune, SnapshotRequest};
     let scratch = Scratch::new("snapshot");
     let repo = scratch.bare("repo.git");
@@ -345,16 +348,40 @@ async fn a_snapshot_writes_the_folder_difference_once() {
         )
     };
     // Ours: ConfigMaps. Everything else in the folder is someone else's.
-    let ours = |doc: &serde_json::Value| doc["kind"] == "ConfigMap";
-    let request = |files: Vec<(&str, String)>| SnapshotRequest {
-        folder: "clusters/prod".into(),
-        destination: "flux-system/prod".into(),
-        prune: Prune::Owned(std::sync::Arc::new(ours)),
-        notes: vec!["Not pruned: widgets (not served)".into()],
-        files: files
-            .into_iter()
-            .map(|(p, c)| (p.to_string(), c.into_bytes()))
-            .collect(),
+    let ours = |id: &gitops_reverser::manifest::ObjectIdentity, _: &serde_json::Value| {
+        id.kind == "ConfigMap"
+    };
+    let request = |files: Vec<(&str, String)>| {
+        let (objects, files): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|(p, _)| p.ends_with(".yaml"));
+        SnapshotRequest {
+            folder: "clusters/prod".into(),
+            destination: "flux-system/prod".into(),
+            prune: Prune::Owned(std::sync::Arc::new(ours)),
+            notes: vec!["Not pruned: widgets (not served)".into()],
+            objects: objects
+                .into_iter()
+                .map(|(p, c)| {
+                    let doc =
+                        gitops_reverser::manifest::yaml::parse_single_document(c.as_bytes(), p)
+                            .expect("a document");
+                    SnapshotObject {
+                        id: gitops_reverser::manifest::ObjectId::of(&doc)
+                            .expect("an object")
+                            .identity(),
+                        path: format!("clusters/prod/{p}"),
+                        bundle: false,
+                        hash: gitops_reverser::manifest::content_hash(&doc),
+                        content: c.into_bytes(),
+                        keep: false,
+                    }
+                })
+                .collect(),
+            files: files
+                .into_iter()
+                .map(|(p, c)| (p.to_string(), c.into_bytes()))
+                .collect(),
+        }
     };
     let first = w
         .snapshot(request(vec![

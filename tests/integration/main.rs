@@ -25,6 +25,7 @@ mod ops;
 mod release;
 mod replay;
 mod sealed_secrets;
+mod shared_repo;
 mod signing;
 mod sops;
 mod status_page;

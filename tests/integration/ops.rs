@@ -82,6 +82,8 @@ fn change(folder: &str, name: &str) -> Change {
         audit_id: None,
         received: jiff::Timestamp::now(),
         file: FileChange {
+            object: None,
+            bundle: false,
             path: format!("{folder}/{name}.yaml"),
             content: Some(format!("name: {name}\n").into_bytes().into()),
             hash: None,

@@ -1,0 +1,409 @@
+//! The agent in a repository people also edit, built like a real Flux repository: a kustomize
+//! tree with comments, multi-document files, `kustomization.yaml` files with `resources:` and
+//! `namespace:`, a README, kinds the agent does not watch and a file that does not parse. Live
+//! edits change only their lines, new objects are placed and listed, deletes unlist, a restart
+//! prunes only what is provably the agent's, and `kubectl kustomize` (real kustomize) builds
+//! the folder after every commit.
+
+use crate::support::agent_env::*;
+use crate::support::git_servers::{git, require_binary};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+const KUSTOMIZATION: &str = "# The dev cluster: everything Flux applies from this folder.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: shop
+resources:
+  # The shop's configuration, kept by hand and by the agent.
+  - shop/config.yaml
+  - infra/releases.yaml # owned by the platform team
+";
+
+const CONFIG: &str = "# Configuration of the shop. Reviewed by the platform team.
+---
+# settings: read by the web frontend at start.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: fast   # fast or safe; safe during sales
+  retries: '3'
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: flags
+  labels:
+    team: web
+data:
+  checkout: \"on\"
+---
+# A ConfigMap removed from the cluster while nobody recorded it.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: old
+data:
+  stale: \"yes\"
+";
+
+const RELEASES: &str = "apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+spec:
+  interval: 10m
+  chart:
+    spec:
+      chart: podinfo
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: addons
+spec:
+  interval: 10m
+  path: ./addons
+  prune: true
+";
+
+const README: &str =
+    "# clusters/dev\n\nApplied by Flux; ConfigMaps are recorded by gitops-reverser.\n";
+const BROKEN: &str = "this: [is not\n  yaml: at all\n";
+
+/// Every file of the folder at `main`: path → content.
+fn tree(repo: &Path) -> std::collections::BTreeMap<String, String> {
+    let dir = repo.to_str().expect("utf-8");
+    git(
+        repo,
+        &[
+            "--git-dir",
+            dir,
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "main",
+            FOLDER,
+        ],
+        None,
+    )
+    .lines()
+    .filter(|p| !p.ends_with(".gitops-reverser-owner"))
+    .map(|p| (p.to_string(), show(repo, p).expect("file")))
+    .collect()
+}
+
+/// Commits `files` on `main` as a person would (a clone, a commit, a push).
+fn commit_by_hand(scratch: &Path, repo: &Path, files: &[(&str, &str)]) {
+    let work = scratch.join("hand");
+    let _ = std::fs::remove_dir_all(&work);
+    let url = format!("file://{}", repo.display());
+    git(scratch, &["clone", "-q", &url, "hand"], None);
+    for (path, content) in files {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+        std::fs::write(&file, content).expect("write");
+    }
+    git(&work, &["add", "-A"], None);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Pat",
+            "-c",
+            "user.email=pat@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "by hand",
+        ],
+        None,
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:main"], None);
+}
+
+/// `kubectl kustomize` of the folder at `main` (a checkout): the documents it builds.
+fn kustomize(kubectl: &Path, scratch: &Path, repo: &Path) -> Vec<serde_json::Value> {
+    let work: PathBuf = scratch.join("build");
+    let _ = std::fs::remove_dir_all(&work);
+    let url = format!("file://{}", repo.display());
+    git(scratch, &["clone", "-q", &url, "build"], None);
+    let out = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(work.join(FOLDER))
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gitops_reverser::manifest::yaml::parse_documents(&String::from_utf8_lossy(&out.stdout), "build")
+        .expect("kustomize output reads")
+}
+
+fn names(docs: &[serde_json::Value], kind: &str) -> Vec<String> {
+    let mut names: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == kind)
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["metadata"]["namespace"].as_str().unwrap_or(""),
+                d["metadata"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn diff_lines(repo: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let dir = repo.to_str().expect("utf-8");
+    let files = git(
+        repo,
+        &["--git-dir", dir, "diff", "--name-only", "main~1", "main"],
+        None,
+    )
+    .lines()
+    .filter(|p| !p.ends_with(".gitops-reverser-owner"))
+    .map(str::to_string)
+    .collect();
+    let patch = git(
+        repo,
+        &[
+            "--git-dir",
+            dir,
+            "diff",
+            "-U0",
+            "main~1",
+            "main",
+            "--",
+            &format!(":!{FOLDER}/.gitops-reverser-owner"),
+        ],
+        None,
+    );
+    let removed = patch
+        .lines()
+        .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+        .map(|l| l[1..].to_string())
+        .collect();
+    let added = patch
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .map(|l| l[1..].to_string())
+        .collect();
+    (files, removed, added)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_not_its() {
+    let kubectl = require_binary("kubectl", "kubectl").expect("kubectl");
+    let env = Env::new().await;
+    install_crd(
+        &env,
+        "helm.toolkit.fluxcd.io",
+        "v2",
+        "HelmRelease",
+        "helmreleases",
+    )
+    .await;
+    install_crd(
+        &env,
+        "kustomize.toolkit.fluxcd.io",
+        "v1",
+        "Kustomization",
+        "kustomizations",
+    )
+    .await;
+    let path = |p: &str| format!("{FOLDER}/{p}");
+    commit_by_hand(
+        env.scratch.path(),
+        &env.repo,
+        &[
+            (&path("kustomization.yaml"), KUSTOMIZATION),
+            (&path("shop/config.yaml"), CONFIG),
+            (&path("infra/releases.yaml"), RELEASES),
+            (&path("README.md"), README),
+            (&path("notes/broken.yaml"), BROKEN),
+        ],
+    );
+    // The cluster as Flux applied it (the kustomization's namespace), minus `old`.
+    let built = kustomize(&kubectl, env.scratch.path(), &env.repo);
+    for doc in &built {
+        if doc["metadata"]["name"] != "old" {
+            apply_as(&env.client, "kustomize-controller", doc).await;
+        }
+    }
+    env.configure().await;
+    let before = tree(&env.repo);
+    let agent = env.start("state");
+    agent.ready().await;
+
+    // The restart's reconcile: the stale document of a watched type goes, with its comment;
+    // every other byte of the repository stays (the person's equivalent documents too).
+    until("the reconcile commit", || commits(&env.repo) == 2).await;
+    let after = tree(&env.repo);
+    let config = &after[&path("shop/config.yaml")];
+    let expected = CONFIG[..CONFIG.find("---\n# A ConfigMap removed").expect("old")].to_string();
+    assert_eq!(config, &expected, "only the stale document left the file");
+    for file in [
+        "kustomization.yaml",
+        "infra/releases.yaml",
+        "README.md",
+        "notes/broken.yaml",
+    ] {
+        assert_eq!(after[&path(file)], before[&path(file)], "{file} untouched");
+    }
+    let body = git(
+        &env.repo,
+        &[
+            "--git-dir",
+            env.repo.to_str().unwrap(),
+            "log",
+            "-1",
+            "--format=%s%n%b",
+            "main",
+        ],
+        None,
+    );
+    assert!(
+        body.starts_with("reconcile: 0 added, 0 updated, 1 removed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Not read (left as it is): clusters/dev/notes/broken.yaml"),
+        "{body}"
+    );
+
+    // A live edit of an object in the multi-document file: one commit, only its lines.
+    let configmaps = env.configmaps("shop");
+    configmaps
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"mode": "safe"}})),
+        )
+        .await
+        .expect("edit");
+    until("the edit's commit", || commits(&env.repo) == 3).await;
+    let (files, removed, added) = diff_lines(&env.repo);
+    assert_eq!(files, [path("shop/config.yaml")]);
+    assert_eq!(
+        removed,
+        ["  mode: fast   # fast or safe; safe during sales"]
+    );
+    assert!(
+        added.contains(&"  mode: safe   # fast or safe; safe during sales".to_string())
+            || added.contains(&"  mode: safe # fast or safe; safe during sales".to_string()),
+        "{added:?}"
+    );
+    assert!(
+        added.iter().all(|l| l.contains("mode: safe")
+            || l.contains("annotations:")
+            || l.contains("configbutler.ai/content-hash")),
+        "only the change and the hash annotation: {added:?}"
+    );
+    let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
+    assert!(config.starts_with("# Configuration of the shop."));
+    assert!(config.contains("# settings: read by the web frontend at start."));
+    assert!(
+        config.contains("  name: flags\n  labels:\n    team: web\ndata:\n  checkout: \"on\"\n"),
+        "{config}"
+    );
+    assert!(
+        !config.contains("namespace:"),
+        "the kustomization's namespace stays implicit"
+    );
+
+    // A new object: placed by the template, listed in the kustomization; kustomize builds it.
+    env.put_configmap("shop", "extra", "1").await;
+    let placed = path("shop/core/configmaps/extra.yaml");
+    until("the new file", || show(&env.repo, &placed).is_some()).await;
+    let kustomization = show(&env.repo, &path("kustomization.yaml")).expect("kustomization");
+    assert_eq!(
+        kustomization,
+        KUSTOMIZATION.replace(
+            "  - infra/releases.yaml # owned by the platform team\n",
+            "  - infra/releases.yaml # owned by the platform team\n  - shop/core/configmaps/extra.yaml\n"
+        )
+    );
+    let built = kustomize(&kubectl, env.scratch.path(), &env.repo);
+    assert_eq!(
+        names(&built, "ConfigMap"),
+        ["shop/extra", "shop/flags", "shop/settings"]
+    );
+    assert_eq!(names(&built, "HelmRelease"), ["shop/podinfo"]);
+
+    // Deletes: a document leaves its file; the last one takes the file and its listing.
+    configmaps
+        .delete("flags", &DeleteParams::default())
+        .await
+        .expect("delete");
+    until("flags removed", || {
+        show(&env.repo, &path("shop/config.yaml")).is_some_and(|c| !c.contains("name: flags"))
+    })
+    .await;
+    configmaps
+        .delete("extra", &DeleteParams::default())
+        .await
+        .expect("delete");
+    until("extra removed", || show(&env.repo, &placed).is_none()).await;
+    assert_eq!(
+        show(&env.repo, &path("kustomization.yaml")).expect("k"),
+        KUSTOMIZATION
+    );
+    let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
+    assert!(
+        config.starts_with("# Configuration of the shop.\n---\n# settings:"),
+        "{config}"
+    );
+    let built = kustomize(&kubectl, env.scratch.path(), &env.repo);
+    assert_eq!(names(&built, "ConfigMap"), ["shop/settings"]);
+
+    // A Flux-like reconciler applying the build, ten rounds: not one commit.
+    let settled = commits(&env.repo);
+    for _ in 0..10 {
+        let built = kustomize(&kubectl, env.scratch.path(), &env.repo);
+        for doc in &built {
+            let mut doc = doc.clone();
+            doc["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = json!("dev");
+            apply_as(&env.client, "kustomize-controller", &doc).await;
+        }
+    }
+    env.sentinel("after the rounds").await;
+    assert_eq!(
+        commits(&env.repo),
+        settled + 1,
+        "only the sentinel's commit"
+    );
+    // A person's edit: exactly one commit.
+    configmaps
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"retries": "5"}})),
+        )
+        .await
+        .expect("edit");
+    env.sentinel("after the edit").await;
+    assert_eq!(commits(&env.repo), settled + 3);
+    let (files, _, _) = diff_lines(&env.repo);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
+    assert!(
+        config.contains("retries: '5'") || config.contains("retries: \"5\""),
+        "{config}"
+    );
+    agent.stop().await;
+    for file in ["infra/releases.yaml", "README.md", "notes/broken.yaml"] {
+        assert_eq!(
+            show(&env.repo, &path(file)).expect(file),
+            before[&path(file)],
+            "{file} untouched"
+        );
+    }
+}
