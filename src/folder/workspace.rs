@@ -117,11 +117,24 @@ impl<'a> Workspace<'a> {
         Some((path, text, span))
     }
 
-    /// The object's document as Git has it now, read.
+    /// The object's document as Git has it now, read as kustomize builds it: a namespace its
+    /// kustomization gives it is filled in.
     pub fn document(&self, id: &ObjectIdentity) -> Option<Value> {
         let (path, text, span) = self.find(id)?;
         let mut docs = crate::manifest::yaml::parse_documents(span.of(&text), &path).ok()?;
-        (docs.len() == 1).then(|| docs.remove(0))
+        if docs.len() != 1 {
+            return None;
+        }
+        let mut doc = docs.remove(0);
+        if let Some(namespace) = self.index.inherited(&path)
+            && let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
+            && meta
+                .get("namespace")
+                .is_none_or(|ns| ns.as_str().is_none_or(str::is_empty))
+        {
+            meta.insert("namespace".into(), Value::from(namespace));
+        }
+        Some(doc)
     }
 
     /// Sets a file's text (or removes it), keeping track of which objects it holds.

@@ -889,9 +889,10 @@ impl PushJob {
         let changed = written.as_ref().map_or(0, |(_, changed)| {
             changed.iter().filter(|p| p.as_str() != marker_path).count()
         });
-        self.stats
-            .unchanged
-            .fetch_add((window.changes.len() - changed) as u64, Ordering::Relaxed);
+        self.stats.unchanged.fetch_add(
+            window.changes.len().saturating_sub(changed) as u64,
+            Ordering::Relaxed,
+        );
         // A refreshed marker alone is not a change.
         Ok(written.filter(|_| changed > 0).map(|(commit, _)| commit))
     }

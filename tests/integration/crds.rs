@@ -255,7 +255,10 @@ fn schemas_carry_defaults_and_enums() {
     let dest = schema_of("GitDestination");
     let prune = &dest["properties"]["spec"]["properties"]["prune"];
     assert_eq!(prune["default"], "Sweep");
-    assert_eq!(prune["enum"], serde_json::json!(["Sweep", "Never"]));
+    assert_eq!(
+        prune["enum"],
+        serde_json::json!(["Sweep", "OnEvent", "Never"])
+    );
 
     let cwr = schema_of("ClusterWatchRule");
     let rule = &cwr["properties"]["spec"]["properties"]["rules"]["items"]["properties"];

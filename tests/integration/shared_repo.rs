@@ -358,7 +358,9 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
     );
     let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
     assert!(
-        config.starts_with("# Configuration of the shop.\n---\n# settings:"),
+        config.starts_with(
+            "# Configuration of the shop. Reviewed by the platform team.\n---\n# settings:"
+        ) && config.ends_with("  retries: '3'\n"),
         "{config}"
     );
     let built = kustomize(&kubectl, env.scratch.path(), &env.repo);
@@ -374,7 +376,7 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
             apply_as(&env.client, "kustomize-controller", &doc).await;
         }
     }
-    env.sentinel("after the rounds").await;
+    env.sentinel("101").await;
     assert_eq!(
         commits(&env.repo),
         settled + 1,
@@ -389,7 +391,7 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
         )
         .await
         .expect("edit");
-    env.sentinel("after the edit").await;
+    env.sentinel("102").await;
     assert_eq!(commits(&env.repo), settled + 3);
     let (files, _, _) = diff_lines(&env.repo);
     assert_eq!(files.len(), 1, "{files:?}");
