@@ -16,10 +16,16 @@ use std::sync::{Arc, Mutex};
 /// Indexes kept per folder: the pushed tip's and the head being written.
 const KEPT_PER_FOLDER: usize = 2;
 
+/// The indexes kept of one folder: its tree id → index, oldest first.
+type Kept = Vec<(ObjectId, Arc<FolderIndex>)>;
+
+/// A file's new state: path → new bytes, or `None` (removed).
+pub type FileEdit = (String, Option<Vec<u8>>);
+
 /// The folder indexes of recent commits, by folder and the folder's tree id.
 #[derive(Default)]
 pub struct FolderIndexes {
-    cache: Mutex<HashMap<String, Vec<(ObjectId, Arc<FolderIndex>)>>>,
+    cache: Mutex<HashMap<String, Kept>>,
 }
 
 fn version(id: &ObjectId) -> FileVersion {
@@ -118,7 +124,7 @@ impl Store {
         head: Option<ObjectId>,
         folder: &str,
         changes: &[&FileChange],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<Vec<FileEdit>, StoreError> {
         let index = self.folder_index(head, folder)?;
         let load = |path: &str| self.read_file(head, path).ok().flatten();
         let mut workspace = Workspace::new(&index, &load);

@@ -57,8 +57,11 @@ pub enum Prune {
     /// document's identity (its namespace as kustomize gives it) and the document. Files that
     /// are no objects — a README, a kustomization, a file that does not parse, an object of an
     /// unwatched type — always stay.
-    Owned(Arc<dyn Fn(&ObjectIdentity, &serde_json::Value) -> bool + Send + Sync>),
+    Owned(Arc<Owned>),
 }
+
+/// Whether a document (its identity, and the document) is the destination's to remove.
+pub type Owned = dyn Fn(&ObjectIdentity, &serde_json::Value) -> bool + Send + Sync;
 
 impl std::fmt::Debug for Prune {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
