@@ -9,7 +9,7 @@ use crate::manifest::equivalence::{Verdict, compare};
 use crate::manifest::exclude::{ExclusionPolicy, exclusion};
 use crate::manifest::object::ObjectId;
 use crate::manifest::sanitize::sanitized;
-use crate::manifest::yaml::{parse_documents, to_yaml};
+use crate::manifest::yaml::to_yaml;
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,9 +52,12 @@ pub enum ClusterDiffError {
     Write(#[from] std::io::Error),
 }
 
-/// The documents of the folder: (file name, document).
+/// The object documents of the folder, found as the agent finds them (multi-document files, the
+/// namespace a listing kustomization gives): (file name, document). Files that do not read and
+/// documents that are no object are reported and left out; kustomizations are not objects.
 fn git_documents(source: &GitSource) -> Result<Vec<(String, Value)>, ClusterDiffError> {
-    let mut texts: Vec<(String, String)> = Vec::new();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut folder_in_index = String::new();
     match source {
         GitSource::Dir(dir) => {
             let mut stack = vec![dir.clone()];
@@ -70,13 +73,13 @@ fn git_documents(source: &GitSource) -> Result<Vec<(String, Value)>, ClusterDiff
                             stack.push(path);
                         }
                     } else if is_manifest(&path) {
-                        let text = std::fs::read_to_string(&path).map_err(|source| {
-                            ClusterDiffError::Read {
+                        let bytes =
+                            std::fs::read(&path).map_err(|source| ClusterDiffError::Read {
                                 path: path.display().to_string(),
                                 source,
-                            }
-                        })?;
-                        texts.push((path.display().to_string(), text));
+                            })?;
+                        let relative = path.strip_prefix(dir).unwrap_or(&path);
+                        files.insert(relative.display().to_string(), bytes);
                     }
                 }
             }
@@ -98,16 +101,31 @@ fn git_documents(source: &GitSource) -> Result<Vec<(String, Value)>, ClusterDiff
                 if is_manifest(Path::new(&path))
                     && let Some(bytes) = store.read_file(Some(tip), &path)?
                 {
-                    texts.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+                    files.insert(path, bytes);
                 }
             }
+            folder_in_index = folder.clone();
         }
     }
-    texts.sort();
+    let load = |path: &str| files.get(path).cloned();
+    let index = crate::folder::FolderIndex::build(
+        &folder_in_index,
+        files.keys().map(|path| (path.clone(), [0u8; 20])),
+        &load,
+    );
+    for note in index.notes() {
+        tracing::warn!(%note, "a file of the folder is left out of the diff");
+    }
+    let workspace = crate::folder::Workspace::new(&index, &load);
+    let mut found: Vec<(crate::folder::Place, crate::manifest::ObjectIdentity)> = index
+        .objects()
+        .map(|(id, place)| (place.clone(), id))
+        .collect();
+    found.sort();
     let mut docs = Vec::new();
-    for (name, text) in texts {
-        for doc in parse_documents(&text, &name)? {
-            docs.push((name.clone(), doc));
+    for (place, id) in found {
+        if let Some(doc) = workspace.document(&id) {
+            docs.push((place.path.to_string(), doc));
         }
     }
     Ok(docs)
@@ -354,7 +372,9 @@ mod tests {
     fn example(file: &str) -> Value {
         let path = format!("{}/examples/objects/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        parse_documents(&text, file).expect("YAML").remove(0)
+        crate::manifest::yaml::parse_documents(&text, file)
+            .expect("YAML")
+            .remove(0)
     }
 
     fn patched(live: &Value, patch: &json_patch::Patch) -> Value {

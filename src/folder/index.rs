@@ -65,10 +65,11 @@ struct HeadMetadata {
     namespace: Option<String>,
 }
 
-/// True for the files the index reads as manifests.
+/// True for the files the index reads as manifests (YAML, and JSON, which YAML reads too).
 pub fn is_manifest_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    (lower.ends_with(".yaml") || lower.ends_with(".yml")) && !is_kustomization(path)
+    (lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json"))
+        && !is_kustomization(path)
 }
 
 /// The identity of one document's text, or why it has none. `inherited`: the namespace its

@@ -409,3 +409,97 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
         );
     }
 }
+
+/// GitDestination `dev` with this prune policy.
+async fn prune_policy(env: &Env, prune: &str) {
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+            "metadata": {"name": "dev", "namespace": "shop"},
+            "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER, "prune": prune}}),
+    )
+    .await;
+}
+
+/// `Never` removes nothing, deletes included; `OnEvent` removes on a delete event but never at a
+/// restart; `Sweep` removes at a restart what the listing lacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_never_on_event_and_sweep_behave_as_documented() {
+    let env = Env::new().await;
+    let path = |p: &str| format!("{FOLDER}/{p}");
+    commit_by_hand(
+        env.scratch.path(),
+        &env.repo,
+        &[
+            (&path("kustomization.yaml"), KUSTOMIZATION),
+            (&path("shop/config.yaml"), CONFIG),
+            (&path("infra/releases.yaml"), RELEASES),
+        ],
+    );
+    // `settings` and `flags` live; `old` is stale.
+    for (name, data) in [
+        ("settings", json!({"mode": "fast", "retries": "3"})),
+        ("flags", json!({"checkout": "on"})),
+    ] {
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "shop"}, "data": data});
+        if name == "flags" {
+            cm["metadata"]["labels"] = json!({"team": "web"});
+        }
+        apply_as(&env.client, "kustomize-controller", &cm).await;
+    }
+    env.configure().await;
+    prune_policy(&env, "Never").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    env.configmaps("shop")
+        .delete("flags", &DeleteParams::default())
+        .await
+        .expect("delete");
+    env.sentinel("1").await;
+    let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
+    assert!(
+        config.contains("name: old") && config.contains("name: flags"),
+        "Never: {config}"
+    );
+    agent.stop().await;
+
+    prune_policy(&env, "OnEvent").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    env.sentinel("2").await;
+    let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
+    assert!(
+        config.contains("name: old") && config.contains("name: flags"),
+        "OnEvent, at start: {config}"
+    );
+    env.put_configmap("shop", "extra", "1").await;
+    until("extra", || {
+        show(&env.repo, &path("shop/core/configmaps/extra.yaml")).is_some()
+    })
+    .await;
+    env.configmaps("shop")
+        .delete("extra", &DeleteParams::default())
+        .await
+        .expect("delete");
+    until("extra removed on its delete event", || {
+        show(&env.repo, &path("shop/core/configmaps/extra.yaml")).is_none()
+    })
+    .await;
+    agent.stop().await;
+
+    prune_policy(&env, "Sweep").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the stale documents swept", || {
+        show(&env.repo, &path("shop/config.yaml"))
+            .is_some_and(|c| !c.contains("name: old") && !c.contains("name: flags"))
+    })
+    .await;
+    agent.stop().await;
+    assert_eq!(
+        show(&env.repo, &path("infra/releases.yaml")).as_deref(),
+        Some(RELEASES),
+        "an unwatched kind stays"
+    );
+}
