@@ -19,7 +19,17 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How an initial reconcile went: done, with what was not pruned and why (empty: everything
 /// was), or incomplete and why.
-pub type ReconcileResult = Result<Vec<String>, String>;
+pub type ReconcileResult = Result<ReconcileReport, String>;
+
+/// What a reconcile that ran to the end has to say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Types not pruned, and why (empty: everything was).
+    pub not_pruned: Vec<String>,
+    /// Files of the folder left as they are (they do not read, hold no object) and objects
+    /// found twice, as the branch holds them after the reconcile.
+    pub folder_notes: Vec<String>,
+}
 
 /// A finished initial reconcile: the destination, how it went, and the hashes of the files it
 /// wrote or found (path from the repository root → content hash).
@@ -69,6 +79,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
     } = request;
     let mut selected: BTreeMap<config::RuleKey, u64> = BTreeMap::new();
     let folder = layout.folder.clone();
+    let folder_name = folder.clone();
     // Every change decided before the reconcile reaches the worker first.
     let (drained, barrier) = oneshot::channel();
     if destination.send(Input::Barrier(drained)).await.is_ok() {
@@ -214,8 +225,10 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         Err(e) => Err(e.to_string()),
         Ok(_) if !complete && prune => Err(not_pruned.join("; ")),
         Ok(_) if !complete => Err(failures.join("; ")),
-        Ok(_) if prune => Ok(not_pruned),
-        Ok(_) => Ok(Vec::new()),
+        Ok(_) => Ok(ReconcileReport {
+            not_pruned: if prune { not_pruned } else { Vec::new() },
+            folder_notes: worker.folder_notes(&folder_name).await,
+        }),
     };
     metrics.observe_reconcile(started.elapsed());
     tracing::info!(destination = %key, took = ?started.elapsed(), complete, "initial reconcile");

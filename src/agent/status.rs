@@ -19,8 +19,47 @@ pub const RECONCILED: &str = "Reconciled";
 /// write per object per interval, however fast the work goes.
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The condition type that says whether every file of the folder could be read.
+pub const FOLDER_READABLE: &str = "FolderReadable";
+
+/// Files left as they are and objects found twice, after the last reconcile (`None`: none yet).
+fn folder_condition(result: &ReconcileResult, generation: Option<i64>) -> Option<Condition> {
+    let notes = &result.as_ref().ok()?.folder_notes;
+    Some(if notes.is_empty() {
+        config::conditions::condition(
+            FOLDER_READABLE,
+            config::Status::True,
+            "AllRead",
+            "every file of the folder reads; no object is in two places",
+            generation,
+        )
+    } else {
+        let reason = if notes.iter().all(|n| n.starts_with("Found twice")) {
+            "ObjectsFoundTwice"
+        } else {
+            "FilesLeftAsTheyAre"
+        };
+        let shown: Vec<&str> = notes.iter().take(10).map(String::as_str).collect();
+        let more = notes.len().saturating_sub(shown.len());
+        config::conditions::condition(
+            FOLDER_READABLE,
+            config::Status::False,
+            reason,
+            if more > 0 {
+                format!(
+                    "{}; and {more} more (see the reconcile commit)",
+                    shown.join("; ")
+                )
+            } else {
+                shown.join("; ")
+            },
+            generation,
+        )
+    })
+}
+
 fn reconciled_condition(result: &ReconcileResult, generation: Option<i64>) -> Condition {
-    match result {
+    match result.as_ref().map(|report| &report.not_pruned) {
         Ok(not_pruned) if not_pruned.is_empty() => config::conditions::condition(
             RECONCILED,
             config::Status::True,
@@ -347,6 +386,7 @@ async fn write(client: &kube::Client, snapshot: &Snapshot) {
             let mut conditions = p.conditions.clone();
             if let Some(result) = results.get(&key) {
                 conditions.push(reconciled_condition(result, p.generation));
+                conditions.extend(folder_condition(result, p.generation));
             }
             patch_status(
                 Api::namespaced(client.clone(), &ns),

@@ -249,11 +249,11 @@ pub(crate) fn plan_destinations(
         let resync = match spec.resync_interval.as_deref() {
             None => Some(None),
             Some(text) => match crate::crd::duration::parse_duration(text) {
-                Ok(d) if d >= std::time::Duration::from_secs(60) => Some(Some(d)),
+                Ok(d) if d >= std::time::Duration::from_secs(10) => Some(Some(d)),
                 Ok(_) => {
                     problems.push((
                         reason::INVALID_RESYNC_INTERVAL,
-                        format!("spec.resyncInterval: {text:?} is shorter than one minute"),
+                        format!("spec.resyncInterval: {text:?} is shorter than 10s"),
                     ));
                     None
                 }

@@ -109,7 +109,8 @@ pub struct GitDestinationSpec {
     #[serde(default)]
     pub prune: PrunePolicy,
 
-    /// Reconcile the folder against the branch tip at this interval (`1h`, `30m`), so a
+    /// Reconcile the folder against the branch tip at this interval (`1h`, `30m`; at least
+    /// `10s`), so a
     /// person's edit of a recorded document is brought back to the cluster's truth. Off by
     /// default; for folders only recorded, never for folders a reconciler applies (the agent
     /// would undo edits meant to reach the cluster).

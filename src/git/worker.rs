@@ -267,6 +267,25 @@ impl WorkerHandle {
         self.store.document_at(tip, folder, id)
     }
 
+    /// What a folder holds that the agent leaves as it is (files that do not read, documents
+    /// that are no object, objects found twice), on the branch as last committed for a push.
+    pub async fn folder_notes(&self, folder: &str) -> Vec<String> {
+        let (store, branch, folder) = (
+            self.store.clone(),
+            format!("refs/heads/{}", self.key.branch),
+            folder.to_string(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let tip = store.resolve(&branch).ok().flatten();
+            store
+                .folder_index(tip, &folder)
+                .map(|index| index.notes())
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     /// Changes each time the worker pushed to the remote (a count), for reconciler triggers.
     pub fn pushed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.pushed.clone()

@@ -104,10 +104,15 @@ pub fn annotated_hash(obj: &Value) -> Option<ContentHash> {
         .and_then(ContentHash::parse)
 }
 
-/// The hash a document in Git stands for: its annotation when it carries one (what the agent
-/// wrote), else the hash of its content (a hand-written file).
+/// The hash a document in Git stands for: the hash of its content — which is its annotation
+/// when the agent wrote it and nobody edited it since; a hand-written document, or one a person
+/// edited after the agent wrote it (the annotation left stale), stands for what it says. A SOPS
+/// document stands for its annotation (a keyed hash of values that cannot be read here).
 pub fn recorded_hash(doc: &Value) -> ContentHash {
-    annotated_hash(doc).unwrap_or_else(|| content_hash(doc))
+    match annotated_hash(doc) {
+        Some(hash) if doc.get("sops").is_some() => hash,
+        _ => content_hash(doc),
+    }
 }
 
 /// Writes the hash annotation into the object (creating `metadata.annotations` as needed).

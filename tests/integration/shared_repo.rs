@@ -279,6 +279,25 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
         "{body}"
     );
 
+    // The destination says which file it left as it is.
+    let readable = until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "FolderReadable",
+        "False",
+    )
+    .await;
+    assert_eq!(readable["reason"], "FilesLeftAsTheyAre");
+    assert!(
+        readable["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("clusters/dev/notes/broken.yaml"),
+        "{readable}"
+    );
+
     // A live edit of an object in the multi-document file: one commit, only its lines.
     let configmaps = env.configmaps("shop");
     configmaps
@@ -502,4 +521,45 @@ async fn prune_never_on_event_and_sweep_behave_as_documented() {
         Some(RELEASES),
         "an unwatched kind stays"
     );
+}
+
+/// `spec.resyncInterval`: a person's edit of a recorded document in Git is brought back to the
+/// cluster's truth by the next resync, in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_brings_a_hand_edited_document_back_to_the_cluster() {
+    let env = Env::new().await;
+    env.configure().await;
+    apply(
+        &env.client,
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+            "metadata": {"name": "dev", "namespace": "shop"},
+            "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER, "resyncInterval": "10s"}}),
+    )
+    .await;
+    env.put_configmap("shop", "settings", "1").await;
+    let agent = env.start("state");
+    agent.ready().await;
+    until("the file", || env.file("shop", "settings").is_some()).await;
+    let recorded = env.file("shop", "settings").expect("file");
+    let edited = recorded.replace("value: \"1\"", "value: \"edited in Git\" # a person's edit");
+    assert_ne!(edited, recorded);
+    commit_by_hand(
+        env.scratch.path(),
+        &env.repo,
+        &[(
+            &format!("{FOLDER}/shop/core/configmaps/settings.yaml"),
+            &edited,
+        )],
+    );
+    until("the resync", || {
+        env.file("shop", "settings")
+            .is_some_and(|f| f.contains("value: \"1\""))
+    })
+    .await;
+    let restored = env.file("shop", "settings").expect("file");
+    assert!(
+        restored.contains("# a person's edit"),
+        "edited in place: {restored}"
+    );
+    agent.stop().await;
 }
