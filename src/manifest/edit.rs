@@ -986,8 +986,9 @@ impl Editor<'_> {
             let blank_before = self.lines.blanks_before(start, floor);
             let blank_after = self.lines.blanks_after(end);
             let (mut start, mut end) = (start, end);
-            let first = i == 0;
-            let last = i + 1 == n;
+            // First or last among what stays.
+            let first = !keep[..i].iter().any(|k| *k);
+            let last = !keep[i + 1..].iter().any(|k| *k);
             // A kept member above that ends with a `|+` block scalar's blank lines would take
             // the blank lines below as its text.
             let kept_above_ends_blank = (0..i).rev().find(|j| keep[*j]).is_some_and(|j| {
@@ -1583,6 +1584,8 @@ spec:
         assert_eq!(edit("a: 1\nb: 2", "a: 1\nb: 3"), "a: 1\nb: 3");
         assert_eq!(edit("a: 1\nb: 2", "a: 1\nb: 2\nc: 3"), "a: 1\nb: 2\nc: 3");
         assert_eq!(edit("a: 1\nb: 2", "a: 1"), "a: 1");
+        // The blank line before the removed keys goes with them.
+        assert_eq!(edit("a: 1\n\nb: 2\nc: 3", "a: 1"), "a: 1");
         assert_eq!(
             edit("a: |\n  x\n  y", "a: \"x\\ny\\nz\\n\""),
             "a: |\n  x\n  y\n  z"
