@@ -36,6 +36,43 @@ pub(super) fn git_status(cwd: &Path, args: &[&str]) -> Result<Result<String, Str
     }
 }
 
+/// Pat, who reviews the folder in Git, edits one file by hand: a clone, `edit` on the file's
+/// text, a commit as Pat, a push to `main`.
+pub(super) fn commit_by_hand(
+    repo: &Path,
+    path: &str,
+    message: &str,
+    edit: impl FnOnce(&str) -> String,
+) -> Result<(), DemoError> {
+    let dir = |source| DemoError::Dir {
+        path: repo.display().to_string(),
+        source,
+    };
+    let scratch = tempfile::TempDir::new().map_err(dir)?;
+    let url = format!("file://{}", repo.display());
+    git(scratch.path(), &["clone", "-q", &url, "hand"])?;
+    let work = scratch.path().join("hand");
+    let file = work.join(path);
+    let text = std::fs::read_to_string(&file).map_err(dir)?;
+    std::fs::write(&file, edit(&text)).map_err(dir)?;
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Pat",
+            "-c",
+            "user.email=pat@example.com",
+            "commit",
+            "-q",
+            "-a",
+            "-m",
+            message,
+        ],
+    )?;
+    git(&work, &["push", "-q", "origin", "HEAD:main"])?;
+    Ok(())
+}
+
 pub(super) fn git_dir_args<'a>(repo: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec!["--git-dir", repo];
     all.extend_from_slice(args);

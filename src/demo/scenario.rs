@@ -116,7 +116,7 @@ impl Demo {
                 Some(ALICE),
             ),
             (
-                "bob edits ConfigMap shop/settings (data.mode: standard → sale)",
+                "pat comments the ConfigMap's file in Git; bob edits ConfigMap shop/settings (data.mode: standard → sale)",
                 Step::Edit,
                 Some(BOB),
             ),
@@ -239,6 +239,19 @@ impl Demo {
 
     /// Step 2: one field of the ConfigMap → one commit that changes its file.
     pub(super) async fn edit(&self, client: &kube::Client) -> Result<StepResult, DemoError> {
+        // Pat explains the value in Git first; bob's edit must keep the comment (in place).
+        let path = path_of("core/configmaps", "settings");
+        commit_by_hand(
+            &self.repo,
+            &path,
+            "settings: why mode is what it is",
+            |text| {
+                text.replace(
+                    "mode: standard",
+                    "mode: standard # standard, or sale during promotions",
+                )
+            },
+        )?;
         let before = tip(&self.repo)?;
         Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
             .patch(
@@ -251,13 +264,21 @@ impl Demo {
             )
             .await
             .map_err(kube_error("patching ConfigMap shop/settings"))?;
-        let path = path_of("core/configmaps", "settings");
         self.until("mode: sale in the ConfigMap's file", || {
             let edited = file(&self.repo, &path)?.is_some_and(|text| text.contains("mode: sale"));
             Ok((edited && self.workers_idle()).then_some(()))
         })
         .await?;
-        self.one_commit_changing(before.as_deref(), &path, "M")
+        let mut result = self.one_commit_changing(before.as_deref(), &path, "M")?;
+        let kept = file(&self.repo, &path)?
+            .is_some_and(|text| text.contains("mode: sale # standard, or sale during promotions"));
+        if !kept {
+            return Err(DemoError::Unexpected(format!(
+                "pat's comment in {path} did not survive bob's edit"
+            )));
+        }
+        result.effect.push_str(", pat's comment kept");
+        Ok(result)
     }
 
     /// Step 3: `spec.replicas` through the scale subresource → one commit.

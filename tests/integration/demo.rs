@@ -29,7 +29,7 @@ fn the_demo_runs_every_step_and_exits_0() {
         "✓ step 1: alice creates ConfigMap shop/settings, Deployment shop/web, Service shop/web → ",
         " by alice (",
         "3 files added",
-        "✓ step 2: bob edits ConfigMap shop/settings (data.mode: standard → sale) → 1 commit by bob (update v1 ConfigMap shop/settings)",
+        "✓ step 2: pat comments the ConfigMap's file in Git; bob edits ConfigMap shop/settings (data.mode: standard → sale) → 1 commit by bob (update v1 ConfigMap shop/settings), pat's comment kept",
         "✓ step 3: alice scales Deployment shop/web to 3 replicas (scale subresource) → 1 commit by alice (update apps/v1 Deployment shop/web)",
         "✓ step 4: bob deletes Service shop/web → 1 commit by bob (delete v1 Service shop/web), file removed",
         "✓ step 5: Flux re-apply (server-side apply as kustomize-controller, Flux labels) → 2 files applied, no commit (",
@@ -64,15 +64,25 @@ fn the_demo_runs_every_step_and_exits_0() {
             && !files.contains("services/web.yaml"),
         "{files}"
     );
-    // Oldest first: alice's creates (one or more commits), then bob, alice, bob.
+    // Oldest first: alice's creates (one or more commits), then Pat's comment in Git, bob,
+    // alice, bob.
     let authors = git(&["log", "--reverse", "--format=%an", "main"]);
     let authors: Vec<&str> = authors.lines().collect();
-    let creates = authors.len().saturating_sub(3);
+    let creates = authors.len().saturating_sub(4);
     assert!(
         creates >= 1
             && authors[..creates].iter().all(|a| *a == "alice")
-            && authors[creates..] == ["bob", "alice", "bob"],
+            && authors[creates..] == ["Pat", "bob", "alice", "bob"],
         "{authors:?}"
+    );
+    // Pat's comment survived bob's edit: the agent edited the line in place.
+    let settings = git(&[
+        "show",
+        "main:clusters/demo/shop/core/configmaps/settings.yaml",
+    ]);
+    assert!(
+        settings.contains("mode: sale # standard, or sale during promotions"),
+        "{settings}"
     );
     // The certificates the audit webhook and the simulator used are left in the directory.
     for file in ["ca.crt", "webhook.crt", "webhook.key"] {
