@@ -563,3 +563,70 @@ async fn a_resync_brings_a_hand_edited_document_back_to_the_cluster() {
     );
     agent.stop().await;
 }
+
+/// `spec.placements`: a bundle puts a namespace's ConfigMaps in one file, ordered by name; a
+/// delete takes one document out; a placement that could put two objects at one path without
+/// `bundle` is refused with a reason that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_placement_keeps_objects_in_one_file_ordered_by_name() {
+    let env = Env::new().await;
+    env.configure().await;
+    let destination = |bundle: bool| {
+        json!({"apiVersion": "configbutler.ai/v1alpha1", "kind": "GitDestination",
+            "metadata": {"name": "dev", "namespace": "shop"},
+            "spec": {"repoRef": {"name": "repo"}, "branch": "main", "folder": FOLDER,
+                "placements": [{"kinds": ["ConfigMap"], "path": "{namespace}/configmaps.yaml", "bundle": bundle}]}})
+    };
+    let agent = env.start("state");
+    agent.ready().await;
+    apply(&env.client, destination(false)).await;
+    let refused = until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "Ready",
+        "False",
+    )
+    .await;
+    assert_eq!(refused["reason"], "InvalidPathTemplate", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bundle: true"),
+        "{refused}"
+    );
+    apply(&env.client, destination(true)).await;
+    until_condition(&env.client, "gitdestinations", "shop", "dev", "Ready", "True").await;
+    for name in ["cherry", "apple", "banana"] {
+        env.put_configmap("shop", name, "1").await;
+    }
+    let bundle = format!("{FOLDER}/shop/configmaps.yaml");
+    let names = |text: &str| -> Vec<String> {
+        gitops_reverser::manifest::yaml::parse_documents(text, "bundle")
+            .expect("bundle reads")
+            .iter()
+            .map(|d| d["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    until("the bundle", || {
+        show(&env.repo, &bundle).is_some_and(|t| names(&t) == ["apple", "banana", "cherry"])
+    })
+    .await;
+    env.put_configmap("shop", "avocado", "1").await;
+    until("avocado in its place", || {
+        show(&env.repo, &bundle)
+            .is_some_and(|t| names(&t) == ["apple", "avocado", "banana", "cherry"])
+    })
+    .await;
+    env.configmaps("shop")
+        .delete("banana", &DeleteParams::default())
+        .await
+        .expect("delete");
+    until("banana's document gone", || {
+        show(&env.repo, &bundle).is_some_and(|t| names(&t) == ["apple", "avocado", "cherry"])
+    })
+    .await;
+    agent.stop().await;
+}
