@@ -567,4 +567,33 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn one_object_in_two_places_is_edited_in_the_first_and_never_written_a_third_time() {
+        let files = repo(&[
+            ("apps/a/settings.yaml", &cm("settings", "shop", "one")),
+            ("apps/b/settings.yaml", &cm("settings", "shop", "two")),
+        ]);
+        let index = index(&files);
+        let load = |p: &str| files.get(p).cloned();
+        let mut ws = Workspace::new(&index, &load);
+        let edited = ws
+            .upsert(
+                &id("ConfigMap", "shop", "settings"),
+                &cm("settings", "shop", "three"),
+                Placement {
+                    path: "apps/shop/core/configmaps/settings.yaml",
+                    bundle: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            edited,
+            Edited::Updated {
+                path: "apps/a/settings.yaml".into()
+            }
+        );
+        let out = changes(ws);
+        assert_eq!(out.keys().collect::<Vec<_>>(), ["apps/a/settings.yaml"]);
+    }
 }

@@ -598,7 +598,15 @@ async fn a_bundle_placement_keeps_objects_in_one_file_ordered_by_name() {
         "{refused}"
     );
     apply(&env.client, destination(true)).await;
-    until_condition(&env.client, "gitdestinations", "shop", "dev", "Ready", "True").await;
+    until_condition(
+        &env.client,
+        "gitdestinations",
+        "shop",
+        "dev",
+        "Ready",
+        "True",
+    )
+    .await;
     for name in ["cherry", "apple", "banana"] {
         env.put_configmap("shop", name, "1").await;
     }
