@@ -724,7 +724,21 @@ impl Editor<'_> {
                 _,
                 _,
             ) if !node.props && !new.is_object() && !new.is_array() => match render_scalar(new) {
-                Ok(Scalar::Inline(text)) => self.push(node.start, node.end, text),
+                Ok(Scalar::Inline(text)) => {
+                    // A string a person quoted where the writer would not have stays quoted
+                    // their way (quotes the writer put there were needed, and go when they are not).
+                    let quote = self.lines.bytes()[node.start];
+                    let text = match (old, new) {
+                        (Value::String(_), Value::String(s))
+                            if matches!(quote, b'"' | b'\'')
+                                && !matches!(render_scalar(old), Ok(Scalar::Inline(w)) if w.as_bytes().first() == Some(&quote)) =>
+                        {
+                            requoted(quote, s).unwrap_or(text)
+                        }
+                        _ => text,
+                    };
+                    self.push(node.start, node.end, text);
+                }
                 Ok(Scalar::Block { .. }) => self.replace(node, new, place),
                 Err(_) => self.failed = true,
             },
@@ -1193,6 +1207,21 @@ fn scalar_after(value: &Value, column: usize) -> Result<String, YamlError> {
     }
 }
 
+/// `s` quoted as a person quoted the string it replaces (`"` or `'`), when that reads back as `s`
+/// for every YAML reader: a quoted scalar is always a string, so no YAML 1.1 rule applies. `None`
+/// for anything else (the writer's form is used then).
+fn requoted(quote: u8, s: &str) -> Option<String> {
+    // Line breaks by YAML 1.1's count would be folded inside quotes.
+    if s.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']) {
+        return None;
+    }
+    match quote {
+        b'"' => serde_json::to_string(s).ok(),
+        b'\'' if !s.chars().any(char::is_control) => Some(format!("'{}'", s.replace('\'', "''"))),
+        _ => None,
+    }
+}
+
 /// A key as the writer writes it (quoted where a YAML 1.1 reader would misread it).
 fn render_key(key: &str) -> Result<String, YamlError> {
     let text = yaml::to_yaml(&json!({ key: 0 }))?;
@@ -1393,12 +1422,17 @@ spec:
         assert_eq!(out, target);
         let out = edit(DEPLOYMENT, &DEPLOYMENT.replace("envoy:1.30", "envoy:1.31"));
         assert_eq!(out, DEPLOYMENT.replace("envoy:1.30", "envoy:1.31"));
-        // The quoted image stays quoted only where it did not change.
-        let out = edit(
-            DEPLOYMENT,
-            &DEPLOYMENT.replace("\"nginx:1.27\"", "nginx:1.28"),
-        );
-        assert_eq!(out, DEPLOYMENT.replace("\"nginx:1.27\"", "nginx:1.28"));
+        // A quoted string stays quoted the person's way.
+        let out = edit(DEPLOYMENT, &DEPLOYMENT.replace("nginx:1.27", "nginx:1.28"));
+        assert_eq!(out, DEPLOYMENT.replace("nginx:1.27", "nginx:1.28"));
+        let out = edit(DEPLOYMENT, &DEPLOYMENT.replace("'front'", "'yes'"));
+        assert_eq!(out, DEPLOYMENT.replace("'front'", "'yes'"));
+        // Quotes the writer needed go when the new string does not need them.
+        assert_eq!(edit("v: \"yes\"\n", "v: maybe\n"), "v: maybe\n");
+        assert_eq!(edit("v: \"yes\"\n", "v: 'no'\n"), "v: \"no\"\n");
+        // Unless the new value is no string: the writer's form then.
+        let out = edit(DEPLOYMENT, &DEPLOYMENT.replace("'front'", "1"));
+        assert_eq!(out, DEPLOYMENT.replace("'front'", "1"));
     }
 
     #[test]
@@ -1575,7 +1609,7 @@ spec:
         let original = "a: 1\r\nb:\r\n  c: \"x\" # c\r\n";
         assert_eq!(
             edit(original, "a: 1\nb: {c: z, d: [1]}\n"),
-            "a: 1\r\nb:\r\n  c: z # c\r\n  d:\r\n  - 1\r\n"
+            "a: 1\r\nb:\r\n  c: \"z\" # c\r\n  d:\r\n  - 1\r\n"
         );
     }
 
