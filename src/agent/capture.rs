@@ -697,6 +697,18 @@ pub struct FolderContent {
     pub invalid: Vec<String>,
 }
 
+impl FolderContent {
+    /// Adds what another part of the listing rendered (the folder rendered page by page).
+    pub fn extend(&mut self, other: FolderContent) {
+        self.objects.extend(other.objects);
+        self.hashes.extend(other.hashes);
+        for (rule, count) in other.excluded {
+            *self.excluded.entry(rule).or_default() += count;
+        }
+        self.invalid.extend(other.invalid);
+    }
+}
+
 /// A Secret's SOPS document: `None` (Git's stays) when its keyed hash is the live value's, or
 /// when it decrypts with the destination's identities to the live Secret (re-encrypting would
 /// change every byte and make a commit of nothing), else a new encryption. The hash returned

@@ -2,7 +2,7 @@
 //! folder and write the difference as one snapshot commit, pruning only documents that are
 //! provably the destination's (their type listed completely, routed to it).
 
-use super::capture::{Layout, Listed, render_folder};
+use super::capture::{FolderContent, Layout, Listed, render_folder};
 use super::destination::{Input, fill_type};
 use super::watches::api_for;
 use crate::config::{self, ObjectKey, ObjectRef, Plan};
@@ -86,7 +86,34 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         let _ = barrier.await;
     }
     let started = Instant::now();
-    let mut objects = Vec::new();
+    // With an age identity, Git's SOPS files are opened and compared with the live Secrets
+    // while rendering (below, page by page); they must be the remote's, not an older cache's:
+    // fetched first (a preview of no change moves the cache to the remote's tip). So does a
+    // resync (a person may have edited Git).
+    if fetch_first
+        || layout
+            .encryption
+            .as_ref()
+            .is_some_and(|e| e.has_identities())
+    {
+        let fetch = SnapshotRequest {
+            folder: folder.clone(),
+            destination: key.to_string(),
+            objects: Vec::new(),
+            files: Vec::new(),
+            prune: Prune::Nothing,
+            notes: Vec::new(),
+        };
+        if let Err(e) = worker.preview(fetch).await {
+            tracing::warn!(destination = %key, error = %e,
+                "cannot fetch before rendering; SOPS files are compared with the cache");
+        }
+    }
+    // Each page is rendered as soon as it is listed, so the listing is held one page at a time
+    // (whole objects with their managed fields), not all at once: 100,000 ConfigMaps held as
+    // JSON values took 570 MiB of heap; their rendered files take a fifth of it.
+    let mut content = FolderContent::default();
+    let rendering = Arc::new((layout, policy));
     let mut failures = Vec::new();
     let mut listed = Vec::new();
     for watch in plan.watches_for(&key) {
@@ -96,6 +123,7 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
             match api.list(&params).await {
                 Ok(list) => {
                     let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    let mut page = Vec::with_capacity(list.items.len());
                     for object in list.items {
                         let labels = object.metadata.labels.clone().unwrap_or_default();
                         let r = ObjectRef {
@@ -117,11 +145,28 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
                         };
                         if let Ok(mut value) = serde_json::to_value(&object) {
                             fill_type(&mut value, &watch);
-                            objects.push(Listed {
+                            page.push(Listed {
                                 resource: watch.resource.clone(),
                                 object: value,
                                 exclusions,
                             });
+                        }
+                    }
+                    // Rendering reads the files Git holds (SOPS files that stay): off the
+                    // async threads.
+                    let (view, rendering) = (worker.clone(), rendering.clone());
+                    match tokio::task::spawn_blocking(move || {
+                        let (layout, policy) = &*rendering;
+                        let pushed = super::destination::Pushed(&view, &layout.folder);
+                        render_folder(page, layout, policy, &pushed)
+                    })
+                    .await
+                    {
+                        Ok(rendered) => content.extend(rendered),
+                        Err(e) => {
+                            let result = Err(format!("rendering the folder failed: {e}"));
+                            let _ = done.send((key, result, Vec::new())).await;
+                            return;
                         }
                     }
                     match next {
@@ -140,43 +185,6 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
         }
     }
     live.set_selected(selected);
-    // With an age identity, Git's SOPS files are opened and compared with the live Secrets
-    // while rendering; they must be the remote's, not an older cache's: fetched first (a
-    // preview of no change moves the cache to the remote's tip).
-    if fetch_first
-        || layout
-            .encryption
-            .as_ref()
-            .is_some_and(|e| e.has_identities())
-    {
-        let fetch = SnapshotRequest {
-            folder: folder.clone(),
-            destination: key.to_string(),
-            objects: Vec::new(),
-            files: Vec::new(),
-            prune: Prune::Nothing,
-            notes: Vec::new(),
-        };
-        if let Err(e) = worker.preview(fetch).await {
-            tracing::warn!(destination = %key, error = %e,
-                "cannot fetch before rendering; SOPS files are compared with the cache");
-        }
-    }
-    // Rendering reads the files Git holds (SOPS files that stay): off the async threads.
-    let view = worker.clone();
-    let content = match tokio::task::spawn_blocking(move || {
-        let pushed = super::destination::Pushed(&view, &layout.folder);
-        render_folder(objects, &layout, &policy, &pushed)
-    })
-    .await
-    {
-        Ok(content) => content,
-        Err(e) => {
-            let result = Err(format!("rendering the folder failed: {e}"));
-            let _ = done.send((key, result, Vec::new())).await;
-            return;
-        }
-    };
     for problem in &content.invalid {
         tracing::warn!(destination = %key, %problem, "object not written");
     }

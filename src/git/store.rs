@@ -54,9 +54,45 @@ impl Signature {
     }
 }
 
+/// Bytes of decoded objects each pooled handle keeps (trees and blobs read recently).
+const OBJECT_CACHE_BYTES: usize = 4 << 20;
+
+/// Handles kept for reuse, at most (one per thread reading or writing at the same time).
+const POOLED_HANDLES: usize = 4;
+
+/// A pooled repository handle; goes back to the pool when dropped.
+struct Local<'a> {
+    repo: Option<gix::Repository>,
+    pool: &'a std::sync::Mutex<Vec<gix::Repository>>,
+}
+
+impl std::ops::Deref for Local<'_> {
+    type Target = gix::Repository;
+
+    fn deref(&self) -> &gix::Repository {
+        self.repo.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Local<'_> {
+    fn drop(&mut self) {
+        let mut pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(repo) = self.repo.take()
+            && pool.len() < POOLED_HANDLES
+        {
+            pool.push(repo);
+        }
+    }
+}
+
 /// One bare repository caching one remote.
 pub struct Store {
     repo: gix::ThreadSafeRepository,
+    /// Thread-local handles with their object caches, reused across calls (see `local`).
+    handles: std::sync::Mutex<Vec<gix::Repository>>,
     dir: PathBuf,
     /// Signs every commit this store writes, when set (replaced when the key rotates).
     signer: std::sync::RwLock<Option<std::sync::Arc<super::signing::SshSigner>>>,
@@ -117,6 +153,7 @@ impl Store {
         };
         Ok(Self {
             repo: repo.into_sync(),
+            handles: std::sync::Mutex::new(Vec::new()),
             dir: dir.to_path_buf(),
             signer: std::sync::RwLock::new(None),
             indexes: super::apply::FolderIndexes::default(),
@@ -142,8 +179,26 @@ impl Store {
         &self.dir
     }
 
-    fn local(&self) -> gix::Repository {
-        self.repo.to_thread_local()
+    /// A handle on the repository with an object cache, taken from the pool (or made) and put
+    /// back when dropped. Reading a file walks the same upper trees every time (the root, the
+    /// folder, the namespace): with a fresh handle per call each walk opened and inflated them
+    /// again from loose objects — about 2,000 loose-object reads a second at 500 changes/s.
+    /// Objects never change under their id, so a cached one is never stale.
+    fn local(&self) -> Local<'_> {
+        let pooled = self
+            .handles
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let repo = pooled.unwrap_or_else(|| {
+            let mut repo = self.repo.to_thread_local();
+            repo.object_cache_size(OBJECT_CACHE_BYTES);
+            repo
+        });
+        Local {
+            repo: Some(repo),
+            pool: &self.handles,
+        }
     }
 
     fn fail(&self, action: &'static str, e: impl std::fmt::Display) -> StoreError {
