@@ -214,6 +214,12 @@ struct Task {
 /// The worker's view of the branch: files as it last pushed them (its local cache).
 pub struct Pushed<'a>(pub &'a WorkerHandle, pub &'a str);
 
+impl GitView for crate::git::apply::FolderAt {
+    fn document(&self, id: &crate::manifest::ObjectIdentity, _path: &str) -> Option<Value> {
+        crate::git::apply::FolderAt::document(self, id)
+    }
+}
+
 impl GitView for Pushed<'_> {
     fn document(&self, id: &crate::manifest::ObjectIdentity, _path: &str) -> Option<Value> {
         self.0.pushed_document(self.1, id).ok().flatten()

@@ -113,6 +113,22 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
     // (whole objects with their managed fields), not all at once: 100,000 ConfigMaps held as
     // JSON values took 570 MiB of heap; their rendered files take a fifth of it.
     let mut content = FolderContent::default();
+    // Git's folder, indexed once for every page (not resolved again per object).
+    let pushed = {
+        let (view, folder) = (worker.clone(), folder.clone());
+        let read = tokio::task::spawn_blocking(move || view.pushed_folder(&folder))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|read| read.map_err(|e| e.to_string()));
+        match read {
+            Ok(pushed) => Arc::new(pushed),
+            Err(e) => {
+                let result = Err(format!("reading the folder failed: {e}"));
+                let _ = done.send((key, result, Vec::new())).await;
+                return;
+            }
+        }
+    };
     let rendering = Arc::new((layout, policy));
     let mut failures = Vec::new();
     let mut listed = Vec::new();
@@ -154,11 +170,10 @@ pub async fn reconcile(request: Request, done: mpsc::Sender<Reconciled>) {
                     }
                     // Rendering reads the files Git holds (SOPS files that stay): off the
                     // async threads.
-                    let (view, rendering) = (worker.clone(), rendering.clone());
+                    let (pushed, rendering) = (pushed.clone(), rendering.clone());
                     match tokio::task::spawn_blocking(move || {
                         let (layout, policy) = &*rendering;
-                        let pushed = super::destination::Pushed(&view, &layout.folder);
-                        render_folder(page, layout, policy, &pushed)
+                        render_folder(page, layout, policy, &*pushed)
                     })
                     .await
                     {

@@ -48,6 +48,36 @@ pub struct SnapshotPlan {
     pub notes: Vec<String>,
 }
 
+/// A folder at one commit, indexed: many objects' documents read without resolving the
+/// branch and the folder again for each (a reconcile's render).
+pub struct FolderAt {
+    store: Arc<Store>,
+    commit: Option<ObjectId>,
+    index: Arc<FolderIndex>,
+}
+
+impl FolderAt {
+    pub fn new(
+        store: Arc<Store>,
+        commit: Option<ObjectId>,
+        folder: &str,
+    ) -> Result<Self, StoreError> {
+        let index = store.folder_index(commit, folder)?;
+        Ok(Self {
+            store,
+            commit,
+            index,
+        })
+    }
+
+    /// An object's document, wherever the folder has it (`None` at once when it has none).
+    pub fn document(&self, id: &ObjectIdentity) -> Option<Value> {
+        self.index.find(id)?;
+        let load = |path: &str| self.store.read_file(self.commit, path).ok().flatten();
+        Workspace::new(&self.index, &load).document(id)
+    }
+}
+
 impl Store {
     /// The index of `folder` at `commit`: from the cache when the folder's tree is the same,
     /// else brought forward from the last one by re-reading only the files that differ.

@@ -267,6 +267,15 @@ impl WorkerHandle {
         self.store.document_at(tip, folder, id)
     }
 
+    /// A folder on the branch as this worker last committed it for a push, indexed once for
+    /// many reads (a reconcile's render).
+    pub fn pushed_folder(&self, folder: &str) -> Result<super::apply::FolderAt, StoreError> {
+        let tip = self
+            .store
+            .resolve(&format!("refs/heads/{}", self.key.branch))?;
+        super::apply::FolderAt::new(self.store.clone(), tip, folder)
+    }
+
     /// What a folder holds that the agent leaves as it is (files that do not read, documents
     /// that are no object, objects found twice), on the branch as last committed for a push.
     pub async fn folder_notes(&self, folder: &str) -> Vec<String> {
