@@ -113,18 +113,16 @@ fn git_documents(source: &GitSource) -> Result<Vec<(String, Value)>, ClusterDiff
         files.keys().map(|path| (path.clone(), [0u8; 20])),
         &load,
     );
-    for note in index.notes() {
+    for note in index.notes(&load) {
         tracing::warn!(%note, "a file of the folder is left out of the diff");
     }
     let workspace = crate::folder::Workspace::new(&index, &load);
-    let mut found: Vec<(crate::folder::Place, crate::manifest::ObjectIdentity)> = index
-        .objects()
-        .map(|(id, place)| (place.clone(), id))
-        .collect();
-    found.sort();
     let mut docs = Vec::new();
-    for (place, id) in found {
-        if let Some(doc) = workspace.document(&id) {
+    for place in index.all_places() {
+        if let Some(doc) = index
+            .identity_at(&place, &load)
+            .and_then(|id| workspace.document(&id))
+        {
             docs.push((place.path.to_string(), doc));
         }
     }

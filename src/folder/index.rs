@@ -1,17 +1,31 @@
 //! The index of a destination folder: every object document of every YAML file, found by its
 //! identity, with the namespace a listing `kustomization.yaml` gives a document that names
 //! none; and what cannot be read (files that do not parse, documents that are no object, one
-//! object in two places) for reports.
+//! object in two places) for reports. Compact: per document a 128-bit digest of its identity
+//! and its place, not the document.
 
 use super::kustomization::{Kustomization, is_kustomization};
 use crate::manifest::ObjectIdentity;
 use crate::manifest::documents::split;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The version of a file's content (its Git blob id), so an index is updated file by file.
 pub type FileVersion = [u8; 20];
+
+/// An object's identity as the index keys it: the first 128 bits of the SHA-256 of
+/// [`ObjectIdentity::key`] (never 0, which marks a document that is no object).
+pub type Key = u128;
+
+/// The index key of an identity.
+pub fn key_of(id: &ObjectIdentity) -> Key {
+    let digest = Sha256::digest(id.key().as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(bytes).max(1)
+}
 
 /// Where one document is: its file (path from the repository root) and its position among the
 /// file's documents.
@@ -24,9 +38,10 @@ pub struct Place {
 #[derive(Clone, Debug)]
 struct FileEntry {
     version: FileVersion,
-    /// The identity keys of the file's documents, in order (`None`: a document that is no
-    /// object).
-    keys: Vec<Option<Arc<str>>>,
+    /// The keys of the file's documents, in order (0: a document that is no object).
+    keys: Box<[Key]>,
+    /// The namespace its listing kustomization gives documents that name none.
+    namespace: Option<Arc<str>>,
 }
 
 /// A folder's documents by identity.
@@ -37,17 +52,32 @@ pub struct FolderIndex {
     /// Every other file of the folder (kustomizations, READMEs, broken files) and its version.
     others: BTreeMap<Arc<str>, FileVersion>,
     /// Identity key → its first place in path order.
-    objects: HashMap<Arc<str>, Place>,
+    objects: HashMap<Key, Place>,
     /// Identity keys found in more than one place → every place, in path order.
-    duplicates: BTreeMap<Arc<str>, Vec<Place>>,
+    duplicates: BTreeMap<Key, Vec<Place>>,
     /// Directory (from the repository root) → its kustomization's file name and content.
     kustomizations: BTreeMap<String, (String, Kustomization)>,
-    /// File → the namespace its listing kustomization gives documents that name none.
-    inherited: HashMap<String, String>,
     /// Files that do not read as YAML → why.
     broken: BTreeMap<String, String>,
     /// Documents that are not objects (no kind, no name…) → why.
     unplaced: BTreeMap<String, String>,
+}
+
+/// Why a document has no identity.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoIdentity {
+    /// It does not read as YAML.
+    Unreadable(String),
+    /// It reads, but is no object (no kind, no name, a kustomize file…).
+    NotAnObject(String),
+}
+
+impl std::fmt::Display for NoIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoIdentity::Unreadable(why) | NoIdentity::NotAnObject(why) => f.write_str(why),
+        }
+    }
 }
 
 /// The first lines of a document: enough to know which object it is.
@@ -73,16 +103,21 @@ pub fn is_manifest_path(path: &str) -> bool {
 }
 
 /// The identity of one document's text, or why it has none. `inherited`: the namespace its
-/// kustomization gives it when it names none.
-pub fn identity_of(text: &str, inherited: Option<&str>) -> Result<ObjectIdentity, String> {
-    let head: Head = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    let api_version = head.api_version.ok_or("no apiVersion")?;
-    let kind = head.kind.ok_or("no kind")?;
-    let metadata = head.metadata.ok_or("no metadata")?;
-    let name = metadata.name.ok_or("no metadata.name")?;
+/// kustomization gives it when it names none. The document is read once, whole (so a syntax
+/// error anywhere in it is found), into only the fields an identity needs.
+pub fn identity_of(text: &str, inherited: Option<&str>) -> Result<ObjectIdentity, NoIdentity> {
+    let head: Head =
+        serde_saphyr::from_str(text).map_err(|e| NoIdentity::Unreadable(e.to_string()))?;
+    let missing = |what: &str| NoIdentity::NotAnObject(format!("no {what}"));
+    let api_version = head.api_version.ok_or_else(|| missing("apiVersion"))?;
+    let kind = head.kind.ok_or_else(|| missing("kind"))?;
+    let metadata = head.metadata.ok_or_else(|| missing("metadata"))?;
+    let name = metadata.name.ok_or_else(|| missing("metadata.name"))?;
     let (group, _) = crate::manifest::object::split_api_version(&api_version);
     if group == "kustomize.config.k8s.io" {
-        return Err(format!("a kustomize {kind}, not an object"));
+        return Err(NoIdentity::NotAnObject(format!(
+            "a kustomize {kind}, not an object"
+        )));
     }
     let namespace = metadata
         .namespace
@@ -118,6 +153,8 @@ fn join(dir: &str, entry: &str) -> String {
     parts.join("/")
 }
 
+type Inheritance = HashMap<String, Arc<str>>;
+
 impl FolderIndex {
     /// Indexes `files` (path from the repository root → version), all under `folder`, reading
     /// each with `load` once. Files that cannot be loaded count as broken.
@@ -137,12 +174,12 @@ impl FolderIndex {
                 index.others.insert(path.as_str().into(), *version);
             }
         }
-        index.inherited = index.inheritance();
+        let inheritance = index.inheritance();
         for (path, version) in files {
             if is_kustomization(&path) {
                 continue;
             }
-            index.add_file(&path, version, load);
+            index.add_file(&path, version, inheritance.get(&path).cloned(), load);
         }
         index
     }
@@ -164,7 +201,7 @@ impl FolderIndex {
 
     /// File → namespace: each kustomization's `namespace:` for the files it lists, through the
     /// folders it lists; an outer kustomization's namespace wins, as kustomize applies it last.
-    fn inheritance(&self) -> HashMap<String, String> {
+    fn inheritance(&self) -> Inheritance {
         let listed: BTreeSet<String> = self
             .kustomizations
             .iter()
@@ -183,8 +220,8 @@ impl FolderIndex {
     fn inherit(
         &self,
         dir: &str,
-        outer: Option<&str>,
-        out: &mut HashMap<String, String>,
+        outer: Option<&Arc<str>>,
+        out: &mut Inheritance,
         seen: &mut BTreeSet<String>,
     ) {
         if !seen.insert(dir.to_string()) {
@@ -193,13 +230,14 @@ impl FolderIndex {
         let Some((_, k)) = self.kustomizations.get(dir) else {
             return;
         };
-        let namespace = outer.or(k.namespace.as_deref());
+        let own: Option<Arc<str>> = k.namespace.as_deref().map(Arc::from);
+        let namespace = outer.cloned().or(own);
         for entry in k.local_resources() {
             let target = join(dir, &entry);
             if self.kustomizations.contains_key(&target) {
-                self.inherit(&target, namespace, out, seen);
-            } else if let Some(ns) = namespace {
-                out.insert(target, ns.to_string());
+                self.inherit(&target, namespace.as_ref(), out, seen);
+            } else if let Some(ns) = &namespace {
+                out.insert(target, ns.clone());
             }
         }
     }
@@ -208,6 +246,7 @@ impl FolderIndex {
         &mut self,
         path: &str,
         version: FileVersion,
+        namespace: Option<Arc<str>>,
         load: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) {
         if !is_manifest_path(path) {
@@ -220,31 +259,31 @@ impl FolderIndex {
             self.others.insert(path.into(), version);
             return;
         };
-        if let Err(e) = crate::manifest::yaml::parse_documents(&text, path) {
-            self.broken.insert(path.to_string(), e.to_string());
-            self.others.insert(path.into(), version);
-            return;
-        }
-        let path: Arc<str> = path.into();
-        let inherited = self.inherited.get(&*path).map(String::as_str);
         let mut keys = Vec::new();
         let mut unplaced = Vec::new();
         for (i, span) in split(&text).iter().enumerate() {
-            match identity_of(span.of(&text), inherited) {
-                Ok(id) => keys.push(Some(Arc::<str>::from(id.key()))),
-                Err(why) => {
+            match identity_of(span.of(&text), namespace.as_deref()) {
+                Ok(id) => keys.push(key_of(&id)),
+                Err(NoIdentity::Unreadable(why)) => {
+                    self.broken
+                        .insert(path.to_string(), format!("document {}: {why}", i + 1));
+                    self.others.insert(path.into(), version);
+                    return;
+                }
+                Err(NoIdentity::NotAnObject(why)) => {
                     unplaced.push(format!("document {}: {why}", i + 1));
-                    keys.push(None);
+                    keys.push(0);
                 }
             }
         }
         if !unplaced.is_empty() {
             self.unplaced.insert(path.to_string(), unplaced.join("; "));
         }
+        let path: Arc<str> = path.into();
         for (i, key) in keys.iter().enumerate() {
-            if let Some(key) = key {
+            if *key != 0 {
                 self.place(
-                    key.clone(),
+                    *key,
                     Place {
                         path: path.clone(),
                         doc: i as u32,
@@ -252,10 +291,17 @@ impl FolderIndex {
                 );
             }
         }
-        self.files.insert(path, FileEntry { version, keys });
+        self.files.insert(
+            path,
+            FileEntry {
+                version,
+                keys: keys.into_boxed_slice(),
+                namespace,
+            },
+        );
     }
 
-    fn place(&mut self, key: Arc<str>, place: Place) {
+    fn place(&mut self, key: Key, place: Place) {
         match self.objects.get_mut(&key) {
             None => {
                 self.objects.insert(key, place);
@@ -279,7 +325,7 @@ impl FolderIndex {
         let Some(entry) = self.files.remove(path) else {
             return;
         };
-        for key in entry.keys.into_iter().flatten() {
+        for key in entry.keys.iter().copied().filter(|k| *k != 0) {
             if let Some(places) = self.duplicates.get_mut(&key) {
                 places.retain(|p| &*p.path != path);
                 match places.len() {
@@ -288,11 +334,11 @@ impl FolderIndex {
                         self.objects.remove(&key);
                     }
                     1 => {
-                        self.objects.insert(key.clone(), places[0].clone());
+                        self.objects.insert(key, places[0].clone());
                         self.duplicates.remove(&key);
                     }
                     _ => {
-                        self.objects.insert(key.clone(), places[0].clone());
+                        self.objects.insert(key, places[0].clone());
                     }
                 }
             } else {
@@ -309,38 +355,24 @@ impl FolderIndex {
         load: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) {
         let changed: Vec<(String, Option<FileVersion>)> = changed.into_iter().collect();
-        let mut reread: BTreeMap<String, FileVersion> = BTreeMap::new();
-        let kustomizations_changed = changed.iter().any(|(p, _)| is_kustomization(p));
-        if kustomizations_changed {
-            for (path, version) in &changed {
-                if is_kustomization(path) {
-                    self.kustomizations.remove(parent(path));
-                    self.broken.remove(path);
-                    self.others.remove(path.as_str());
-                    if let Some(version) = version {
-                        self.read_kustomization(path, load);
-                        self.others.insert(path.as_str().into(), *version);
-                    }
+        for (path, version) in &changed {
+            if is_kustomization(path) {
+                self.kustomizations.remove(parent(path));
+                self.broken.remove(path);
+                self.others.remove(path.as_str());
+                if let Some(version) = version {
+                    self.read_kustomization(path, load);
+                    self.others.insert(path.as_str().into(), *version);
                 }
             }
-            let inherited = self.inheritance();
-            let moved: BTreeSet<&String> = inherited
-                .iter()
-                .filter(|(f, ns)| self.inherited.get(*f) != Some(ns))
-                .map(|(f, _)| f)
-                .chain(
-                    self.inherited
-                        .keys()
-                        .filter(|f| !inherited.contains_key(*f)),
-                )
-                .collect();
-            for path in moved {
-                if let Some(entry) = self.files.get(path.as_str()) {
-                    reread.insert(path.clone(), entry.version);
-                }
-            }
-            self.inherited = inherited;
         }
+        let inheritance = self.inheritance();
+        let mut reread: BTreeMap<String, FileVersion> = self
+            .files
+            .iter()
+            .filter(|(path, entry)| inheritance.get(&***path) != entry.namespace.as_ref())
+            .map(|(path, entry)| (path.to_string(), entry.version))
+            .collect();
         for (path, version) in changed {
             if is_kustomization(&path) {
                 continue;
@@ -348,12 +380,14 @@ impl FolderIndex {
             reread.remove(&path);
             self.remove_file(&path);
             if let Some(version) = version {
-                self.add_file(&path, version, load);
+                let namespace = inheritance.get(&path).cloned();
+                self.add_file(&path, version, namespace, load);
             }
         }
         for (path, version) in reread {
             self.remove_file(&path);
-            self.add_file(&path, version, load);
+            let namespace = inheritance.get(&path).cloned();
+            self.add_file(&path, version, namespace, load);
         }
     }
 
@@ -364,38 +398,54 @@ impl FolderIndex {
 
     /// Where the object is (its first place in path order when it is in more than one).
     pub fn find(&self, id: &ObjectIdentity) -> Option<&Place> {
-        self.objects.get(id.key().as_str())
+        self.objects.get(&key_of(id))
     }
 
-    /// Every place of an object found more than once.
+    /// Every place of an object (more than one when it is found twice).
     pub fn places(&self, id: &ObjectIdentity) -> Vec<Place> {
-        let key = id.key();
-        match self.duplicates.get(key.as_str()) {
+        let key = key_of(id);
+        match self.duplicates.get(&key) {
             Some(places) => places.clone(),
-            None => self
-                .objects
-                .get(key.as_str())
-                .cloned()
-                .into_iter()
-                .collect(),
+            None => self.objects.get(&key).cloned().into_iter().collect(),
         }
     }
 
-    /// Every object found, with its first place.
-    pub fn objects(&self) -> impl Iterator<Item = (ObjectIdentity, &Place)> {
-        self.objects
+    /// The first place of every object whose key `keep` lacks (a snapshot's stale documents).
+    pub fn stale(&self, keep: &HashSet<Key>) -> Vec<Place> {
+        let mut stale: Vec<Place> = self
+            .objects
             .iter()
-            .map(|(key, place)| (identity_of_key(key), place))
+            .filter(|(key, _)| !keep.contains(*key))
+            .map(|(_, place)| place.clone())
+            .collect();
+        stale.sort();
+        stale
     }
 
-    /// The identity keys of a file's documents, in order.
-    pub fn keys_of(&self, path: &str) -> Option<&[Option<Arc<str>>]> {
-        self.files.get(path).map(|e| e.keys.as_slice())
+    /// The first place of every object, in path order.
+    pub fn all_places(&self) -> Vec<Place> {
+        self.stale(&HashSet::new())
+    }
+
+    /// The keys of a file's documents, in order (0: no object).
+    pub fn keys_of(&self, path: &str) -> Option<&[Key]> {
+        self.files.get(path).map(|e| &*e.keys)
     }
 
     /// The namespace a file's documents take when they name none (from a listing kustomization).
     pub fn inherited(&self, path: &str) -> Option<&str> {
-        self.inherited.get(path).map(String::as_str)
+        self.files.get(path).and_then(|e| e.namespace.as_deref())
+    }
+
+    /// The identity of the document at `place`, read with `load`.
+    pub fn identity_at(
+        &self,
+        place: &Place,
+        load: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> Option<ObjectIdentity> {
+        let text = load(&place.path).and_then(|b| String::from_utf8(b).ok())?;
+        let span = split(&text).into_iter().nth(place.doc as usize)?;
+        identity_of(span.of(&text), self.inherited(&place.path)).ok()
     }
 
     /// The version of a file as indexed (any file of the folder).
@@ -446,14 +496,12 @@ impl FolderIndex {
         &self.unplaced
     }
 
-    /// Objects found in more than one place.
-    pub fn duplicates(&self) -> impl Iterator<Item = (ObjectIdentity, &[Place])> {
-        self.duplicates
-            .iter()
-            .map(|(key, places)| (identity_of_key(key), places.as_slice()))
+    /// Objects found in more than one place: every place, in path order.
+    pub fn duplicates(&self) -> impl Iterator<Item = &[Place]> {
+        self.duplicates.values().map(Vec::as_slice)
     }
 
-    /// How many documents are indexed.
+    /// How many objects are indexed.
     pub fn len(&self) -> usize {
         self.objects.len()
     }
@@ -462,8 +510,9 @@ impl FolderIndex {
         self.objects.is_empty()
     }
 
-    /// Lines for a commit body or a condition: what was not read and what is in two places.
-    pub fn notes(&self) -> Vec<String> {
+    /// Lines for a commit body or a condition: what was not read and what is in two places
+    /// (its identity read with `load`).
+    pub fn notes(&self, load: &dyn Fn(&str) -> Option<Vec<u8>>) -> Vec<String> {
         let mut notes: Vec<String> = self
             .broken
             .iter()
@@ -474,31 +523,21 @@ impl FolderIndex {
                 .iter()
                 .map(|(path, why)| format!("Not an object (left as it is): {path}: {why}")),
         );
-        notes.extend(self.duplicates().map(|(id, places)| {
+        for places in self.duplicates() {
+            let what = places
+                .first()
+                .and_then(|place| self.identity_at(place, load))
+                .map_or_else(|| "an object".to_string(), |id| id.to_string());
             let paths: Vec<String> = places
                 .iter()
                 .map(|p| format!("{} (document {})", p.path, p.doc + 1))
                 .collect();
-            format!(
-                "Found twice: {id} in {} (the first is edited)",
+            notes.push(format!(
+                "Found twice: {what} in {} (the first is edited)",
                 paths.join(" and ")
-            )
-        }));
+            ));
+        }
         notes
-    }
-}
-
-fn identity_of_key(key: &str) -> ObjectIdentity {
-    let mut parts = key.split('\u{0}');
-    let group = parts.next().unwrap_or_default().to_string();
-    let kind = parts.next().unwrap_or_default().to_string();
-    let namespace = parts.next().filter(|ns| !ns.is_empty()).map(str::to_string);
-    let name = parts.next().unwrap_or_default().to_string();
-    ObjectIdentity {
-        group,
-        kind,
-        namespace,
-        name,
     }
 }
 
@@ -599,8 +638,8 @@ pub(crate) mod tests {
         assert!(index.unplaced()["apps/list.yaml"].contains("document 1: no apiVersion"));
         let dup: Vec<_> = index.duplicates().collect();
         assert_eq!(dup.len(), 1);
-        assert_eq!(&*dup[0].1[0].path, "apps/list.yaml", "first in path order");
-        let notes = index.notes().join("\n");
+        assert_eq!(&*dup[0][0].path, "apps/list.yaml", "first in path order");
+        let notes = index.notes(&|p| files.get(p).cloned()).join("\n");
         assert!(notes.contains("Found twice: Namespace shop in apps/list.yaml (document 2) and apps/twice.yaml (document 1)"), "{notes}");
         assert!(notes.contains("Not read (left as it is): apps/broken.yaml"));
         assert_eq!(

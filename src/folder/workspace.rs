@@ -4,7 +4,7 @@
 //! with it when it was the last). Pure: files are read through a function and the result is the
 //! set of changed files.
 
-use super::index::{FolderIndex, identity_of};
+use super::index::{FolderIndex, Key, identity_of, key_of};
 use super::kustomization::{add_resource, remove_resource};
 use crate::manifest::ObjectIdentity;
 use crate::manifest::documents::{self, Span, split};
@@ -59,7 +59,7 @@ pub struct Workspace<'a> {
     /// Changed files: new text, or `None` (removed).
     files: BTreeMap<String, Option<String>>,
     /// Identity key → the changed file that holds it now (`None`: no changed file does).
-    overlay: HashMap<String, Option<Arc<str>>>,
+    overlay: HashMap<Key, Option<Arc<str>>>,
     /// Lower-cased path → path, of every file (for paths that differ only in case).
     lower: Option<HashMap<String, String>>,
 }
@@ -95,8 +95,7 @@ impl<'a> Workspace<'a> {
 
     /// The file that holds the object now.
     fn file_of(&self, id: &ObjectIdentity) -> Option<String> {
-        let key = id.key();
-        if let Some(Some(path)) = self.overlay.get(&key) {
+        if let Some(Some(path)) = self.overlay.get(&key_of(id)) {
             return Some(path.to_string());
         }
         self.index
@@ -140,24 +139,24 @@ impl<'a> Workspace<'a> {
     /// Sets a file's text (or removes it), keeping track of which objects it holds.
     fn set(&mut self, path: &str, text: Option<String>, known: Option<&ObjectIdentity>) {
         let inherited = self.index.inherited(path);
-        let keys_of = |text: &str| -> Vec<String> {
+        let keys_of = |text: &str| -> Vec<Key> {
             split(text)
                 .iter()
                 .filter_map(|span| identity_of(span.of(text), inherited).ok())
-                .map(|id| id.key())
+                .map(|id| key_of(&id))
                 .collect()
         };
-        let old: Vec<String> = match self.files.get(path) {
+        let old: Vec<Key> = match self.files.get(path) {
             Some(Some(text)) => keys_of(text),
             Some(None) => Vec::new(),
             None => self
                 .index
                 .keys_of(path)
-                .map(|keys| keys.iter().flatten().map(|k| k.to_string()).collect())
+                .map(|keys| keys.iter().copied().filter(|k| *k != 0).collect())
                 .unwrap_or_default(),
         };
-        let new: Vec<String> = match (&text, known) {
-            (Some(_), Some(id)) if !self.exists(path) => vec![id.key()],
+        let new: Vec<Key> = match (&text, known) {
+            (Some(_), Some(id)) if !self.exists(path) => vec![key_of(id)],
             (Some(text), _) => keys_of(text),
             (None, _) => Vec::new(),
         };

@@ -5,6 +5,7 @@
 use super::change::FileChange;
 use super::snapshot::{Prune, SnapshotRequest};
 use super::store::{SnapshotStats, Store, StoreError};
+use crate::folder::index::{Key, key_of};
 use crate::folder::{Edited, FileVersion, FolderIndex, Placement, Workspace};
 use crate::manifest::ObjectIdentity;
 use crate::manifest::hash::recorded_hash;
@@ -209,9 +210,9 @@ impl Store {
         let load = |path: &str| self.read_file(head, path).ok().flatten();
         let mut workspace = Workspace::new(&index, &load);
         let mut plan = SnapshotPlan::default();
-        let mut wanted: HashSet<String> = HashSet::with_capacity(request.objects.len());
+        let mut wanted: HashSet<Key> = HashSet::with_capacity(request.objects.len());
         for object in &request.objects {
-            wanted.insert(object.id.key());
+            wanted.insert(key_of(&object.id));
             if object.keep {
                 plan.counts.unchanged += 1;
                 continue;
@@ -242,9 +243,9 @@ impl Store {
         }
         if let Prune::Owned(owned) = &request.prune {
             let stale: Vec<ObjectIdentity> = index
-                .objects()
-                .filter(|(id, _)| !wanted.contains(&id.key()))
-                .map(|(id, _)| id)
+                .stale(&wanted)
+                .iter()
+                .filter_map(|place| index.identity_at(place, &load))
                 .collect();
             for id in stale {
                 let ours = workspace.document(&id).is_some_and(|doc| owned(&id, &doc));
@@ -254,7 +255,7 @@ impl Store {
             }
         }
         plan.notes.extend(request.notes.iter().cloned());
-        let found = index.notes();
+        let found = index.notes(&load);
         for note in &found {
             tracing::warn!(folder, %note, "a file of the folder is left as it is");
         }

@@ -286,9 +286,10 @@ impl WorkerHandle {
         );
         tokio::task::spawn_blocking(move || {
             let tip = store.resolve(&branch).ok().flatten();
+            let load = |path: &str| store.read_file(tip, path).ok().flatten();
             store
                 .folder_index(tip, &folder)
-                .map(|index| index.notes())
+                .map(|index| index.notes(&load))
                 .unwrap_or_default()
         })
         .await
