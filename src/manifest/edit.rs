@@ -170,6 +170,7 @@ fn edit_in_place(original: &str, old: &Value, new: &Value) -> Option<String> {
         text.push_str(if crlf { "\r\n" } else { "\n" });
     }
     let mut root = build_tree(&text)?;
+    resolve_keys(&text, &mut root, old);
     let lines = Lines { text: &text };
     lines.finish(&mut root, 0);
     let mut editor = Editor {
@@ -205,6 +206,7 @@ enum Kind {
     Scalar {
         block: bool,
         empty: bool,
+        value: String,
     },
     Map {
         flow: bool,
@@ -219,9 +221,11 @@ enum Kind {
 
 #[derive(Debug)]
 struct Entry {
-    /// The key as read, when it is a plain or quoted scalar on one line with its `:` after it.
+    /// The key as read, when it is a plain or quoted scalar on one line with its `:` after it
+    /// (the parser's text; [`resolve_keys`] puts the reader's where the two differ).
     key: Option<String>,
     key_start: usize,
+    key_end: usize,
     /// The byte after the `:`.
     colon_end: usize,
     value: Node,
@@ -307,7 +311,11 @@ impl Builder<'_, '_> {
                 let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
                 let empty = start == end && *style == ScalarStyle::Plain && value == "~";
                 Some(Node {
-                    kind: Kind::Scalar { block, empty },
+                    kind: Kind::Scalar {
+                        block,
+                        empty,
+                        value: value.to_string(),
+                    },
                     start,
                     end,
                     props: *anchor != 0 || tag.is_some(),
@@ -371,13 +379,14 @@ impl Builder<'_, '_> {
     }
 
     fn entry(&self, key: Node, value: Node) -> Entry {
-        let simple_key = matches!(
-            key.kind,
+        let simple_key = match &key.kind {
             Kind::Scalar {
                 block: false,
-                empty: false
-            }
-        ) && !key.props;
+                empty: false,
+                value,
+            } if !key.props => Some(value.clone()),
+            _ => None,
+        };
         // The `:` of the entry: the first value indicator after the key, on the key's line.
         let at = self.colons.partition_point(|c| *c < key.end);
         let colon = self.colons.get(at).copied().filter(|c| {
@@ -387,18 +396,40 @@ impl Builder<'_, '_> {
         });
         let key_text = self.text.get(key.start..key.end);
         let name = match (simple_key, colon, key_text) {
-            (true, Some(_), Some(raw)) if !raw.contains('\n') => {
-                // The key as read: the reader turns every key into its string.
-                read_key(raw)
-            }
+            (Some(value), Some(_), Some(raw)) if !raw.contains('\n') => Some(value),
             _ => None,
         };
         Entry {
             key: name,
+            key_end: key.end,
             key_start: key.start,
             colon_end: colon.map_or(key.end, |c| c + 1),
             value,
         }
+    }
+}
+
+/// Puts the reader's key in place of the parser's text where the value read has no such key (a
+/// key the reader resolves differently); the parser's text is right for nearly every key, and
+/// reading each key alone would cost a parse per key.
+fn resolve_keys(text: &str, node: &mut Node, value: &Value) {
+    match (&mut node.kind, value) {
+        (Kind::Map { entries, .. }, Value::Object(map)) => {
+            for entry in entries.iter_mut() {
+                if entry.key.as_ref().is_some_and(|k| !map.contains_key(k)) {
+                    entry.key = text.get(entry.key_start..entry.key_end).and_then(read_key);
+                }
+                if let Some(inner) = entry.key.as_ref().and_then(|k| map.get(k)) {
+                    resolve_keys(text, &mut entry.value, inner);
+                }
+            }
+        }
+        (Kind::Seq { items, .. }, Value::Array(values)) => {
+            for (item, inner) in items.iter_mut().zip(values) {
+                resolve_keys(text, &mut item.node, inner);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -720,6 +751,7 @@ impl Editor<'_> {
                 Kind::Scalar {
                     block: false,
                     empty: false,
+                    ..
                 },
                 _,
                 _,
