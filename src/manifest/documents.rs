@@ -130,11 +130,13 @@ fn normalized(doc: &str, ending: &str) -> String {
 /// The file with one document's text replaced by `doc` (its separator and every other byte
 /// kept). A document that ended the file without a final line break gets none either.
 pub fn replace(file: &str, span: &Span, doc: &str) -> String {
-    let mut doc = normalized(doc, line_ending(file));
-    if span.text.end == file.len() && !file.ends_with('\n') {
-        while doc.ends_with(['\n', '\r']) {
-            doc.pop();
-        }
+    let ending = line_ending(file);
+    let given_ending = doc.ends_with('\n');
+    let mut doc = normalized(doc, ending);
+    // The file's last document without a final line break gets none either — unless the new
+    // text has its own (a `|+` block scalar's trailing newline is part of its value).
+    if span.text.end == file.len() && !file.ends_with('\n') && !given_ending {
+        doc.truncate(doc.len() - ending.len());
     }
     let mut out = String::with_capacity(file.len() + doc.len());
     out.push_str(&file[..span.text.start]);
@@ -253,7 +255,12 @@ mod tests {
         );
         let no_newline = "a: 1\n---\nb: 2";
         let spans = split(no_newline);
-        assert_eq!(replace(no_newline, &spans[1], "b: 3\n"), "a: 1\n---\nb: 3");
+        assert_eq!(replace(no_newline, &spans[1], "b: 3"), "a: 1\n---\nb: 3");
+        assert_eq!(
+            replace(no_newline, &spans[1], "b: |+\n  x\n\n"),
+            "a: 1\n---\nb: |+\n  x\n\n",
+            "a value's own trailing newlines stay"
+        );
         let crlf = "a: 1\r\n---\r\nb: 2\r\n";
         let spans = split(crlf);
         assert_eq!(
