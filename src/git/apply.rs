@@ -23,6 +23,14 @@ type Kept = Vec<(ObjectId, Arc<FolderIndex>)>;
 /// A file's new state: path → new bytes, or `None` (removed).
 pub type FileEdit = (String, Option<Vec<u8>>);
 
+/// What a window's changes make: the files, and where each object's document is now (path by
+/// identity key, for the commit message's trailers).
+#[derive(Debug, Default)]
+pub struct WindowFiles {
+    pub files: Vec<FileEdit>,
+    pub placed: HashMap<Key, String>,
+}
+
 /// The folder indexes of recent commits, by folder and the folder's tree id.
 #[derive(Default)]
 pub struct FolderIndexes {
@@ -155,16 +163,19 @@ impl Store {
         head: Option<ObjectId>,
         folder: &str,
         changes: &[&FileChange],
-    ) -> Result<Vec<FileEdit>, StoreError> {
+    ) -> Result<WindowFiles, StoreError> {
         let index = self.folder_index(head, folder)?;
         let load = |path: &str| self.read_file(head, path).ok().flatten();
         let mut workspace = Workspace::new(&index, &load);
         let mut whole = Vec::new();
+        let mut placed = HashMap::new();
         for change in changes {
             let (Some(id), Some(content)) = (&change.object, &change.content) else {
                 match &change.object {
                     Some(id) => {
-                        workspace.delete(id);
+                        if let Edited::Removed { path } = workspace.delete(id) {
+                            placed.insert(key_of(id), path);
+                        }
                     }
                     None => whole.push((
                         change.path.clone(),
@@ -189,13 +200,21 @@ impl Store {
                 path: &change.path,
                 bundle: change.bundle,
             };
-            if let Err(e) = workspace.upsert(id, text, placement) {
-                tracing::error!(folder, object = %id, error = %e, "cannot edit the object's document; not written");
+            match workspace.upsert(id, text, placement) {
+                Ok(
+                    Edited::Added { path } | Edited::Updated { path } | Edited::Unchanged { path },
+                ) => {
+                    placed.insert(key_of(id), path);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(folder, object = %id, error = %e, "cannot edit the object's document; not written");
+                }
             }
         }
         let mut files = workspace.changes();
         files.extend(whole);
-        Ok(files)
+        Ok(WindowFiles { files, placed })
     }
 
     /// What a snapshot changes on top of `head`: every object written where the folder has it

@@ -902,6 +902,7 @@ impl PushJob {
         let changes: Vec<&super::change::FileChange> = window.files().collect();
         let edited = self.store.window_files(head, &first.folder, &changes)?;
         let mut files: Vec<(&str, Option<&[u8]>)> = edited
+            .files
             .iter()
             .map(|(path, bytes)| (path.as_str(), bytes.as_deref()))
             .collect();
@@ -911,7 +912,24 @@ impl PushJob {
             email: first.author.email.clone(),
             time: window.author_date().unwrap_or(committer.time),
         };
-        let message = commit_message(&window.changes);
+        // The trailers name each object's file as it is now (edited where it lives).
+        let placed: Vec<Change> = window
+            .changes
+            .iter()
+            .map(|change| {
+                let mut change = change.clone();
+                if let Some(path) = change
+                    .file
+                    .object
+                    .as_ref()
+                    .and_then(|id| edited.placed.get(&crate::folder::index::key_of(id)))
+                {
+                    change.file.path = path.clone();
+                }
+                change
+            })
+            .collect();
+        let message = commit_message(&placed);
         let written = self
             .store
             .commit_files(head, &files, &author, committer, &message)?;

@@ -326,6 +326,22 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
             || l.contains("configbutler.ai/content-hash")),
         "only the change and the hash annotation: {added:?}"
     );
+    let message = git(
+        &env.repo,
+        &[
+            "--git-dir",
+            env.repo.to_str().unwrap(),
+            "log",
+            "-1",
+            "--format=%B",
+            "main",
+        ],
+        None,
+    );
+    assert!(
+        message.contains("Content-Hash: clusters/dev/shop/config.yaml sha256:"),
+        "the trailer names the file the object lives in: {message}"
+    );
     let config = show(&env.repo, &path("shop/config.yaml")).expect("config");
     assert!(config.starts_with("# Configuration of the shop."));
     assert!(config.contains("# settings: read by the web frontend at start."));
