@@ -56,8 +56,8 @@ pub enum Offered {
     Held { held: usize },
     /// Not taken (the queue is full, or the held bound was reached and the held events were
     /// dropped): the destination must reconcile again. `first`: the first loss since the last
-    /// reconcile started (worth a warning).
-    Lost { first: bool },
+    /// reconcile started (worth a warning); `reconciling`: lost to the held bound.
+    Lost { first: bool, reconciling: bool },
     /// The task has stopped.
     Closed,
 }
@@ -128,7 +128,10 @@ impl Intake {
     fn lost(&mut self) -> Offered {
         let first = !self.resync;
         self.resync = true;
-        Offered::Lost { first }
+        Offered::Lost {
+            first,
+            reconciling: self.reconciling,
+        }
     }
 
     /// A reconcile starts: events are held from now on, and what was lost before is covered.
@@ -159,9 +162,16 @@ pub fn record_offer(offered: Offered, label: &str, metrics: &Metrics) -> bool {
             metrics.set_destination_held(label, held);
             false
         }
-        Offered::Lost { first } => {
+        Offered::Lost { first, reconciling } => {
             metrics.record_destination_overflow(label);
-            if first {
+            // A first listing of many objects arrives while the initial reconcile runs: that is
+            // not a slow repository, and the log says so.
+            if first && reconciling {
+                tracing::warn!(destination = %label,
+                    "more events arrived while its reconcile ran than are held; they are dropped \
+                     and the destination reconciles again after it (expected when a watch first \
+                     lists many objects)");
+            } else if first {
                 tracing::warn!(destination = %label,
                     "queue full (its repository is slow or unreachable); events are dropped and \
                      the destination reconciles from complete listings once it catches up");
@@ -598,8 +608,12 @@ mod tests {
         // A full queue: lost, another reconcile is due, the first loss is the one to warn about.
         intake.offer(routed("d"));
         intake.offer(routed("e"));
-        assert_eq!(intake.offer(routed("f")), Offered::Lost { first: true });
-        assert_eq!(intake.offer(routed("g")), Offered::Lost { first: false });
+        let lost = |first| Offered::Lost {
+            first,
+            reconciling: false,
+        };
+        assert_eq!(intake.offer(routed("f")), lost(true));
+        assert_eq!(intake.offer(routed("g")), lost(false));
         assert!(intake.needs_resync());
         intake.start_reconcile();
         assert!(!intake.needs_resync(), "the reconcile covers what was lost");
@@ -608,7 +622,14 @@ mod tests {
         for n in ["h", "i", "j"] {
             assert!(matches!(intake.offer(routed(n)), Offered::Held { .. }));
         }
-        assert_eq!(intake.offer(routed("k")), Offered::Lost { first: true });
+        assert_eq!(
+            intake.offer(routed("k")),
+            Offered::Lost {
+                first: true,
+                reconciling: true
+            },
+            "lost to the held bound, said apart from a full queue"
+        );
         assert!(intake.end_reconcile().is_empty());
         assert!(intake.needs_resync());
 
