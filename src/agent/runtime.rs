@@ -2,6 +2,10 @@
 //! plan, applies it (watches, workers, statuses, initial reconciles) and routes live events to
 //! the destinations' tasks: the wiring of one loop; the decisions live in `capture`,
 //! `destination`, `reconcile`, `remotes`, `status` and `cluster`.
+//!
+//! Long (about 1,100 lines) because it is the one place that owns the loop's state (workers,
+//! destinations, watches, leases, readiness) and every transition of it; each decision it makes
+//! is a call into a pure module, so what remains here is wiring that is clearer read together.
 
 use super::board::{Posted, StatusBoard};
 use super::capture::Layout;

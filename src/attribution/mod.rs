@@ -3,6 +3,7 @@
 
 pub mod facts;
 pub mod pki;
+pub mod requests;
 pub mod resolver;
 pub mod self_managed;
 pub mod tls;

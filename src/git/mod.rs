@@ -12,6 +12,7 @@ pub mod registry;
 pub mod remote;
 pub mod signing;
 pub mod snapshot;
+pub mod snapshot_commit;
 pub mod store;
 pub mod transport;
 pub mod url;

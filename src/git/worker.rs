@@ -1,5 +1,10 @@
 //! One worker per repository and branch: every destination on it shares one queue, its commit
 //! windows, and a push loop that rebuilds on another writer's commits and waits out outages.
+//!
+//! Long (about 1,000 lines) because the worker's task and its push round share one state
+//! machine (pending work, remote tip, retry timing, fencing) that reads best in one place; what
+//! is separable lives beside it: windows (`window`), the folder edits (`apply`), snapshot
+//! commits (`snapshot_commit`), the store, transport and progress.
 
 use super::change::{Change, commit_message};
 use super::marker::{self, Claim, MARKER_FILE, Owner};

@@ -12,6 +12,12 @@
 //! YAML 1.1 quoting rules hold. The result is read back before it is returned; should it not read
 //! as the new value, the whole document is written anew instead (its leading comments kept).
 //! Pure: no I/O.
+//!
+//! Long (about 1,400 lines before its tests) because it is one algorithm over three private
+//! views of the same text — the node tree with spans, the line table, the editor that turns a
+//! value difference into byte edits — whose types are shared by every step; its sections below
+//! follow that order. Splitting them into modules would make those types crate-visible for no
+//! other user.
 
 use granit_parser::{Event, Parser, ScalarStyle, Scanner, StrInput, StructureStyle, TokenType};
 use serde_json::{Map, Value, json};

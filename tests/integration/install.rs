@@ -4,13 +4,12 @@
 //! `create` subjects for new objects, and an outage that shows on the resources at once.
 
 use crate::support::agent_env::*;
-use crate::support::git_servers::{GitServer, git, secret_string_data};
+use crate::support::git_servers::{GitServer, commit_by_hand, git, secret_string_data};
 use gitops_reverser::git::credentials::Credentials;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 async fn put_secret(env: &Env, name: &str, data: serde_json::Value) {
@@ -179,35 +178,6 @@ async fn credentials_in_a_secret_of_any_name_are_used_over_https() {
 async fn credentials_in_a_secret_of_any_name_are_used_over_ssh() {
     let server = GitServer::ssh().expect("sshd");
     credentials_round(&server).await;
-}
-
-/// Commits `files` (path → content) on `main` of the bare repository `repo`, as a person would.
-fn commit_by_hand(scratch: &Path, repo: &Path, files: &[(&str, &str)]) {
-    let work = scratch.join("hand");
-    let _ = std::fs::remove_dir_all(&work);
-    let url = format!("file://{}", repo.display());
-    git(scratch, &["clone", "-q", &url, "hand"], None);
-    for (path, content) in files {
-        let file = work.join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
-        std::fs::write(&file, content).expect("write");
-    }
-    git(&work, &["add", "-A"], None);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=Pat",
-            "-c",
-            "user.email=pat@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "by hand",
-        ],
-        None,
-    );
-    git(&work, &["push", "-q", "origin", "HEAD:main"], None);
 }
 
 /// A rule naming `secrets` (excluded: simply never written) and a resource the server does not

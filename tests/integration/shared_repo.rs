@@ -6,7 +6,7 @@
 //! the folder after every commit.
 
 use crate::support::agent_env::*;
-use crate::support::git_servers::{git, require_binary};
+use crate::support::git_servers::{commit_by_hand, git, require_binary};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -96,33 +96,21 @@ fn tree(repo: &Path) -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-/// Commits `files` on `main` as a person would (a clone, a commit, a push).
-fn commit_by_hand(scratch: &Path, repo: &Path, files: &[(&str, &str)]) {
-    let work = scratch.join("hand");
-    let _ = std::fs::remove_dir_all(&work);
-    let url = format!("file://{}", repo.display());
-    git(scratch, &["clone", "-q", &url, "hand"], None);
-    for (path, content) in files {
-        let file = work.join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
-        std::fs::write(&file, content).expect("write");
+/// The Flux-style fixture committed by a person: the kustomization, the commented multi-document
+/// ConfigMap file, the unwatched kinds, and (`full`) the README and the file that does not parse.
+fn commit_fixture(env: &Env, full: bool) {
+    let path = |p: &str| format!("{FOLDER}/{p}");
+    let mut files = vec![
+        (path("kustomization.yaml"), KUSTOMIZATION),
+        (path("shop/config.yaml"), CONFIG),
+        (path("infra/releases.yaml"), RELEASES),
+    ];
+    if full {
+        files.push((path("README.md"), README));
+        files.push((path("notes/broken.yaml"), BROKEN));
     }
-    git(&work, &["add", "-A"], None);
-    git(
-        &work,
-        &[
-            "-c",
-            "user.name=Pat",
-            "-c",
-            "user.email=pat@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "by hand",
-        ],
-        None,
-    );
-    git(&work, &["push", "-q", "origin", "HEAD:main"], None);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    commit_by_hand(env.scratch.path(), &env.repo, &files);
 }
 
 /// `kubectl kustomize` of the folder at `main` (a checkout): the documents it builds.
@@ -220,17 +208,7 @@ async fn the_agent_edits_a_flux_repository_in_place_and_never_touches_what_is_no
     )
     .await;
     let path = |p: &str| format!("{FOLDER}/{p}");
-    commit_by_hand(
-        env.scratch.path(),
-        &env.repo,
-        &[
-            (&path("kustomization.yaml"), KUSTOMIZATION),
-            (&path("shop/config.yaml"), CONFIG),
-            (&path("infra/releases.yaml"), RELEASES),
-            (&path("README.md"), README),
-            (&path("notes/broken.yaml"), BROKEN),
-        ],
-    );
+    commit_fixture(&env, true);
     // The cluster as Flux applied it (the kustomization's namespace), minus `old`.
     let built = kustomize(&kubectl, env.scratch.path(), &env.repo);
     for doc in &built {
@@ -462,15 +440,7 @@ async fn prune_policy(env: &Env, prune: &str) {
 async fn prune_never_on_event_and_sweep_behave_as_documented() {
     let env = Env::new().await;
     let path = |p: &str| format!("{FOLDER}/{p}");
-    commit_by_hand(
-        env.scratch.path(),
-        &env.repo,
-        &[
-            (&path("kustomization.yaml"), KUSTOMIZATION),
-            (&path("shop/config.yaml"), CONFIG),
-            (&path("infra/releases.yaml"), RELEASES),
-        ],
-    );
+    commit_fixture(&env, false);
     // `settings` and `flags` live; `old` is stale.
     for (name, data) in [
         ("settings", json!({"mode": "fast", "retries": "3"})),

@@ -859,3 +859,33 @@ pub fn read_all(paths: &[&Path]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Commits `files` (path → content) on `main` of the bare repository `repo` as a person would
+/// (Pat): a clone under `scratch`, the files written, one commit, a push.
+pub fn commit_by_hand(scratch: &Path, repo: &Path, files: &[(&str, &str)]) {
+    let work = scratch.join("hand");
+    let _ = std::fs::remove_dir_all(&work);
+    let url = format!("file://{}", repo.display());
+    git(scratch, &["clone", "-q", &url, "hand"], None);
+    for (path, content) in files {
+        let file = work.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("dir");
+        std::fs::write(&file, content).expect("write");
+    }
+    git(&work, &["add", "-A"], None);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Pat",
+            "-c",
+            "user.email=pat@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "by hand",
+        ],
+        None,
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:main"], None);
+}
